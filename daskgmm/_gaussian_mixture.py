@@ -1,0 +1,584 @@
+"""The estimator: scikit-learn's GaussianMixture, fitted by single-pass EM on Dask."""
+
+import time
+import warnings
+from functools import partial
+from numbers import Integral
+
+import dask.array as da
+import numpy as np
+import zarr
+from scipy.special import logsumexp
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
+from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky_from_precisions
+from sklearn.utils import check_random_state
+from sklearn.utils._array_api import get_namespace
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from . import _graph, _kernels
+from ._mstep import (
+    EPS10,
+    covariances_from_precision_cholesky,
+    estimate_parameters,
+    m_step,
+    precision_cholesky,
+)
+from ._stats import Stats, m2_shape
+
+# scikit-learn's array-API namespace for NumPy, which its mixture helpers expect.
+_NUMPY = get_namespace(np.empty(0))[0]
+
+# Rows drawn (at most) for k-means and k-means++ initialisation on Dask input.
+KMEANS_SAMPLE_SIZE = 100_000
+
+
+def _as_collection(X):
+    """Dask array for Dask or zarr input, None for anything in memory."""
+    if isinstance(X, zarr.Array):
+        return da.from_zarr(X)
+    if isinstance(X, da.Array):
+        return X
+    return None
+
+
+def _check_dask_input(X, estimator_name):
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead. {estimator_name} "
+            "expects data of shape (n_samples, n_features)."
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold numbers; got dtype {X.dtype}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError(
+            "X has unknown chunk sizes along rows; call X.compute_chunk_sizes() first."
+        )
+    if X.shape[1] < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
+            f"is required by {estimator_name}."
+        )
+
+
+def _check_sample_weight(sample_weight, n_samples):
+    """Validate weights; in-memory weights are checked here, Dask ones per block."""
+    if isinstance(sample_weight, da.Array):
+        if sample_weight.shape != (n_samples,):
+            raise ValueError(
+                f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
+            )
+        return sample_weight.astype(np.float64)
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.ndim == 0:
+        sample_weight = np.full(n_samples, float(sample_weight))
+    if sample_weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
+        )
+    _kernels.check_sample_weight(sample_weight)
+    if not sample_weight.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum.")
+    return sample_weight
+
+
+def _encode_labels(y, data):
+    """classes_ and the (NumPy or Dask) class index of every row."""
+    if isinstance(y, da.Array):
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-dimensional; got shape {y.shape}.")
+        (classes,) = _graph.compute(da.unique(y), scheduler=data.scheduler)
+        target = type_of_target(classes)
+    else:
+        y = column_or_1d(y, warn=True)
+        classes = np.unique(y)
+        target = type_of_target(y)
+    if y.shape[0] != data.n_samples:
+        raise ValueError(
+            f"y has {y.shape[0]} samples but X has {data.n_samples}; they must match."
+        )
+    if target not in ("binary", "multiclass"):
+        raise ValueError(
+            f"y must hold class labels (binary or multiclass); got a {target!r} target."
+        )
+    if isinstance(y, da.Array):
+        return classes, y.map_blocks(partial(np.searchsorted, classes), dtype=np.intp)
+    return classes, da.from_array(np.searchsorted(classes, y), chunks=(data.X.chunks[0],))
+
+
+def _start_from_stats(stats, total_weight, reg_covar, covariance_type):
+    """Initial parameters from statistics of initial responsibilities.
+
+    As scikit-learn's ``_initialize``: weights are ``nk / n_samples``.
+    """
+    nk, means, covariances = estimate_parameters(stats, reg_covar, covariance_type)
+    prec_chol = precision_cholesky(covariances, covariance_type)
+    return nk / total_weight, means, covariances, prec_chol
+
+
+def _point_stats(points, covariance_type):
+    """Statistics of one unit-weight row per component (k-means++, random_from_data)."""
+    n_components, n_features = points.shape
+    m2 = np.zeros(m2_shape(n_components, n_features, covariance_type))
+    return Stats(np.ones(n_components), points, m2, 0.0, 0.0)
+
+
+def _score_samples_block(X, params, covariance_type):
+    _kernels.check_finite(X)
+    return logsumexp(_kernels.estimate_weighted_log_prob(X, *params, covariance_type), axis=1)
+
+
+def _predict_proba_block(X, params, covariance_type):
+    _kernels.check_finite(X)
+    weighted = _kernels.estimate_weighted_log_prob(X, *params, covariance_type)
+    return np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
+
+
+def _predict_block(X, params, covariance_type, classes):
+    _kernels.check_finite(X)
+    labels = _kernels.estimate_weighted_log_prob(X, *params, covariance_type).argmax(axis=1)
+    return labels if classes is None else classes[labels]
+
+
+class GaussianMixture(_SklearnGaussianMixture):
+    """Gaussian mixture fitted by EM on Dask, one pass over the data per iteration.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` whose
+    ``fit`` also takes Dask and zarr arrays of any size. Each row chunk
+    computes the E-step and its partial sufficient statistics in one task; a
+    tree reduction combines them and the M-step runs on the small result.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components (ignored by ``fit(X, y)``, which uses
+        one component per class).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Convergence threshold on the change of the per-sample mean
+        log-likelihood.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Number of initialisations; they all advance in the same pass over
+        the data and the one with the best lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        For in-memory input, exactly scikit-learn's initialisation. For Dask
+        input: k-means or k-means++ on a uniform sample of at most
+        ``KMEANS_SAMPLE_SIZE`` rows, then (k-means) one pass assigning every row
+        to its nearest centre; ``random`` draws responsibilities per row from
+        its global index; ``random_from_data`` picks rows as scikit-learn does.
+    weights_init, means_init, precisions_init : array-like, default=None
+        User-provided initial parameters, as in scikit-learn.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+    params : str, default='wmc'
+        Which parameters the M-step updates: any of ``'w'`` (weights),
+        ``'m'`` (means) and ``'c'`` (covariances). With ``'m'`` left out,
+        covariances are estimated about the fixed means.
+    verbose : int, default=0
+        Print, every ``verbose_interval`` iterations, the iteration, the lower
+        bound, its change and the seconds taken.
+    verbose_interval : int, default=10
+    split_every : int or None, default=None
+        Fan-in of the tree reduction (None: Dask's default).
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+        Fitted parameters, NumPy arrays, shaped as in scikit-learn.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Per-sample mean log-likelihood of the last E-step of the best
+        initialisation.
+    lower_bounds_ : list of float
+        One value per iteration of the best initialisation.
+    n_features_in_ : int
+    classes_ : ndarray
+        Class labels, only when fitted with ``y``.
+    """
+
+    _parameter_constraints: dict = {
+        **_SklearnGaussianMixture._parameter_constraints,
+        "params": [str],
+        "split_every": [Interval(Integral, 2, None, closed="left"), None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        params="wmc",
+        verbose=0,
+        verbose_interval=10,
+        split_every=None,
+    ):
+        super().__init__(
+            n_components=n_components,
+            covariance_type=covariance_type,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            weights_init=weights_init,
+            means_init=means_init,
+            precisions_init=precisions_init,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.params = params
+        self.split_every = split_every
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = False
+        return tags
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with EM, one pass over ``X`` per iteration.
+
+        Parameters
+        ----------
+        X : array-like, Dask array or zarr array of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Class labels: one component per class, started from the class
+            statistics; ``predict`` then returns labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights; integer weights equal repeated rows.
+
+        Returns
+        -------
+        self
+        """
+        state = self.__dict__.copy()
+        try:
+            self._fit(X, y, sample_weight)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the label of every row (``fit(X).predict(X)``)."""
+        return self.fit(X, y, sample_weight).predict(X)
+
+    def _fit(self, X, y, sample_weight):
+        self._validate_params()
+        if not set(self.params) <= set("wmc"):
+            raise ValueError(
+                f"params must be made of the letters 'w', 'm' and 'c'; got {self.params!r}."
+            )
+        data, X_memory = self._fit_data(X, sample_weight)
+        labels = None
+        if y is not None:
+            classes, labels = _encode_labels(y, data)
+            n_components = len(classes)
+        else:
+            n_components = self.n_components
+        if data.n_samples < n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {n_components}, n_samples = {data.n_samples}"
+            )
+        self._check_parameters(data.X, xp=_NUMPY)
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if labels is not None:
+            if not do_init and not np.array_equal(classes, self.classes_):
+                raise ValueError("warm_start with y needs the same classes as the last fit.")
+            if any(p is not None for p in (self.weights_init, self.means_init, self.precisions_init)):
+                raise ValueError(
+                    "fit with y starts from the class statistics; weights_init, means_init "
+                    "and precisions_init cannot be given with it."
+                )
+            self.classes_ = classes
+        elif hasattr(self, "classes_") and do_init:
+            del self.classes_
+
+        if do_init:
+            random_state = check_random_state(self.random_state)
+            starts = self._initial_parameters(data, X_memory, labels, n_components, random_state)
+            lower_bound = -np.inf
+        else:
+            starts = [self._get_parameters()]
+            lower_bound = self.lower_bound_
+        self._run_em(data, starts, lower_bound)
+
+    def _fit_data(self, X, sample_weight):
+        """Validate X (and weights); returns RowData and the in-memory X or None."""
+        collection = _as_collection(X)
+        if collection is None:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+            return _graph.from_numpy(X, sample_weight), X
+        _check_dask_input(collection, type(self).__name__)
+        if collection.shape[0] < 2:
+            raise ValueError(
+                f"Found array with {collection.shape[0]} sample(s) (shape={collection.shape}) "
+                f"while a minimum of 2 is required by {type(self).__name__}."
+            )
+        self.n_features_in_ = collection.shape[1]
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, collection.shape[0])
+        return _graph.from_dask(collection, sample_weight), None
+
+    # ------------------------------------------------------- initialisation
+
+    def _initial_parameters(self, data, X_memory, labels, n_components, random_state):
+        """One ``(weights, means, covariances, prec_chol)`` per initialisation."""
+        if labels is not None:
+            lazy, layout = _graph.label_statistics(
+                data, labels, n_components, self.covariance_type, self.split_every
+            )
+            stats = layout.unpack(_graph.compute(lazy, scheduler=data.scheduler)[0])
+            return [self._start(Stats(*(f[0] for f in stats)), stats.weight[0])]
+        if X_memory is not None:
+            return [self._sklearn_start(X_memory, random_state) for _ in range(self.n_init)]
+        if all(p is not None for p in (self.weights_init, self.means_init, self.precisions_init)):
+            return [self._apply_user_init(None)] * self.n_init
+        return [self._apply_user_init(start) for start in self._dask_starts(data, random_state)]
+
+    def _start(self, stats, total_weight):
+        return _start_from_stats(stats, total_weight, self.reg_covar, self.covariance_type)
+
+    def _sklearn_start(self, X, random_state):
+        """scikit-learn's own initialisation, for in-memory input."""
+        init = _SklearnGaussianMixture(
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar,
+            init_params=self.init_params,
+            weights_init=self.weights_init,
+            means_init=self.means_init,
+            precisions_init=self.precisions_init,
+        )
+        init._initialize_parameters(X, random_state)
+        prec_chol = np.asarray(init.precisions_cholesky_, dtype=np.float64)
+        covariances = getattr(init, "covariances_", None)
+        if covariances is None:
+            covariances = covariances_from_precision_cholesky(prec_chol, self.covariance_type)
+        return (
+            np.asarray(init.weights_, dtype=np.float64),
+            np.asarray(init.means_, dtype=np.float64),
+            np.asarray(covariances, dtype=np.float64),
+            prec_chol,
+        )
+
+    def _apply_user_init(self, start):
+        """Replace parts of a start by weights_init, means_init, precisions_init."""
+        weights, means, covariances, prec_chol = start or (None,) * 4
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+        if self.precisions_init is not None:
+            prec_chol = _compute_precision_cholesky_from_precisions(
+                np.asarray(self.precisions_init, dtype=np.float64),
+                self.covariance_type,
+                xp=_NUMPY,
+            )
+            covariances = covariances_from_precision_cholesky(prec_chol, self.covariance_type)
+        return weights, means, covariances, prec_chol
+
+    def _dask_starts(self, data, random_state):
+        """Initialisations at scale: a sample, or one pass, never all rows in memory."""
+        n_samples, n_components = data.n_samples, self.n_components
+        method = self.init_params
+        if method == "random_from_data":
+            points = [
+                _graph.take_rows(data, random_state.choice(n_samples, n_components, replace=False))
+                for _ in range(self.n_init)
+            ]
+            return [self._start(_point_stats(p, self.covariance_type), n_samples) for p in points]
+        if method == "random":
+            seeds = [random_state.randint(2**31 - 1) for _ in range(self.n_init)]
+            lazy, layout = _graph.random_statistics(
+                data, seeds, n_components, self.covariance_type, self.split_every
+            )
+            return self._starts_from_batch(data, lazy, layout)
+        sample = self._sample(data, random_state)
+        if method == "k-means++":
+            points = [
+                kmeans_plusplus(sample, n_components, random_state=random_state)[0]
+                for _ in range(self.n_init)
+            ]
+            return [self._start(_point_stats(p, self.covariance_type), n_samples) for p in points]
+        centres = [
+            KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+            .fit(sample)
+            .cluster_centers_
+            for _ in range(self.n_init)
+        ]
+        lazy, layout = _graph.nearest_statistics(
+            data, centres, self.covariance_type, self.split_every
+        )
+        return self._starts_from_batch(data, lazy, layout)
+
+    def _starts_from_batch(self, data, lazy, layout):
+        stats = layout.unpack(_graph.compute(lazy, scheduler=data.scheduler)[0])
+        return [self._start(Stats(*(f[i] for f in stats)), stats.weight[i]) for i in range(layout.n_batch)]
+
+    def _sample(self, data, random_state):
+        """A uniform sample of rows, read in one pass (all rows if few)."""
+        n_samples = data.n_samples
+        if n_samples <= KMEANS_SAMPLE_SIZE:
+            indices = np.arange(n_samples)
+        else:
+            indices = np.unique(random_state.randint(0, n_samples, KMEANS_SAMPLE_SIZE))
+        sample = _graph.take_rows(data, indices)
+        _kernels.check_finite(sample)
+        return sample
+
+    # ------------------------------------------------------------------- EM
+
+    def _run_em(self, data, starts, lower_bound):
+        """EM on all initialisations at once: one pass per iteration for all."""
+        n_init = len(starts)
+        current = list(starts)
+        lower_bounds = [lower_bound] * n_init
+        history = [[] for _ in range(n_init)]
+        converged = [False] * n_init
+        n_iter = [0] * n_init
+        active = list(range(n_init))
+        for iteration in range(1, self.max_iter + 1):
+            if not active:
+                break
+            tic = time.perf_counter()
+            lazy, layout = _graph.em_statistics(
+                data,
+                [(current[i][0], current[i][1], current[i][3]) for i in active],
+                self.covariance_type,
+                self.split_every,
+            )
+            stats = layout.unpack(_graph.compute(lazy, scheduler=data.scheduler)[0])
+            for j, i in enumerate(active):
+                init_stats = Stats(*(field[j] for field in stats))
+                new_bound = float(init_stats.loglik / init_stats.weight)
+                current[i] = m_step(
+                    init_stats, self.reg_covar, self.covariance_type, self.params,
+                    current[i], iteration,
+                )
+                change = new_bound - lower_bounds[i]
+                lower_bounds[i] = new_bound
+                history[i].append(new_bound)
+                n_iter[i] = iteration
+                converged[i] = abs(change) < self.tol
+                self._print_iteration(i, n_init, iteration, new_bound, change, tic)
+            active = [i for i in active if not converged[i]]
+
+        best, max_lower_bound = n_init - 1, lower_bound
+        if self.max_iter > 0:
+            max_lower_bound = -np.inf
+            for i in range(n_init):
+                if lower_bounds[i] > max_lower_bound or max_lower_bound == -np.inf:
+                    best, max_lower_bound = i, lower_bounds[i]
+        self.converged_ = converged[best] if self.max_iter > 0 else False
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_parameters(current[best])
+        self.n_iter_ = n_iter[best]
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = history[best]
+
+    def _print_iteration(self, init, n_init, iteration, lower_bound, change, tic):
+        if self.verbose and iteration % self.verbose_interval == 0:
+            prefix = f"init {init}: " if n_init > 1 else ""
+            print(
+                f"{prefix}iteration {iteration}: lower bound {lower_bound:.6f}, "
+                f"change {change:.3e}, {time.perf_counter() - tic:.2f} s",
+                flush=True,
+            )
+
+    def _n_parameters(self):
+        """Number of free parameters (one component per class when fitted with y)."""
+        n_components, n_features = self.means_.shape
+        cov_params = {
+            "full": n_components * n_features * (n_features + 1) / 2.0,
+            "diag": n_components * n_features,
+            "tied": n_features * (n_features + 1) / 2.0,
+            "spherical": n_components,
+        }[self.covariance_type]
+        return int(cov_params + n_features * n_components + n_components - 1)
+
+    # ------------------------------------------------------------- predict
+
+    def _parameters(self):
+        return self.weights_, self.means_, self.precisions_cholesky_
+
+    def _apply(self, X, block_fn, n_columns=None, dtype=np.float64):
+        """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy."""
+        check_is_fitted(self)
+        collection = _as_collection(X)
+        if collection is None:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+            return block_fn(X)
+        _check_dask_input(collection, type(self).__name__)
+        if collection.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {collection.shape[1]} features, but {type(self).__name__} "
+                f"is expecting {self.n_features_in_} features as input."
+            )
+        return _graph.map_rows(collection.rechunk({1: -1}), block_fn, n_columns, dtype)
+
+    def score_samples(self, X):
+        """Log-likelihood of every row; lazy for Dask input."""
+        block = partial(
+            _score_samples_block, params=self._parameters(), covariance_type=self.covariance_type
+        )
+        return self._apply(X, block)
+
+    def score(self, X, y=None):
+        """Mean per-row log-likelihood of X, as a Python float."""
+        scores = self.score_samples(X)
+        if isinstance(scores, da.Array):
+            (scores,) = _graph.compute(scores.mean())
+        return float(np.mean(scores))
+
+    def predict(self, X):
+        """Component of every row, or its class when fitted with ``y``; lazy for Dask."""
+        classes = getattr(self, "classes_", None)
+        block = partial(
+            _predict_block,
+            params=self._parameters(),
+            covariance_type=self.covariance_type,
+            classes=classes,
+        )
+        dtype = np.intp if classes is None else classes.dtype
+        return self._apply(X, block, dtype=dtype)
+
+    def predict_proba(self, X):
+        """Posterior probability of every component for every row; lazy for Dask."""
+        block = partial(
+            _predict_proba_block, params=self._parameters(), covariance_type=self.covariance_type
+        )
+        return self._apply(X, block, n_columns=self.means_.shape[0])

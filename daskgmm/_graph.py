@@ -1,0 +1,221 @@
+"""The Dask graphs: one task per row chunk, then a tree reduction.
+
+Every pass over the data has the same shape: each row chunk becomes one task
+that runs a per-block kernel (E-step and statistics, or statistics of given
+responsibilities) and returns its packed partial statistics; a
+``dask.array.reduction`` then merges them pairwise-in-order with fan-in
+``split_every``. The grouping follows block order, so the result does not
+depend on which task finishes first. Parameters travel as one graph key per
+pass, not inside every task.
+"""
+
+import math
+import os
+from functools import partial
+from typing import NamedTuple, Optional
+
+import dask
+import dask.array as da
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import _kernels
+from ._stats import Layout, stack
+
+# In-memory input is cut into row chunks of at most this many bytes.
+_NUMPY_CHUNK_BYTES = 32 * 2**20
+
+
+class RowData(NamedTuple):
+    """Validated input: rows chunked any way, features in one chunk."""
+
+    X: da.Array
+    sample_weight: Optional[da.Array]
+    scheduler: Optional[str]
+
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
+
+
+def from_numpy(X, sample_weight=None):
+    """Wrap in-memory arrays; they are processed on local threads."""
+    n_samples, n_features = X.shape
+    n_chunks = max(os.cpu_count() or 1, math.ceil(X.nbytes / _NUMPY_CHUNK_BYTES))
+    rows = max(1, math.ceil(n_samples / n_chunks))
+    X = da.from_array(X, chunks=(rows, n_features))
+    if sample_weight is not None:
+        sample_weight = da.from_array(sample_weight, chunks=rows)
+    return RowData(X, sample_weight, "threads")
+
+
+def from_dask(X, sample_weight=None):
+    """Rechunk a Dask array (lazily) so that each row chunk holds all features."""
+    X = X.rechunk({1: -1})
+    if sample_weight is not None:
+        sample_weight = da.asarray(sample_weight).rechunk((X.chunks[0],))
+    return RowData(X, sample_weight, None)
+
+
+def compute(*lazy, scheduler=None):
+    """Compute on ``scheduler`` (None: the active one); one BLAS thread per task on local threads."""
+    get = dask.base.get_scheduler(scheduler=scheduler, collections=lazy)
+    if get is dask.threaded.get:
+        with threadpool_limits(1, user_api="blas"):
+            return dask.compute(*lazy, scheduler=scheduler)
+    return dask.compute(*lazy, scheduler=scheduler)
+
+
+def _packed(block_stats, layout, x, sample_weight, *args):
+    return layout.pack(block_stats(x, sample_weight, *args))[None, :]
+
+
+def _keep(x, axis, keepdims):
+    return x
+
+
+def _merge(layout, x, axis, keepdims):
+    merged = layout.merge_rows(x)
+    return merged[None, :] if keepdims else merged
+
+
+def _reduce(data, block_stats, layout, args, split_every):
+    """Lazy packed statistics of all rows.
+
+    ``args`` are extra ``(value, index)`` pairs for ``da.blockwise``: index
+    ``"i"`` for per-row arrays aligned with ``data.X``, ``None`` for objects
+    (Delayed or plain) handed whole to every task.
+    """
+    sw = data.sample_weight
+    per_block = da.blockwise(
+        partial(_packed, block_stats, layout),
+        "ij",
+        data.X,
+        "ij",
+        sw,
+        None if sw is None else "i",
+        *[item for pair in args for item in pair],
+        adjust_chunks={"i": 1, "j": layout.size},
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+        concatenate=True,
+    )
+    return da.reduction(
+        per_block,
+        chunk=_keep,
+        combine=partial(_merge, layout),
+        aggregate=partial(_merge, layout),
+        axis=0,
+        dtype=np.float64,
+        meta=np.empty((0,)),
+        split_every=split_every,
+        concatenate=True,
+        name="gmm-statistics",
+    )
+
+
+def _em_block(x, sample_weight, param_sets, covariance_type):
+    return stack(
+        [
+            _kernels.em_statistics(x, sample_weight, *params, covariance_type)
+            for params in param_sets
+        ]
+    )
+
+
+def em_statistics(data, param_sets, covariance_type, split_every=None):
+    """Lazy statistics of one EM iteration for each parameter set.
+
+    ``param_sets`` is a list of ``(weights, means, prec_chol)``; all advance
+    in the same pass. Returns ``(lazy vector, Layout)``.
+    """
+    n_components, n_features = param_sets[0][1].shape
+    layout = Layout(len(param_sets), n_components, n_features, covariance_type)
+    params = dask.delayed(param_sets, pure=True, traverse=False)
+    block = partial(_em_block, covariance_type=covariance_type)
+    return _reduce(data, block, layout, [(params, None)], split_every), layout
+
+
+def _block_centres(x, n_components):
+    return np.broadcast_to(np.asarray(x, np.float64).mean(axis=0), (n_components, x.shape[1]))
+
+
+def _label_block(x, sample_weight, labels, n_components, covariance_type):
+    resp = _kernels.one_hot(labels, n_components)
+    centres = _block_centres(x, n_components)
+    return stack([_kernels.resp_statistics(x, sample_weight, resp, centres, covariance_type)])
+
+
+def label_statistics(data, labels, n_components, covariance_type, split_every=None):
+    """Lazy statistics of hard assignments ``labels`` (Dask ints aligned with rows)."""
+    layout = Layout(1, n_components, data.X.shape[1], covariance_type)
+    labels = labels.rechunk((data.X.chunks[0],))
+    block = partial(_label_block, n_components=n_components, covariance_type=covariance_type)
+    return _reduce(data, block, layout, [(labels, "i")], split_every), layout
+
+
+def _nearest_block(x, sample_weight, centre_sets, covariance_type):
+    return stack(
+        [
+            _kernels.resp_statistics(
+                x, sample_weight, _kernels.nearest_resp(x, centres), centres, covariance_type
+            )
+            for centres in centre_sets
+        ]
+    )
+
+
+def nearest_statistics(data, centre_sets, covariance_type, split_every=None):
+    """Lazy statistics of the assignment of every row to its nearest centre."""
+    n_components, n_features = centre_sets[0].shape
+    layout = Layout(len(centre_sets), n_components, n_features, covariance_type)
+    centres = dask.delayed(centre_sets, pure=True, traverse=False)
+    block = partial(_nearest_block, covariance_type=covariance_type)
+    return _reduce(data, block, layout, [(centres, None)], split_every), layout
+
+
+def _random_block(x, sample_weight, start, seeds, n_components, covariance_type):
+    start = int(start[0])
+    centres = _block_centres(x, n_components)
+    return stack(
+        [
+            _kernels.resp_statistics(
+                x,
+                sample_weight,
+                _kernels.random_resp(start, start + x.shape[0], n_components, seed),
+                centres,
+                covariance_type,
+            )
+            for seed in seeds
+        ]
+    )
+
+
+def random_statistics(data, seeds, n_components, covariance_type, split_every=None):
+    """Lazy statistics of uniform random responsibilities, one set per seed."""
+    layout = Layout(len(seeds), n_components, data.X.shape[1], covariance_type)
+    starts = np.cumsum((0,) + data.X.chunks[0][:-1])
+    starts = da.from_array(starts, chunks=1)
+    block = partial(
+        _random_block, seeds=tuple(seeds), n_components=n_components,
+        covariance_type=covariance_type,
+    )
+    return _reduce(data, block, layout, [(starts, "i")], split_every), layout
+
+
+def take_rows(data, indices):
+    """The rows at ``indices`` (sorted or not), read from their chunks only."""
+    order = np.argsort(indices)
+    rows = compute(data.X[np.asarray(indices)[order]], scheduler=data.scheduler)[0]
+    out = np.empty_like(rows, dtype=np.float64)
+    out[order] = rows
+    return out
+
+
+def map_rows(X, func, n_columns=None, dtype=np.float64):
+    """Lazily apply ``func`` to every row chunk: (n, n_columns) or (n,) out."""
+    if n_columns is None:
+        return X.map_blocks(func, drop_axis=1, dtype=dtype, meta=np.empty((0,), dtype))
+    return X.map_blocks(
+        func, chunks=(X.chunks[0], (n_columns,)), dtype=dtype, meta=np.empty((0, 0), dtype)
+    )
