@@ -81,7 +81,7 @@ def _check_sample_weight(sample_weight, n_samples):
         )
     _kernels.check_sample_weight(sample_weight)
     if not sample_weight.sum() > 0:
-        raise ValueError("sample_weight must have a positive sum.")
+        raise ValueError("sample_weight must not sum to zero.")
     return sample_weight
 
 
@@ -91,11 +91,11 @@ def _encode_labels(y, data):
         if y.ndim != 1:
             raise ValueError(f"y must be 1-dimensional; got shape {y.shape}.")
         (classes,) = _graph.compute(da.unique(y), scheduler=data.scheduler)
-        target = type_of_target(classes)
+        target = type_of_target(classes, raise_unknown=True)
     else:
         y = column_or_1d(y, warn=True)
         classes = np.unique(y)
-        target = type_of_target(y)
+        target = type_of_target(y, raise_unknown=True)
     if y.shape[0] != data.n_samples:
         raise ValueError(
             f"y has {y.shape[0]} samples but X has {data.n_samples}; they must match."
@@ -533,11 +533,11 @@ class GaussianMixture(_SklearnGaussianMixture):
     # ------------------------------------------------------------- predict
 
     def _parameters(self):
+        check_is_fitted(self)
         return self.weights_, self.means_, self.precisions_cholesky_
 
     def _apply(self, X, block_fn, n_columns=None, dtype=np.float64):
         """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy."""
-        check_is_fitted(self)
         collection = _as_collection(X)
         if collection is None:
             X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
@@ -566,10 +566,11 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     def predict(self, X):
         """Component of every row, or its class when fitted with ``y``; lazy for Dask."""
+        params = self._parameters()
         classes = getattr(self, "classes_", None)
         block = partial(
             _predict_block,
-            params=self._parameters(),
+            params=params,
             covariance_type=self.covariance_type,
             classes=classes,
         )

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def make_mixture(n_samples=2000, n_features=3, n_components=3, seed=0, separation=4.0):
+    """Rows drawn from a mixture with random full covariances; returns (X, labels)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=separation, size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    mixing = rng.normal(size=(n_components, n_features, n_features)) / np.sqrt(n_features)
+    noise = rng.normal(size=(n_samples, n_features))
+    X = means[labels] + np.einsum("nij,nj->ni", mixing[labels], noise) + 0.3 * noise
+    return X, labels
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A real two-worker LocalCluster with worker processes, one thread each."""
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster):
+    """A client of the shared cluster; closed after the test so it is not the default."""
+    with Client(cluster) as client:
+        yield client
