@@ -1,0 +1,264 @@
+"""Tests of the cluster configuration files and of `daskgmm._cluster`."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask.array as da
+import pytest
+import yaml
+from dask.utils import parse_bytes
+
+from daskgmm import _cluster
+from daskgmm._cluster import cluster_from_config, connect, kubernetes_spec, read_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "cluster_configs"
+SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def _write(path, config):
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _check_computation(client, n_workers):
+    client.wait_for_workers(n_workers, timeout=30)
+    assert len(client.scheduler_info()["workers"]) == n_workers
+    x = da.ones((200, 50), chunks=(20, 50))
+    assert client.compute(x.sum()).result() == 200 * 50
+
+
+def test_shipped_configs_cover_every_type():
+    types = {read_config(path)["cluster"]["type"] for path in SHIPPED}
+    assert types == {"local", "scheduler", "slurm", "pbs", "kubernetes"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_parses(path):
+    config = read_config(path)
+    assert config["cluster"]["type"] == path.stem
+
+
+def test_local_config_end_to_end(tmp_path, capsys):
+    config = read_config(CONFIG_DIR / "local.yaml")
+    config["cluster"].update(
+        n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0"
+    )
+    path = _write(tmp_path / "local.yaml", config)
+    with connect(path) as client:
+        _check_computation(client, 2)
+        threads = client.nthreads()
+        assert sorted(threads.values()) == [1, 1]
+        cluster = client.cluster
+    assert cluster.status.name == "closed"
+    assert "Dask dashboard: http" in capsys.readouterr().err
+
+
+def test_default_cluster_is_sized_to_the_machine(monkeypatch):
+    monkeypatch.setattr(_cluster, "CPU_COUNT", 2)
+    with connect() as client:
+        _check_computation(client, 2)
+        assert sorted(client.nthreads().values()) == [1, 1]
+        limits = {w["memory_limit"] for w in client.scheduler_info()["workers"].values()}
+        assert limits == {_cluster.MEMORY_LIMIT // 2}
+
+
+def _wait_for_file(path, process, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"scheduler did not write {path}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def running_scheduler(tmp_path_factory):
+    """A scheduler and two single-threaded workers started as subprocesses."""
+    directory = tmp_path_factory.mktemp("scheduler")
+    scheduler_file = directory / "scheduler.json"
+    logs = (directory / "log").open("w")
+    processes = []
+    try:
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                ],
+                stdout=logs,
+                stderr=logs,
+            )
+        )
+        _wait_for_file(scheduler_file, processes[0])
+        for _ in range(2):
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--no-dashboard",
+                    ],
+                    stdout=logs,
+                    stderr=logs,
+                )
+            )
+        yield scheduler_file
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        logs.close()
+
+
+@pytest.mark.parametrize("target", ["address", "scheduler_file"])
+def test_existing_scheduler(running_scheduler, tmp_path, target):
+    address = json.loads(running_scheduler.read_text())["address"]
+    value = address if target == "address" else str(running_scheduler)
+    path = _write(tmp_path / "scheduler.yaml", {"cluster": {"type": "scheduler", target: value}})
+    with connect(path) as client:
+        assert client.scheduler.address == address
+        _check_computation(client, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "formatter", "expected"),
+    [
+        (
+            "slurm",
+            "dask_jobqueue.slurm:slurm_format_bytes_ceil",
+            [
+                "#SBATCH --cpus-per-task={cores}",
+                "#SBATCH --mem={memory}",
+                "#SBATCH -t {walltime}",
+                "#SBATCH -p {queue}",
+                "#SBATCH -A {account}",
+            ],
+        ),
+        (
+            "pbs",
+            "dask_jobqueue.pbs:pbs_format_bytes_ceil",
+            [
+                "#PBS -l select=1:ncpus={cores}:mem={memory}",
+                "#PBS -l walltime={walltime}",
+                "#PBS -q {queue}",
+                "#PBS -A {account}",
+            ],
+        ),
+    ],
+)
+def test_jobqueue_job_script(name, formatter, expected):
+    pytest.importorskip("dask_jobqueue")
+    module, function = formatter.split(":")
+    format_bytes = getattr(pytest.importorskip(module), function)
+    config = read_config(CONFIG_DIR / f"{name}.yaml")
+    config["cluster"]["dashboard_address"] = ":0"
+    options = dict(config["cluster"], memory=format_bytes(parse_bytes(config["cluster"]["memory"])))
+    with cluster_from_config(config) as cluster:
+        script = cluster.job_script()
+        assert not cluster.workers
+    for line in expected:
+        assert line.format(**options) in script
+    for directive in options["job_extra_directives"]:
+        assert directive in script
+
+
+def test_kubernetes_spec():
+    pytest.importorskip("dask_kubernetes")
+    config = read_config(CONFIG_DIR / "kubernetes.yaml")
+    options = config["cluster"]
+    spec = kubernetes_spec(config)
+    assert spec["kind"] == "DaskCluster"
+    assert spec["metadata"]["name"] == options["name"]
+    worker = spec["spec"]["worker"]
+    assert worker["replicas"] == options["n_workers"]
+    [container] = worker["spec"]["containers"]
+    assert container["image"] == options["image"]
+    assert container["resources"] == options["resources"]
+    assert container["env"] == [{"name": k, "value": v} for k, v in options["env"].items()]
+    [scheduler] = spec["spec"]["scheduler"]["spec"]["containers"]
+    assert scheduler["image"] == options["image"]
+
+
+def test_kubernetes_spec_rejects_other_types():
+    pytest.importorskip("dask_kubernetes")
+    with pytest.raises(ValueError, match="kubernetes"):
+        kubernetes_spec({"cluster": {"type": "local"}})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("- a\n- b\n", "cluster"),
+        ("just a string\n", "cluster"),
+        ("", "cluster"),
+        ("other: 1\n", "cluster"),
+        ("cluster: {type: local}\nextra: 1\n", "extra"),
+        ("cluster: local\n", "cluster"),
+        ("cluster: {n_workers: 2}\n", "type"),
+        ("cluster: {type: yarn}\n", "yarn"),
+        ("cluster: {type: [local]}\n", "type"),
+        ("cluster: {type: local, workers: 2}\n", "workers"),
+        ("cluster: {type: local, n_workers: two}\n", "n_workers"),
+        ("cluster: {type: local, n_workers: 0}\n", "n_workers"),
+        ("cluster: {type: local, n_workers: true}\n", "n_workers"),
+        ("cluster: {type: local, memory_limit: [1]}\n", "memory_limit"),
+        ("cluster: {type: local, memory_limit: lots}\n", "memory_limit"),
+        ("cluster: {type: local, processes: 'yes'}\n", "processes"),
+        ("cluster: {type: scheduler}\n", "address"),
+        ("cluster: {type: scheduler, address: 'tcp://h:1', scheduler_file: f}\n", "scheduler_file"),
+        ("cluster: {type: scheduler, address: 8786}\n", "address"),
+        ("cluster: {type: slurm, cores: 4}\n", "memory"),
+        ("cluster: {type: slurm, cores: 4, memory: 4GB, walltime: 1:00:00}\n", "walltime"),
+        ("cluster: {type: pbs, cores: 4, memory: 4GB, job_cpu: 4}\n", "job_cpu"),
+        (
+            "cluster: {type: pbs, cores: 4, memory: 4GB, job_extra_directives: x}\n",
+            "job_extra_directives",
+        ),
+        ("cluster: {type: kubernetes, image: i, n_workers: 1, env: {A: 1}}\n", "env"),
+        ("cluster: {type: kubernetes, image: i, n_workers: 1, name: My_Cluster}\n", "name"),
+        ("cluster: {type: kubernetes, image: i, n_workers: 1, resources: {cpu: 1}}\n", "resources"),
+        ("cluster: {type: local\n", "YAML"),
+    ],
+)
+def test_bad_config(tmp_path, text, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=key) as info:
+        read_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_null_options_keep_defaults(tmp_path):
+    path = tmp_path / "local.yaml"
+    path.write_text("cluster:\n  type: local\n  n_workers:\n  processes: false\n")
+    assert read_config(path) == {"cluster": {"type": "local", "processes": False}}
+
+
+def test_missing_extra_is_explained(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)
+    config = {"cluster": {"type": "slurm", "cores": 1, "memory": "1GB"}}
+    with pytest.raises(ImportError, match=r"daskgmm\[jobqueue\]"):
+        cluster_from_config(config)
