@@ -162,7 +162,10 @@ class _Moments:
 
 def _rows(X, sample_weight, rows):
     x = np.asarray(X[rows], dtype=np.float64)
-    sw = None if sample_weight is None else np.asarray(sample_weight[rows], np.float64)
+    if sample_weight is None:
+        return x, None
+    sw = np.asarray(sample_weight[rows], dtype=np.float64)
+    check_sample_weight(sw)
     return x, sw
 
 
