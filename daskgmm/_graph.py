@@ -174,8 +174,8 @@ def nearest_statistics(data, centre_sets, covariance_type, split_every=None):
     return _reduce(data, block, layout, [(centres, None)], split_every), layout
 
 
-def _random_block(x, sample_weight, start, seeds, n_components, covariance_type):
-    start = int(start[0])
+def _random_block(x, sample_weight, row_index, seeds, n_components, covariance_type):
+    start = int(row_index[0])
     centres = _block_centres(x, n_components)
     return stack(
         [
@@ -194,13 +194,12 @@ def _random_block(x, sample_weight, start, seeds, n_components, covariance_type)
 def random_statistics(data, seeds, n_components, covariance_type, split_every=None):
     """Lazy statistics of uniform random responsibilities, one set per seed."""
     layout = Layout(len(seeds), n_components, data.X.shape[1], covariance_type)
-    starts = np.cumsum((0,) + data.X.chunks[0][:-1])
-    starts = da.from_array(starts, chunks=1)
+    row_index = da.arange(data.n_samples, chunks=(data.X.chunks[0],))
     block = partial(
         _random_block, seeds=tuple(seeds), n_components=n_components,
         covariance_type=covariance_type,
     )
-    return _reduce(data, block, layout, [(starts, "i")], split_every), layout
+    return _reduce(data, block, layout, [(row_index, "i")], split_every), layout
 
 
 def take_rows(data, indices):
