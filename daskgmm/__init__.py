@@ -1,7 +1,8 @@
 """Gaussian mixture models fitted by single-pass EM on Dask, with scikit-learn's interface."""
 
-from ._gaussian_mixture import GaussianMixture
-
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "__version__"]
+from ._gaussian_mixture import GaussianMixture  # noqa: E402
+from ._persist import load  # noqa: E402
+
+__all__ = ["GaussianMixture", "load", "__version__"]

@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import _graph, _kernels
+from . import _graph, _kernels, _persist
 from ._mstep import (
     EPS10,
     covariances_from_precision_cholesky,
@@ -529,6 +529,13 @@ class GaussianMixture(_SklearnGaussianMixture):
             "spherical": n_components,
         }[self.covariance_type]
         return int(cov_params + n_features * n_components + n_components - 1)
+
+    def save(self, path):
+        """Write the fitted model to a zarr store at ``path``, atomically.
+
+        Read it back with :func:`daskgmm.load`; no pickle is involved.
+        """
+        _persist.save(self, path)
 
     # ------------------------------------------------------------- predict
 
