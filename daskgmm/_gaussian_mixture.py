@@ -1,5 +1,6 @@
 """The estimator: scikit-learn's GaussianMixture, fitted by single-pass EM on Dask."""
 
+import os
 import time
 import warnings
 from functools import partial
@@ -15,11 +16,11 @@ from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky_from_precisions
 from sklearn.utils import check_random_state
 from sklearn.utils._array_api import get_namespace
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import _graph, _kernels, _persist
+from . import _checkpoint, _graph, _kernels, _persist
 from ._mstep import (
     EPS10,
     covariances_from_precision_cholesky,
@@ -31,6 +32,9 @@ from ._stats import Stats, m2_shape
 
 # scikit-learn's array-API namespace for NumPy, which its mixture helpers expect.
 _NUMPY = get_namespace(np.empty(0))[0]
+
+# 'auto' caching persists Dask input taking at most this share of the memory available.
+CACHE_FRACTION = 0.5
 
 # Rows drawn (at most) for k-means and k-means++ initialisation on Dask input.
 KMEANS_SAMPLE_SIZE = 100_000
@@ -186,6 +190,17 @@ class GaussianMixture(_SklearnGaussianMixture):
     verbose_interval : int, default=10
     split_every : int or None, default=None
         Fan-in of the tree reduction (None: Dask's default).
+    checkpoint : str or path, default=None
+        Save the EM state there (atomically) after every iteration. A fit
+        that finds a checkpoint of the same data shape and parameters
+        resumes after its last completed iteration; ``max_iter`` counts the
+        iterations before the resume too. Another fit's checkpoint is a
+        ValueError.
+    cache : 'auto' or bool, default='auto'
+        For Dask input: persist the data on the workers (or in local memory)
+        for the fit. ``'auto'`` persists when it takes at most
+        ``CACHE_FRACTION`` of the memory available, and streams from the
+        source every iteration otherwise. Verbose output says which.
 
     Attributes
     ----------
@@ -207,6 +222,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         **_SklearnGaussianMixture._parameter_constraints,
         "params": [str],
         "split_every": [Interval(Integral, 2, None, closed="left"), None],
+        "checkpoint": [str, os.PathLike, None],
+        "cache": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -228,6 +245,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         verbose=0,
         verbose_interval=10,
         split_every=None,
+        checkpoint=None,
+        cache="auto",
     ):
         super().__init__(
             n_components=n_components,
@@ -247,6 +266,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         )
         self.params = params
         self.split_every = split_every
+        self.checkpoint = checkpoint
+        self.cache = cache
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -317,14 +338,21 @@ class GaussianMixture(_SklearnGaussianMixture):
         elif hasattr(self, "classes_") and do_init:
             del self.classes_
 
-        if do_init:
+        data = self._cached(data)
+        identity = _checkpoint.fingerprint(
+            self, data.n_samples, data.X.shape[1], classes if labels is not None else None,
+            sample_weight is not None,
+        )
+        state = _checkpoint.load(self.checkpoint, identity) if self.checkpoint else None
+        if state is not None:
+            self._print(f"resuming from {self.checkpoint} after iteration {state.iteration}")
+        elif do_init:
             random_state = check_random_state(self.random_state)
             starts = self._initial_parameters(data, X_memory, labels, n_components, random_state)
-            lower_bound = -np.inf
+            state = _checkpoint.EMState.start(starts, -np.inf)
         else:
-            starts = [self._get_parameters()]
-            lower_bound = self.lower_bound_
-        self._run_em(data, starts, lower_bound)
+            state = _checkpoint.EMState.start([self._get_parameters()], self.lower_bound_)
+        self._run_em(data, state, identity)
 
     def _fit_data(self, X, sample_weight):
         """Validate X (and weights); returns RowData and the in-memory X or None."""
@@ -456,22 +484,17 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     # ------------------------------------------------------------------- EM
 
-    def _run_em(self, data, starts, lower_bound):
+    def _run_em(self, data, state, identity):
         """EM on all initialisations at once: one pass per iteration for all."""
-        n_init = len(starts)
-        current = list(starts)
-        lower_bounds = [lower_bound] * n_init
-        history = [[] for _ in range(n_init)]
-        converged = [False] * n_init
-        n_iter = [0] * n_init
-        active = list(range(n_init))
-        for iteration in range(1, self.max_iter + 1):
+        n_init = len(state.params)
+        for iteration in range(state.iteration + 1, self.max_iter + 1):
+            active = state.active
             if not active:
                 break
             tic = time.perf_counter()
             lazy, layout = _graph.em_statistics(
                 data,
-                [(current[i][0], current[i][1], current[i][3]) for i in active],
+                [(state.params[i][0], state.params[i][1], state.params[i][3]) for i in active],
                 self.covariance_type,
                 self.split_every,
             )
@@ -479,25 +502,35 @@ class GaussianMixture(_SklearnGaussianMixture):
             for j, i in enumerate(active):
                 init_stats = Stats(*(field[j] for field in stats))
                 new_bound = float(init_stats.loglik / init_stats.weight)
-                current[i] = m_step(
+                state.params[i] = m_step(
                     init_stats, self.reg_covar, self.covariance_type, self.params,
-                    current[i], iteration,
+                    state.params[i], iteration,
                 )
-                change = new_bound - lower_bounds[i]
-                lower_bounds[i] = new_bound
-                history[i].append(new_bound)
-                n_iter[i] = iteration
-                converged[i] = abs(change) < self.tol
-                self._print_iteration(i, n_init, iteration, new_bound, change, tic)
-            active = [i for i in active if not converged[i]]
+                change = new_bound - state.lower_bounds[i]
+                state.lower_bounds[i] = new_bound
+                state.history[i].append(new_bound)
+                state.n_iter[i] = iteration
+                state.converged[i] = abs(change) < self.tol
+                if iteration % self.verbose_interval == 0:
+                    prefix = f"init {i}: " if n_init > 1 else ""
+                    self._print(
+                        f"{prefix}iteration {iteration}: lower bound {new_bound:.6f}, "
+                        f"change {change:.3e}, {time.perf_counter() - tic:.2f} s"
+                    )
+            state.iteration = iteration
+            if self.checkpoint:
+                _checkpoint.save(self.checkpoint, state, identity)
+        self._keep_best(state)
 
-        best, max_lower_bound = n_init - 1, lower_bound
+    def _keep_best(self, state):
+        """Set the fitted attributes from the best initialisation, as scikit-learn."""
+        n_init = len(state.params)
+        best, max_lower_bound = n_init - 1, -np.inf
         if self.max_iter > 0:
-            max_lower_bound = -np.inf
             for i in range(n_init):
-                if lower_bounds[i] > max_lower_bound or max_lower_bound == -np.inf:
-                    best, max_lower_bound = i, lower_bounds[i]
-        self.converged_ = converged[best] if self.max_iter > 0 else False
+                if state.lower_bounds[i] > max_lower_bound or max_lower_bound == -np.inf:
+                    best, max_lower_bound = i, state.lower_bounds[i]
+        self.converged_ = bool(state.converged[best]) if self.max_iter > 0 else False
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. "
@@ -505,19 +538,30 @@ class GaussianMixture(_SklearnGaussianMixture):
                 "tol, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        self._set_parameters(current[best])
-        self.n_iter_ = n_iter[best]
+        self._set_parameters(state.params[best])
+        self.n_iter_ = state.n_iter[best]
         self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = history[best]
+        self.lower_bounds_ = list(state.history[best])
 
-    def _print_iteration(self, init, n_init, iteration, lower_bound, change, tic):
-        if self.verbose and iteration % self.verbose_interval == 0:
-            prefix = f"init {init}: " if n_init > 1 else ""
-            print(
-                f"{prefix}iteration {iteration}: lower bound {lower_bound:.6f}, "
-                f"change {change:.3e}, {time.perf_counter() - tic:.2f} s",
-                flush=True,
+    def _print(self, message):
+        if self.verbose:
+            print(message, flush=True)
+
+    def _cached(self, data):
+        """The data persisted for the fit, or as it is when streaming (see ``cache``)."""
+        if data.scheduler is not None or self.cache is False:
+            if data.scheduler is None:
+                self._print("cache: off, streaming the data from its source every iteration")
+            return data
+        budget = _graph.memory_budget()
+        if self.cache == "auto" and data.X.nbytes > CACHE_FRACTION * budget:
+            self._print(
+                f"cache: streaming, the data ({data.X.nbytes / 2**30:.2f} GiB) exceeds "
+                f"{CACHE_FRACTION:.0%} of the memory available ({budget / 2**30:.2f} GiB)"
             )
+            return data
+        self._print(f"cache: persisting the data ({data.X.nbytes / 2**30:.2f} GiB) in memory")
+        return _graph.persist(data)
 
     def _n_parameters(self):
         """Number of free parameters (one component per class when fitted with y)."""

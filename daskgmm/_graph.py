@@ -66,6 +66,32 @@ def compute(*lazy, scheduler=None):
     return dask.compute(*lazy, scheduler=scheduler)
 
 
+def _active_client():
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except ValueError:
+        return None
+
+
+def memory_budget():
+    """Bytes the data may occupy: the workers' memory limits, or free local memory."""
+    client = _active_client()
+    if client is not None and dask.base.get_scheduler() == client.get:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        return sum(worker["memory_limit"] for worker in workers)
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def persist(data):
+    """The data persisted on the active scheduler (the workers, or local memory)."""
+    X, sample_weight = dask.persist(data.X, data.sample_weight)
+    return RowData(X, sample_weight, data.scheduler)
+
+
 def _packed(block_stats, layout, x, sample_weight, *args):
     return layout.pack(block_stats(x, sample_weight, *args))[None, :]
 

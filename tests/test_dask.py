@@ -103,18 +103,21 @@ def _counted_array(path):
 
 
 @pytest.mark.parametrize("n_init", [1, 4])
-def test_one_pass_per_iteration_from_zarr(tmp_path, data, n_init):
+@pytest.mark.parametrize("cache, passes", [(False, 6), ("auto", 1)])
+def test_one_pass_per_iteration_from_zarr(tmp_path, data, n_init, cache, passes):
+    """Streaming reads the store once per iteration; caching reads it once in all."""
     X, _ = data
     path = str(tmp_path / "x.zarr")
     zarr.create_array(path, shape=X.shape, chunks=(300, 3), dtype="f8")[:] = X
     n_chunks, max_iter = 10, 6
-    kwargs = dict(_explicit_init(X, "full"), max_iter=max_iter, tol=0, n_init=n_init)
+    kwargs = dict(_explicit_init(X, "full"), max_iter=max_iter, tol=0, n_init=n_init,
+                  cache=cache)
     stored, reads = _counted_array(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fit = GaussianMixture(**kwargs).fit(stored)
     assert fit.n_iter_ == max_iter
-    assert reads["count"] == max_iter * n_chunks
+    assert reads["count"] == passes * n_chunks
 
 
 def test_kmeans_init_costs_two_passes(tmp_path, data):
@@ -124,7 +127,7 @@ def test_kmeans_init_costs_two_passes(tmp_path, data):
     stored, reads = _counted_array(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        GaussianMixture(3, max_iter=4, tol=0, n_init=3, random_state=0).fit(stored)
+        GaussianMixture(3, max_iter=4, tol=0, n_init=3, random_state=0, cache=False).fit(stored)
     # One pass to sample rows, one to assign them to the k-means centres, then EM.
     assert reads["count"] == (2 + 4) * 10
 

@@ -1,0 +1,117 @@
+"""Checkpoints: a killed fit resumes and ends with the uninterrupted model."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import zarr
+from sklearn.exceptions import ConvergenceWarning
+
+from daskgmm import GaussianMixture
+from daskgmm._checkpoint import load as load_checkpoint
+
+from .conftest import make_mixture
+
+FIT_SCRIPT = """
+import sys, warnings
+import zarr
+from daskgmm import GaussianMixture
+warnings.simplefilter("ignore")
+X = zarr.open_array(sys.argv[1], mode="r")
+GaussianMixture(4, covariance_type="full", random_state=0, max_iter=int(sys.argv[3]), tol=0,
+                cache=False, checkpoint=sys.argv[2]).fit(X)
+"""
+
+
+def _fit(X, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianMixture(4, covariance_type="full", random_state=0, tol=0, cache=False,
+                               **kwargs).fit(X)
+
+
+def _same_model(a, b):
+    for name in ["weights_", "means_", "covariances_", "precisions_cholesky_"]:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.lower_bounds_ == b.lower_bounds_
+    assert (a.n_iter_, a.converged_, a.lower_bound_) == (b.n_iter_, b.converged_, b.lower_bound_)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    X, _ = make_mixture(n_samples=200_000, n_features=8, n_components=4, seed=3)
+    path = str(tmp_path_factory.mktemp("data") / "x.zarr")
+    zarr.create_array(path, shape=X.shape, chunks=(25_000, 8), dtype="f8")[:] = X
+    return path
+
+
+def test_killed_fit_resumes_to_the_uninterrupted_result(store, tmp_path):
+    max_iter = 40
+    checkpoint = str(tmp_path / "fit.ckpt")
+    process = subprocess.Popen([sys.executable, "-c", FIT_SCRIPT, store, checkpoint,
+                                str(max_iter)])
+    identity = _identity(store, checkpoint)
+    try:
+        deadline = time.monotonic() + 120
+        state = None
+        while time.monotonic() < deadline:
+            if os.path.exists(checkpoint):
+                try:
+                    state = load_checkpoint(checkpoint, identity)
+                except ValueError:
+                    state = None  # the file is being renamed into place
+                if state is not None and state.iteration >= 3:
+                    break
+            time.sleep(0.05)
+        assert process.poll() is None, "the fit ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        process.kill()
+    assert state is not None and 3 <= state.iteration < max_iter
+    X = zarr.open_array(store, mode="r")
+    resumed = _fit(X, max_iter=max_iter, checkpoint=checkpoint)
+    assert load_checkpoint(checkpoint, identity).iteration == max_iter
+    _same_model(resumed, _fit(X, max_iter=max_iter))
+
+
+def _identity(store, checkpoint):
+    from daskgmm._checkpoint import fingerprint
+
+    X = zarr.open_array(store, mode="r")
+    estimator = GaussianMixture(4, covariance_type="full", random_state=0, tol=0, cache=False,
+                                checkpoint=checkpoint)
+    return fingerprint(estimator, X.shape[0], X.shape[1], None, False)
+
+
+def test_finished_checkpoint_returns_its_model_without_reading(tmp_path):
+    X, _ = make_mixture(n_samples=2000, n_features=3, n_components=4, seed=1)
+    checkpoint = str(tmp_path / "fit.ckpt")
+    first = _fit(X, max_iter=5, checkpoint=checkpoint)
+    mtime = os.stat(os.path.join(checkpoint, "zarr.json")).st_mtime_ns
+    again = _fit(X, max_iter=5, checkpoint=checkpoint)
+    _same_model(again, first)
+    assert os.stat(os.path.join(checkpoint, "zarr.json")).st_mtime_ns == mtime
+    longer = _fit(X, max_iter=8, checkpoint=checkpoint)
+    _same_model(longer, _fit(X, max_iter=8))
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(n_samples=1999), "n_samples"),
+    (dict(covariance_type="diag"), "covariance_type"),
+    (dict(reg_covar=1e-3), "reg_covar"),
+])
+def test_checkpoint_of_another_fit_is_refused(tmp_path, change, match):
+    X, _ = make_mixture(n_samples=2000, n_features=3, n_components=4, seed=1)
+    checkpoint = str(tmp_path / "fit.ckpt")
+    _fit(X, max_iter=2, checkpoint=checkpoint)
+    rows = change.pop("n_samples", len(X))
+    gm = GaussianMixture(4, random_state=0, tol=0, cache=False, checkpoint=checkpoint,
+                         max_iter=2, **change)
+    with pytest.raises(ValueError, match=f"other data or parameters.*{match}"):
+        gm.fit(X[:rows])
