@@ -33,6 +33,9 @@ from ._stats import Stats, m2_shape
 # scikit-learn's array-API namespace for NumPy, which its mixture helpers expect.
 _NUMPY = get_namespace(np.empty(0))[0]
 
+# Largest sufficient statistics (all initialisations together) a fit accepts.
+MAX_STATISTICS_BYTES = 2**30
+
 # 'auto' caching persists Dask input taking at most this share of the memory available.
 CACHE_FRACTION = 0.5
 
@@ -324,6 +327,7 @@ class GaussianMixture(_SklearnGaussianMixture):
                 f"n_components = {n_components}, n_samples = {data.n_samples}"
             )
         self._check_parameters(data.X, xp=_NUMPY)
+        self._check_statistics_size(n_components, data.X.shape[1])
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if labels is not None:
@@ -383,7 +387,7 @@ class GaussianMixture(_SklearnGaussianMixture):
             lazy, layout = _graph.label_statistics(
                 data, labels, n_components, self.covariance_type, self.split_every
             )
-            stats = layout.unpack(_graph.compute(lazy, scheduler=data.scheduler)[0])
+            stats = layout.unpack(self._compute(lazy, data))
             return [self._start(Stats(*(f[0] for f in stats)), stats.weight[0])]
         if X_memory is not None:
             return [self._sklearn_start(X_memory, random_state) for _ in range(self.n_init)]
@@ -468,7 +472,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         return self._starts_from_batch(data, lazy, layout)
 
     def _starts_from_batch(self, data, lazy, layout):
-        stats = layout.unpack(_graph.compute(lazy, scheduler=data.scheduler)[0])
+        stats = layout.unpack(self._compute(lazy, data))
         return [self._start(Stats(*(f[i] for f in stats)), stats.weight[i]) for i in range(layout.n_batch)]
 
     def _sample(self, data, random_state):
@@ -498,7 +502,7 @@ class GaussianMixture(_SklearnGaussianMixture):
                 self.covariance_type,
                 self.split_every,
             )
-            stats = layout.unpack(_graph.compute(lazy, scheduler=data.scheduler)[0])
+            stats = layout.unpack(self._compute(lazy, data, iteration))
             for j, i in enumerate(active):
                 init_stats = Stats(*(field[j] for field in stats))
                 new_bound = float(init_stats.loglik / init_stats.weight)
@@ -521,6 +525,34 @@ class GaussianMixture(_SklearnGaussianMixture):
             if self.checkpoint:
                 _checkpoint.save(self.checkpoint, state, identity)
         self._keep_best(state)
+
+    def _compute(self, lazy, data, iteration=None):
+        """Compute one pass; a cluster that cannot run it is a RuntimeError saying where."""
+        try:
+            return _graph.compute(lazy, scheduler=data.scheduler)[0]
+        except _graph.CLUSTER_ERRORS as error:
+            step = "the initialisation" if iteration is None else f"iteration {iteration}"
+            resume = (f"fit again with checkpoint={self.checkpoint!r} to resume"
+                      if self.checkpoint else "pass checkpoint=path to be able to resume")
+            raise RuntimeError(
+                f"The cluster could not run {step} of the fit ({type(error).__name__}: "
+                f"{error}); the last completed iteration is {max(0, (iteration or 1) - 1)}; "
+                f"{resume}."
+            ) from error
+
+    def _check_statistics_size(self, n_components, n_features):
+        """Refuse, before any work, statistics too large for one task's memory."""
+        per_set = n_components * (1 + n_features) + np.prod(
+            m2_shape(n_components, n_features, self.covariance_type))
+        size = 8 * self.n_init * per_set
+        if size > MAX_STATISTICS_BYTES:
+            raise ValueError(
+                f"The sufficient statistics of {self.n_init} initialisation(s) of "
+                f"{n_components} {self.covariance_type} components in {n_features} dimensions "
+                f"take {size / 2**30:.1f} GiB, more than the {MAX_STATISTICS_BYTES / 2**30:.0f} "
+                "GiB one task may hold; use fewer components or features, or a diagonal "
+                "covariance."
+            )
 
     def _keep_best(self, state):
         """Set the fitted attributes from the best initialisation, as scikit-learn."""

@@ -11,16 +11,24 @@ pass, not inside every task.
 
 import math
 import os
+from concurrent.futures import CancelledError
 from functools import partial
 from typing import NamedTuple, Optional
 
 import dask
 import dask.array as da
 import numpy as np
+from distributed import KilledWorker
 from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._stats import Layout, stack
+
+# Times a distributed task is retried after an error (a transient failure of a worker).
+RETRIES = 2
+
+# Errors of a cluster that can no longer run the fit (workers or scheduler gone).
+CLUSTER_ERRORS = (OSError, TimeoutError, CancelledError, KilledWorker)
 
 # In-memory input is cut into row chunks of at most this many bytes.
 _NUMPY_CHUNK_BYTES = 32 * 2**20
@@ -58,11 +66,18 @@ def from_dask(X, sample_weight=None):
 
 
 def compute(*lazy, scheduler=None):
-    """Compute on ``scheduler`` (None: the active one); one BLAS thread per task on local threads."""
+    """Compute on ``scheduler`` (None: the active one).
+
+    On local threads BLAS gets one thread per task; on a distributed
+    cluster a task that fails is retried ``RETRIES`` times.
+    """
     get = dask.base.get_scheduler(scheduler=scheduler, collections=lazy)
     if get is dask.threaded.get:
         with threadpool_limits(1, user_api="blas"):
             return dask.compute(*lazy, scheduler=scheduler)
+    client = _active_client()
+    if client is not None and get == client.get:
+        return dask.compute(*lazy, retries=RETRIES)
     return dask.compute(*lazy, scheduler=scheduler)
 
 
