@@ -29,8 +29,8 @@ class _Full:
     """One precision Cholesky factor (D, D) per component."""
 
     @staticmethod
-    def whiten(xd, prec_chol):
-        return np.matmul(xd, prec_chol)
+    def whiten(xd, prec_chol, out):
+        return np.matmul(xd, prec_chol, out=out)
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -45,8 +45,10 @@ class _Tied:
     """One precision Cholesky factor (D, D) shared by all components."""
 
     @staticmethod
-    def whiten(xd, prec_chol):
-        return (xd.reshape(-1, xd.shape[-1]) @ prec_chol).reshape(xd.shape)
+    def whiten(xd, prec_chol, out):
+        n_features = xd.shape[-1]
+        np.matmul(xd.reshape(-1, n_features), prec_chol, out=out.reshape(-1, n_features))
+        return out
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -62,8 +64,8 @@ class _Diag:
     """A vector of precision square roots (D,) per component."""
 
     @staticmethod
-    def whiten(xd, prec_chol):
-        return xd * prec_chol[:, None, :]
+    def whiten(xd, prec_chol, out):
+        return np.multiply(xd, prec_chol[:, None, :], out=out)
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -78,8 +80,8 @@ class _Spherical(_Diag):
     """One precision square root per component; moments kept per feature."""
 
     @staticmethod
-    def whiten(xd, prec_chol):
-        return xd * prec_chol[:, None, None]
+    def whiten(xd, prec_chol, out):
+        return np.multiply(xd, prec_chol[:, None, None], out=out)
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -89,10 +91,39 @@ class _Spherical(_Diag):
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
 
 
+def _sub_block_rows(n_components, n_features):
+    return max(16, _SUB_BLOCK_ELEMENTS // (n_components * n_features))
+
+
 def _sub_blocks(n_samples, n_components, n_features):
-    step = max(16, _SUB_BLOCK_ELEMENTS // (n_components * n_features))
+    step = _sub_block_rows(n_components, n_features)
     for start in range(0, n_samples, step):
         yield slice(start, min(start + step, n_samples))
+
+
+class _Workspace:
+    """Two (K, rows, D) buffers reused by every sub-block of a block.
+
+    Workers started by ``distributed`` set ``MALLOC_TRIM_THRESHOLD_``, under
+    which every large temporary is a fresh ``mmap`` whose pages fault in
+    again (see FIELD-NOTES); reusing the buffers avoids that cost.
+    """
+
+    def __init__(self, n_components, n_features):
+        size = n_components * _sub_block_rows(n_components, n_features) * n_features
+        self.buffers = (np.empty(size), np.empty(size))
+
+    def deviations(self, x, centres):
+        """``x - centres[k]`` for every component, shape (K, rows, D), in a buffer."""
+        n_components, n_features = centres.shape
+        size = n_components * x.shape[0] * n_features
+        shape = (n_components, x.shape[0], n_features)
+        return np.subtract(x[None, :, :], centres[:, None, :],
+                           out=self.buffers[0][:size].reshape(shape))
+
+    def scratch(self, like):
+        """The second buffer, shaped like ``like``."""
+        return self.buffers[1][: like.size].reshape(like.shape)
 
 
 def check_finite(X):
@@ -118,9 +149,9 @@ def _log_const(kind, weights, prec_chol, n_features):
     return np.log(weights) + kind.log_det(prec_chol, n_features) - 0.5 * n_features * LOG_2PI
 
 
-def _weighted_log_prob(kind, xd, prec_chol, const):
+def _weighted_log_prob(kind, xd, prec_chol, const, scratch):
     """(K, rows) log(pi_k) + log N(x | mu_k, Sigma_k) from deviations ``xd``."""
-    y = kind.whiten(xd, prec_chol)
+    y = kind.whiten(xd, prec_chol, out=scratch)
     return const[:, None] - 0.5 * np.einsum("kni,kni->kn", y, y)
 
 
@@ -137,9 +168,9 @@ class _Moments:
         self.loglik = 0.0
         self.weight = 0.0
 
-    def add(self, xd, resp):
+    def add(self, xd, resp, scratch):
         """Add rows given as deviations ``xd`` (K, rows, D) and ``resp`` (K, rows)."""
-        rxd = xd * resp[:, :, None]
+        rxd = np.multiply(xd, resp[:, :, None], out=scratch)
         self.nk += resp.sum(axis=1)
         self.sums += rxd.sum(axis=1)
         self.m2 = self.m2 + self.kind.second_moment(rxd, xd)
@@ -190,10 +221,11 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     n_components = means.shape[0]
     moments = _Moments(kind, means, n_features)
     const = _log_const(kind, weights, prec_chol, n_features)
+    workspace = _Workspace(n_components, n_features)
     for rows in _sub_blocks(n_samples, n_components, n_features):
         x, sw = _rows(X, sample_weight, rows)
-        xd = x[None, :, :] - means[:, None, :]
-        weighted_log_prob = _weighted_log_prob(kind, xd, prec_chol, const)
+        xd = workspace.deviations(x, means)
+        weighted_log_prob = _weighted_log_prob(kind, xd, prec_chol, const, workspace.scratch(xd))
         top = weighted_log_prob.max(axis=0)
         resp = np.exp(weighted_log_prob - top)
         total = resp.sum(axis=0)
@@ -206,7 +238,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
             resp *= sw
             moments.loglik += log_prob_norm @ sw
             moments.weight += sw.sum()
-        moments.add(xd, resp)
+        moments.add(xd, resp, workspace.scratch(xd))
     if not np.isfinite(moments.loglik):
         check_finite(X)
     return moments.stats(covariance_type)
@@ -221,13 +253,15 @@ def resp_statistics(X, sample_weight, resp, centres, covariance_type):
     kind = COVARIANCE_KINDS[covariance_type]
     n_samples, n_features = X.shape
     moments = _Moments(kind, centres, n_features)
+    workspace = _Workspace(*centres.shape)
     for rows in _sub_blocks(n_samples, *centres.shape):
         x, sw = _rows(X, sample_weight, rows)
         r = resp[rows].T
         if sw is not None:
             r = r * sw
         moments.weight += x.shape[0] if sw is None else sw.sum()
-        moments.add(x[None, :, :] - centres[:, None, :], r)
+        xd = workspace.deviations(x, centres)
+        moments.add(xd, r, workspace.scratch(xd))
     stats = moments.stats(covariance_type)
     if not np.isfinite(stats.m2).all():
         check_finite(X)
@@ -268,7 +302,8 @@ def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type):
     n_samples, n_features = X.shape
     const = _log_const(kind, weights, prec_chol, n_features)
     out = np.empty((n_samples, means.shape[0]))
+    workspace = _Workspace(*means.shape)
     for rows in _sub_blocks(n_samples, *means.shape):
-        xd = np.asarray(X[rows], dtype=np.float64)[None, :, :] - means[:, None, :]
-        out[rows] = _weighted_log_prob(kind, xd, prec_chol, const).T
+        xd = workspace.deviations(np.asarray(X[rows], dtype=np.float64), means)
+        out[rows] = _weighted_log_prob(kind, xd, prec_chol, const, workspace.scratch(xd)).T
     return out

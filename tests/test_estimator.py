@@ -250,3 +250,28 @@ def test_ill_defined_covariance_names_component_and_iteration():
     X = np.vstack([np.zeros((50, 2)), np.ones((50, 2))])
     with pytest.raises(ValueError, match=r"ill-defined empirical covariance.*component"):
         GaussianMixture(2, reg_covar=0, means_init=[[0, 0], [1, 1]]).fit(X)
+
+
+@pytest.mark.parametrize("bad_fit", [
+    lambda gm, X, y: gm.fit(X, np.linspace(0, 1, len(X))),
+    lambda gm, X, y: gm.fit(X, y[:-1]),
+    lambda gm, X, y: gm.fit(X, sample_weight=-np.ones(len(X))),
+    lambda gm, X, y: gm.fit(da.from_array(X, chunks=300),
+                            sample_weight=da.from_array(np.full(len(X), np.nan), chunks=300)),
+    lambda gm, X, y: gm.set_params(covariance_type="banana").fit(X),
+    lambda gm, X, y: gm.set_params(n_components=len(X) + 1).fit(da.from_array(X, chunks=300)),
+    lambda gm, X, y: gm.fit(X[:0]),
+    lambda gm, X, y: gm.fit(da.zeros((0, X.shape[1]), chunks=10)),
+    lambda gm, X, y: gm.set_params(reg_covar=0, means_init=X[:2] * 0 + 1e9).fit(X[:, :1] * 0),
+], ids=["continuous y", "y length", "negative weights", "NaN dask weights", "parameter",
+        "too few samples", "empty numpy", "empty dask", "ill-defined covariance"])
+def test_every_failed_fit_leaves_the_model_unchanged(blobs, bad_fit):
+    X, labels = blobs
+    gm = GaussianMixture(2, random_state=0).fit(X, labels % 2)
+    before = {k: np.copy(v) for k, v in vars(gm).items() if k.endswith("_")}
+    with pytest.raises(ValueError):
+        bad_fit(gm, X, labels)
+    after = {k: v for k, v in vars(gm).items() if k.endswith("_")}
+    assert before.keys() == after.keys()
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value)
