@@ -1,11 +1,19 @@
 """Per-block NumPy kernels: E-step and partial sufficient statistics.
 
 Everything here works on one in-memory block of rows and knows nothing of
-Dask. A block is processed in sub-blocks of rows small enough for the
-(K, rows, D) temporaries to stay in cache. Rows are centred on each
-component's current mean before anything is multiplied, so data far from the
-origin loses no digits; the statistics a block returns are centred on the
-block's own weighted means (see ``_stats``).
+Dask. Rows are first centred on one point ``c`` near the data (the weighted
+mean of the component means), so that data far from the origin loses no
+digits; a block is then processed in sub-blocks of rows small enough for the
+temporaries to stay in cache. The statistics a block returns are centred on
+the block's own weighted means (see ``_stats``).
+
+Each covariance type has one class below, which gives the Mahalanobis
+distances of rows to every component and the responsibility-weighted second
+moments. ``full`` takes the deviations of the rows from every component's
+mean (K, rows, D) and whitens them in one batched product, keeping its
+second moments exact about each mean. ``tied``, ``diag`` and ``spherical``
+work on the centred rows (rows, D) alone, through matrix products whose
+width is K, expanding (x - mu)' L (x - mu) = x'Lx - 2 x'L mu + mu'L mu.
 
 Responsibilities are held component-major, shape (K, rows).
 """
@@ -29,15 +37,24 @@ class _Full:
     """One precision Cholesky factor (D, D) per component."""
 
     @staticmethod
-    def whiten(xd, prec_chol, out):
-        return np.matmul(xd, prec_chol, out=out)
-
-    @staticmethod
     def log_det(prec_chol, n_features):
         return np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(-1)
 
     @staticmethod
-    def second_moment(rxd, xd):
+    def moment_centres(means):
+        return means
+
+    @staticmethod
+    def mahalanobis(xc, means, prec_chol, workspace):
+        xd = workspace.deviations(xc, means)
+        y = np.matmul(xd, prec_chol, out=workspace.scratch(xd))
+        return np.einsum("kni,kni->kn", y, y)
+
+    @staticmethod
+    def second_moment(xc, resp, means, workspace):
+        """sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T, (K, D, D)."""
+        xd = workspace.deviations(xc, means)
+        rxd = np.multiply(xd, resp[:, :, None], out=workspace.scratch(xd))
         return np.matmul(rxd.transpose(0, 2, 1), xd)
 
 
@@ -45,47 +62,70 @@ class _Tied:
     """One precision Cholesky factor (D, D) shared by all components."""
 
     @staticmethod
-    def whiten(xd, prec_chol, out):
-        n_features = xd.shape[-1]
-        np.matmul(xd.reshape(-1, n_features), prec_chol, out=out.reshape(-1, n_features))
-        return out
-
-    @staticmethod
     def log_det(prec_chol, n_features):
         return np.log(np.diagonal(prec_chol)).sum()
 
     @staticmethod
-    def second_moment(rxd, xd):
-        n_features = xd.shape[-1]
-        return rxd.reshape(-1, n_features).T @ xd.reshape(-1, n_features)
+    def moment_centres(means):
+        return np.zeros_like(means)
+
+    @staticmethod
+    def mahalanobis(xc, means, prec_chol, workspace):
+        y = np.matmul(xc, prec_chol, out=workspace.row_scratch(xc))
+        means_y = means @ prec_chol
+        maha = means_y @ y.T
+        maha *= -2
+        maha += np.einsum("ni,ni->n", y, y)
+        maha += np.einsum("ki,ki->k", means_y, means_y)[:, None]
+        return maha
+
+    @staticmethod
+    def second_moment(xc, resp, means, workspace):
+        """sum_k sum_n r_nk x_n x_n^T about c, pooled (D, D)."""
+        weighted = np.multiply(xc, resp.sum(axis=0)[:, None], out=workspace.row_scratch(xc))
+        return weighted.T @ xc
 
 
 class _Diag:
     """A vector of precision square roots (D,) per component."""
 
     @staticmethod
-    def whiten(xd, prec_chol, out):
-        return np.multiply(xd, prec_chol[:, None, :], out=out)
-
-    @staticmethod
     def log_det(prec_chol, n_features):
         return np.log(prec_chol).sum(-1)
 
     @staticmethod
-    def second_moment(rxd, xd):
-        return np.einsum("kni,kni->ki", rxd, xd)
+    def moment_centres(means):
+        return np.zeros_like(means)
+
+    @staticmethod
+    def precisions(prec_chol, n_features):
+        return np.square(prec_chol)
+
+    @classmethod
+    def mahalanobis(cls, xc, means, prec_chol, workspace):
+        precisions = cls.precisions(prec_chol, xc.shape[1])
+        maha = (precisions * means) @ xc.T
+        maha *= -2
+        maha += precisions @ np.square(xc, out=workspace.row_scratch(xc)).T
+        maha += np.einsum("ki,ki->k", precisions, np.square(means))[:, None]
+        return maha
+
+    @staticmethod
+    def second_moment(xc, resp, means, workspace):
+        """sum_n r_nk x_n**2 about c, (K, D)."""
+        return resp @ np.square(xc, out=workspace.row_scratch(xc))
 
 
 class _Spherical(_Diag):
     """One precision square root per component; moments kept per feature."""
 
     @staticmethod
-    def whiten(xd, prec_chol, out):
-        return np.multiply(xd, prec_chol[:, None, None], out=out)
-
-    @staticmethod
     def log_det(prec_chol, n_features):
         return n_features * np.log(prec_chol)
+
+    @staticmethod
+    def precisions(prec_chol, n_features):
+        return np.repeat(np.square(prec_chol)[:, None], n_features, axis=1)
 
 
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
@@ -102,28 +142,44 @@ def _sub_blocks(n_samples, n_components, n_features):
 
 
 class _Workspace:
-    """Two (K, rows, D) buffers reused by every sub-block of a block.
+    """Buffers reused by every sub-block of a block.
 
     Workers started by ``distributed`` set ``MALLOC_TRIM_THRESHOLD_``, under
-    which every large temporary is a fresh ``mmap`` whose pages fault in
-    again (see FIELD-NOTES); reusing the buffers avoids that cost.
+    which every temporary over 128 KiB is a fresh ``mmap`` whose pages fault
+    in again (see FIELD-NOTES); reusing buffers avoids that cost.
     """
 
     def __init__(self, n_components, n_features):
-        size = n_components * _sub_block_rows(n_components, n_features) * n_features
-        self.buffers = (np.empty(size), np.empty(size))
+        rows = _sub_block_rows(n_components, n_features)
+        self.rows = (np.empty(rows * n_features), np.empty(rows * n_features))
+        self.per_component = None
+        self.last_deviations = None
 
-    def deviations(self, x, centres):
-        """``x - centres[k]`` for every component, shape (K, rows, D), in a buffer."""
-        n_components, n_features = centres.shape
-        size = n_components * x.shape[0] * n_features
-        shape = (n_components, x.shape[0], n_features)
-        return np.subtract(x[None, :, :], centres[:, None, :],
-                           out=self.buffers[0][:size].reshape(shape))
+    def centred(self, x, centre):
+        """``x - centre`` in a buffer."""
+        return np.subtract(x, centre, out=self.rows[0][: x.size].reshape(x.shape))
+
+    def row_scratch(self, like):
+        """A second buffer of rows, shaped like ``like``."""
+        return self.rows[1][: like.size].reshape(like.shape)
+
+    def deviations(self, xc, means):
+        """``xc - means[k]`` for every component, (K, rows, D), computed once per rows."""
+        last = self.last_deviations
+        if last is not None and last[0] is xc and last[1] is means:
+            return last[2]
+        shape = (means.shape[0], *xc.shape)
+        if self.per_component is None:
+            size = means.shape[0] * _sub_block_rows(*means.shape) * means.shape[1]
+            self.per_component = (np.empty(size), np.empty(size))
+        xd = np.subtract(xc[None, :, :], means[:, None, :],
+                         out=self.per_component[0][: np.prod(shape)].reshape(shape))
+        self.last_deviations = (xc, means, xd)
+        return xd
 
     def scratch(self, like):
-        """The second buffer, shaped like ``like``."""
-        return self.buffers[1][: like.size].reshape(like.shape)
+        """A second (K, rows, D) buffer, shaped like ``like``."""
+        return self.per_component[1][: like.size].reshape(like.shape)
 
 
 def check_finite(X):
@@ -149,42 +205,48 @@ def _log_const(kind, weights, prec_chol, n_features):
     return np.log(weights) + kind.log_det(prec_chol, n_features) - 0.5 * n_features * LOG_2PI
 
 
-def _weighted_log_prob(kind, xd, prec_chol, const, scratch):
-    """(K, rows) log(pi_k) + log N(x | mu_k, Sigma_k) from deviations ``xd``."""
-    y = kind.whiten(xd, prec_chol, out=scratch)
-    return const[:, None] - 0.5 * np.einsum("kni,kni->kn", y, y)
+def _weighted_log_prob(kind, xc, means, prec_chol, const, workspace):
+    """(K, rows) log(pi_k) + log N(x | mu_k, Sigma_k) of centred rows and means."""
+    maha = kind.mahalanobis(xc, means, prec_chol, workspace)
+    maha *= -0.5
+    maha += const[:, None]
+    return maha
 
 
 class _Moments:
-    """Running responsibility sums and moments about fixed centres (K, D)."""
+    """Running responsibility sums and second moments of centred rows.
 
-    def __init__(self, kind, centres, n_features):
-        n_components = centres.shape[0]
+    Rows are centred on ``centre`` (D,); ``means`` are the components' centred
+    means, about which ``full`` takes its second moments (the others take
+    them about ``centre``).
+    """
+
+    def __init__(self, kind, centre, means):
         self.kind = kind
-        self.centres = centres
-        self.nk = np.zeros(n_components)
-        self.sums = np.zeros((n_components, n_features))
+        self.centre = centre
+        self.means = means
+        self.nk = np.zeros(means.shape[0])
+        self.sums = np.zeros(means.shape)
         self.m2 = 0.0
         self.loglik = 0.0
         self.weight = 0.0
 
-    def add(self, xd, resp, scratch):
-        """Add rows given as deviations ``xd`` (K, rows, D) and ``resp`` (K, rows)."""
-        rxd = np.multiply(xd, resp[:, :, None], out=scratch)
+    def add(self, xc, resp, workspace):
+        """Add centred rows ``xc`` (rows, D) with responsibilities ``resp`` (K, rows)."""
         self.nk += resp.sum(axis=1)
-        self.sums += rxd.sum(axis=1)
-        self.m2 = self.m2 + self.kind.second_moment(rxd, xd)
+        self.sums += resp @ xc
+        self.m2 = self.m2 + self.kind.second_moment(xc, resp, self.means, workspace)
 
     def stats(self, covariance_type):
         """The block's statistics, re-centred on its weighted means."""
+        about = self.kind.moment_centres(self.means)
         has_weight = self.nk > 0
-        offset = np.where(
-            has_weight[:, None], self.sums / np.where(has_weight, self.nk, 1)[:, None], 0
-        )
+        safe_nk = np.where(has_weight, self.nk, 1)[:, None]
+        offset = np.where(has_weight[:, None], self.sums / safe_nk - about, 0)
         m2 = self.m2 - weighted_outer(self.nk, offset, covariance_type)
         return Stats(
             self.nk,
-            self.centres + offset,
+            self.centre + about + offset,
             np.asarray(m2, dtype=np.float64),
             np.float64(self.loglik),
             np.float64(self.weight),
@@ -198,6 +260,11 @@ def _rows(X, sample_weight, rows):
     sw = np.asarray(sample_weight[rows], dtype=np.float64)
     check_sample_weight(sw)
     return x, sw
+
+
+def _centre(weights, means):
+    """A point near the data: the weighted mean of the component means."""
+    return weights @ means / weights.sum()
 
 
 def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
@@ -218,14 +285,15 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     """
     kind = COVARIANCE_KINDS[covariance_type]
     n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    moments = _Moments(kind, means, n_features)
+    centre = _centre(weights, means)
+    means_c = means - centre
+    moments = _Moments(kind, centre, means_c)
     const = _log_const(kind, weights, prec_chol, n_features)
-    workspace = _Workspace(n_components, n_features)
-    for rows in _sub_blocks(n_samples, n_components, n_features):
+    workspace = _Workspace(*means.shape)
+    for rows in _sub_blocks(n_samples, *means.shape):
         x, sw = _rows(X, sample_weight, rows)
-        xd = workspace.deviations(x, means)
-        weighted_log_prob = _weighted_log_prob(kind, xd, prec_chol, const, workspace.scratch(xd))
+        xc = workspace.centred(x, centre)
+        weighted_log_prob = _weighted_log_prob(kind, xc, means_c, prec_chol, const, workspace)
         top = weighted_log_prob.max(axis=0)
         resp = np.exp(weighted_log_prob - top)
         total = resp.sum(axis=0)
@@ -238,7 +306,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
             resp *= sw
             moments.loglik += log_prob_norm @ sw
             moments.weight += sw.sum()
-        moments.add(xd, resp, workspace.scratch(xd))
+        moments.add(xc, resp, workspace)
     if not np.isfinite(moments.loglik):
         check_finite(X)
     return moments.stats(covariance_type)
@@ -252,7 +320,8 @@ def resp_statistics(X, sample_weight, resp, centres, covariance_type):
     """
     kind = COVARIANCE_KINDS[covariance_type]
     n_samples, n_features = X.shape
-    moments = _Moments(kind, centres, n_features)
+    centre = centres.mean(axis=0)
+    moments = _Moments(kind, centre, centres - centre)
     workspace = _Workspace(*centres.shape)
     for rows in _sub_blocks(n_samples, *centres.shape):
         x, sw = _rows(X, sample_weight, rows)
@@ -260,8 +329,7 @@ def resp_statistics(X, sample_weight, resp, centres, covariance_type):
         if sw is not None:
             r = r * sw
         moments.weight += x.shape[0] if sw is None else sw.sum()
-        xd = workspace.deviations(x, centres)
-        moments.add(xd, r, workspace.scratch(xd))
+        moments.add(workspace.centred(x, centre), r, workspace)
     stats = moments.stats(covariance_type)
     if not np.isfinite(stats.m2).all():
         check_finite(X)
@@ -301,9 +369,11 @@ def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type):
     kind = COVARIANCE_KINDS[covariance_type]
     n_samples, n_features = X.shape
     const = _log_const(kind, weights, prec_chol, n_features)
+    centre = _centre(weights, means)
+    means_c = means - centre
     out = np.empty((n_samples, means.shape[0]))
     workspace = _Workspace(*means.shape)
     for rows in _sub_blocks(n_samples, *means.shape):
-        xd = workspace.deviations(np.asarray(X[rows], dtype=np.float64), means)
-        out[rows] = _weighted_log_prob(kind, xd, prec_chol, const, workspace.scratch(xd)).T
+        xc = workspace.centred(np.asarray(X[rows], dtype=np.float64), centre)
+        out[rows] = _weighted_log_prob(kind, xc, means_c, prec_chol, const, workspace).T
     return out
