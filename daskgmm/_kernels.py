@@ -21,12 +21,13 @@ Responsibilities are held component-major, shape (K, rows).
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin
 
-from ._stats import Stats, weighted_outer
+from ._stats import Stats, m2_shape, weighted_outer
 
 LOG_2PI = np.log(2 * np.pi)
 
-# Rows of a sub-block times K * D: about 1 MiB of float64 per (K, rows, D) temporary.
-_SUB_BLOCK_ELEMENTS = 2**17
+# Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``,
+# (rows, max(K, D)) for the others: the sizes measured fastest here.
+_SUB_BLOCK_ELEMENTS = {"full": 2**17, "rows": 2**15}
 
 # Rows per block of the random generator in ``random_resp``: the random
 # responsibilities of a row depend on its index only, not on the chunking.
@@ -35,6 +36,8 @@ _RANDOM_ROWS = 4096
 
 class _Full:
     """One precision Cholesky factor (D, D) per component."""
+
+    per_component = True
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -55,11 +58,13 @@ class _Full:
         """sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T, (K, D, D)."""
         xd = workspace.deviations(xc, means)
         rxd = np.multiply(xd, resp[:, :, None], out=workspace.scratch(xd))
-        return np.matmul(rxd.transpose(0, 2, 1), xd)
+        return np.matmul(rxd.transpose(0, 2, 1), xd, out=workspace.moments(means))
 
 
 class _Tied:
     """One precision Cholesky factor (D, D) shared by all components."""
+
+    per_component = False
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -88,6 +93,8 @@ class _Tied:
 
 class _Diag:
     """A vector of precision square roots (D,) per component."""
+
+    per_component = False
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -131,12 +138,14 @@ class _Spherical(_Diag):
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
 
 
-def _sub_block_rows(n_components, n_features):
-    return max(16, _SUB_BLOCK_ELEMENTS // (n_components * n_features))
+def _sub_block_rows(kind, n_components, n_features):
+    if kind.per_component:
+        return max(16, _SUB_BLOCK_ELEMENTS["full"] // (n_components * n_features))
+    return max(16, _SUB_BLOCK_ELEMENTS["rows"] // max(n_components, n_features))
 
 
-def _sub_blocks(n_samples, n_components, n_features):
-    step = _sub_block_rows(n_components, n_features)
+def _sub_blocks(kind, n_samples, n_components, n_features):
+    step = _sub_block_rows(kind, n_components, n_features)
     for start in range(0, n_samples, step):
         yield slice(start, min(start + step, n_samples))
 
@@ -149,10 +158,12 @@ class _Workspace:
     in again (see FIELD-NOTES); reusing buffers avoids that cost.
     """
 
-    def __init__(self, n_components, n_features):
-        rows = _sub_block_rows(n_components, n_features)
+    def __init__(self, kind, n_components, n_features):
+        self.kind = kind
+        rows = _sub_block_rows(kind, n_components, n_features)
         self.rows = (np.empty(rows * n_features), np.empty(rows * n_features))
         self.per_component = None
+        self.per_component_moments = None
         self.last_deviations = None
 
     def centred(self, x, centre):
@@ -170,12 +181,18 @@ class _Workspace:
             return last[2]
         shape = (means.shape[0], *xc.shape)
         if self.per_component is None:
-            size = means.shape[0] * _sub_block_rows(*means.shape) * means.shape[1]
+            size = means.shape[0] * _sub_block_rows(self.kind, *means.shape) * means.shape[1]
             self.per_component = (np.empty(size), np.empty(size))
         xd = np.subtract(xc[None, :, :], means[:, None, :],
                          out=self.per_component[0][: np.prod(shape)].reshape(shape))
         self.last_deviations = (xc, means, xd)
         return xd
+
+    def moments(self, means):
+        """A (K, D, D) buffer."""
+        if self.per_component_moments is None:
+            self.per_component_moments = np.empty((means.shape[0], means.shape[1], means.shape[1]))
+        return self.per_component_moments
 
     def scratch(self, like):
         """A second (K, rows, D) buffer, shaped like ``like``."""
@@ -221,13 +238,13 @@ class _Moments:
     them about ``centre``).
     """
 
-    def __init__(self, kind, centre, means):
-        self.kind = kind
+    def __init__(self, covariance_type, centre, means):
+        self.kind = COVARIANCE_KINDS[covariance_type]
         self.centre = centre
         self.means = means
         self.nk = np.zeros(means.shape[0])
         self.sums = np.zeros(means.shape)
-        self.m2 = 0.0
+        self.m2 = np.zeros(m2_shape(*means.shape, covariance_type))
         self.loglik = 0.0
         self.weight = 0.0
 
@@ -235,7 +252,7 @@ class _Moments:
         """Add centred rows ``xc`` (rows, D) with responsibilities ``resp`` (K, rows)."""
         self.nk += resp.sum(axis=1)
         self.sums += resp @ xc
-        self.m2 = self.m2 + self.kind.second_moment(xc, resp, self.means, workspace)
+        self.m2 += self.kind.second_moment(xc, resp, self.means, workspace)
 
     def stats(self, covariance_type):
         """The block's statistics, re-centred on its weighted means."""
@@ -247,7 +264,7 @@ class _Moments:
         return Stats(
             self.nk,
             self.centre + about + offset,
-            np.asarray(m2, dtype=np.float64),
+            m2,
             np.float64(self.loglik),
             np.float64(self.weight),
         )
@@ -287,10 +304,10 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     n_samples, n_features = X.shape
     centre = _centre(weights, means)
     means_c = means - centre
-    moments = _Moments(kind, centre, means_c)
+    moments = _Moments(covariance_type, centre, means_c)
     const = _log_const(kind, weights, prec_chol, n_features)
-    workspace = _Workspace(*means.shape)
-    for rows in _sub_blocks(n_samples, *means.shape):
+    workspace = _Workspace(kind, *means.shape)
+    for rows in _sub_blocks(kind, n_samples, *means.shape):
         x, sw = _rows(X, sample_weight, rows)
         xc = workspace.centred(x, centre)
         weighted_log_prob = _weighted_log_prob(kind, xc, means_c, prec_chol, const, workspace)
@@ -321,9 +338,9 @@ def resp_statistics(X, sample_weight, resp, centres, covariance_type):
     kind = COVARIANCE_KINDS[covariance_type]
     n_samples, n_features = X.shape
     centre = centres.mean(axis=0)
-    moments = _Moments(kind, centre, centres - centre)
-    workspace = _Workspace(*centres.shape)
-    for rows in _sub_blocks(n_samples, *centres.shape):
+    moments = _Moments(covariance_type, centre, centres - centre)
+    workspace = _Workspace(kind, *centres.shape)
+    for rows in _sub_blocks(kind, n_samples, *centres.shape):
         x, sw = _rows(X, sample_weight, rows)
         r = resp[rows].T
         if sw is not None:
@@ -372,8 +389,8 @@ def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type):
     centre = _centre(weights, means)
     means_c = means - centre
     out = np.empty((n_samples, means.shape[0]))
-    workspace = _Workspace(*means.shape)
-    for rows in _sub_blocks(n_samples, *means.shape):
+    workspace = _Workspace(kind, *means.shape)
+    for rows in _sub_blocks(kind, n_samples, *means.shape):
         xc = workspace.centred(np.asarray(X[rows], dtype=np.float64), centre)
         out[rows] = _weighted_log_prob(kind, xc, means_c, prec_chol, const, workspace).T
     return out
