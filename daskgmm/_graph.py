@@ -12,14 +12,14 @@ pass, not inside every task.
 import math
 import os
 from concurrent.futures import CancelledError
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple, Optional
 
 import dask
 import dask.array as da
 import numpy as np
 from distributed import KilledWorker
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import _kernels
 from ._stats import Layout, stack
@@ -73,12 +73,18 @@ def compute(*lazy, scheduler=None):
     """
     get = dask.base.get_scheduler(scheduler=scheduler, collections=lazy)
     if get is dask.threaded.get:
-        with threadpool_limits(1, user_api="blas"):
+        with _blas_threads().limit(limits=1, user_api="blas"):
             return dask.compute(*lazy, scheduler=scheduler)
     client = _active_client()
     if client is not None and get == client.get:
         return dask.compute(*lazy, retries=RETRIES)
     return dask.compute(*lazy, scheduler=scheduler)
+
+
+@lru_cache(maxsize=1)
+def _blas_threads():
+    """The BLAS libraries loaded (found once: looking them up costs milliseconds)."""
+    return ThreadpoolController()
 
 
 def _active_client():

@@ -25,9 +25,10 @@ from ._stats import Stats, m2_shape, weighted_outer
 
 LOG_2PI = np.log(2 * np.pi)
 
-# Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``,
-# (rows, max(K, D)) for the others: the sizes measured fastest here.
-_SUB_BLOCK_ELEMENTS = {"full": 2**17, "rows": 2**15}
+# Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``
+# (in buffers), (rows, max(K, D)) for the others, whose (K, rows) temporaries
+# then stay under glibc's 128 KiB mmap threshold (see ``_Workspace``).
+_SUB_BLOCK_ELEMENTS = {"full": 2**17, "rows": 2**14}
 
 # Rows per block of the random generator in ``random_resp``: the random
 # responsibilities of a row depend on its index only, not on the chunking.
