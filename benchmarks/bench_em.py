@@ -2,13 +2,25 @@
 
 Run from the repository root, on a quiet machine::
 
-    python benchmarks/bench_em.py                  # N 1,000,000, D 16, K 8, 10 iterations
-    python benchmarks/bench_em.py --n-samples 20000 --iterations 2   # smoke test
+    python benchmarks/bench_em.py            # configurations A and B, 10 iterations
+    python benchmarks/bench_em.py --spark    # the same, plus Spark ML's GaussianMixture (full)
+    python benchmarks/bench_em.py --scale 0.01 --iterations 2 --spark   # smoke test
+    python benchmarks/bench_em.py --n-samples 20000 --iterations 2      # one custom configuration
+
+Configurations (``--configs A B``, default both; ``--scale`` multiplies N):
+
+- A: N = 1,000,000 rows, D = 16 features, K = 8 components;
+- B: N = 200,000 rows, D = 64 features, K = 16 components.
+
+``--n-samples``, ``--n-features`` and ``--n-components`` run one custom
+configuration instead, the values not given taken from the configuration named
+by ``--configs`` (one name; A by default).
 
 The data are drawn (seeded, float64) from a mixture with random full
 covariances. Every system starts from the same parameters (K distinct random
 rows as means, the covariance of the data for every component, equal weights)
-and runs exactly ``--iterations`` EM iterations (``tol=0``):
+and runs exactly ``--iterations`` EM iterations (``tol=0``), for each of the
+four covariance types:
 
 - ``scikit-learn``: ``sklearn.mixture.GaussianMixture`` on the NumPy array,
   with the default BLAS threads, as users run it;
@@ -19,32 +31,55 @@ and runs exactly ``--iterations`` EM iterations (``tol=0``):
 - ``daskgmm localcluster``: daskgmm on a ``distributed.LocalCluster`` of
   ``--workers`` processes with one thread each (distributed pins BLAS to one
   thread there), the data persisted on the workers before timing, its row
-  chunks dealt round-robin so that every worker holds the same share.
+  chunks dealt round-robin so that every worker holds the same share;
+- ``Spark ML local[2]`` (with ``--spark``, full covariances only):
+  ``pyspark.ml.clustering.GaussianMixture`` (``maxIter=--iterations``,
+  ``tol=0.0``, seed 0) on a cached DataFrame of the same rows, after a
+  1-iteration warm-up fit (see ``benchmarks/spark_gmm.py``). Spark starts from
+  its own initialisation, so its means are not compared. It needs
+  ``pip install pyspark`` and a Java runtime (``java -version``: Java 17 here);
+  without either, one line says that Spark was skipped and why.
 
-Prints a header (machine, versions, BLAS, the exact command, the data), the
+Prints a header (machine, versions, BLAS, the exact command, the FLOP floor
+behind the GFLOP/s column), then for every configuration the data and the
 passes over the source data of one daskgmm fit on Dask input (chunk reads /
 chunks; with the default settings and, if the estimator has it, with
-``cache=False``), then a Markdown table:
-covariance type, system, seconds per iteration (wall time of ``fit`` divided by
-the iterations), ratio (scikit-learn's seconds / ours), the largest relative
-difference of ``means_`` from scikit-learn's, and the peak RSS of this process
-and of every worker during the fit (sampled every 0.1 s). scikit-learn's
-``fit`` also runs its initialisation (an M-step) and a final E-step; a note
-after the table gives its seconds per iteration without them, from a second,
-1-iteration fit: (t_n - t_1) / (n - 1). Exits with status 1 when a daskgmm
-result differs from scikit-learn's by more than 1e-6 relative.
+``cache=False``), then one Markdown table: configuration, covariance type,
+system, seconds per iteration (wall time of ``fit`` divided by its
+``n_iter_``), ratio (scikit-learn's seconds / the row's), GFLOP/s (the floor
+FLOPs of one iteration / its seconds), the largest relative difference of
+``means_`` from scikit-learn's, and the peak RSS of this process and of every
+worker (for Spark: its JVM and the JVM's Python workers) during the fit
+(sampled every 0.1 s). scikit-learn's (and Spark's) ``fit`` also runs its
+initialisation and scikit-learn's a final E-step; a note after the table gives
+their seconds per iteration without them, from a second, 1-iteration fit:
+(t_n - t_1) / (n - 1).
+
+With ``--scaling`` (the default; ``--no-scaling`` skips it) a second table
+follows for the full type of configuration A (or of the custom configuration):
+the same daskgmm fit on a LocalCluster of 1 and of 2 worker processes with one
+thread each, the data persisted evenly on the workers, its seconds per
+iteration and the speed-up from 1 to 2 workers.
+
+Exits with status 1 when a daskgmm result differs from scikit-learn's by more
+than 1e-6 relative.
 """
 
 import argparse
+import importlib.util
 import itertools
 import os
 import platform
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import metadata
 
 import dask
 import dask.array as da
@@ -62,7 +97,8 @@ from daskgmm import GaussianMixture
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 MODES = ("numpy", "dask-threads", "localcluster")
-SYSTEMS = ("scikit-learn",) + tuple(f"daskgmm {mode}" for mode in MODES)
+SPARK = "Spark ML local[2]"
+SYSTEMS = ("scikit-learn",) + tuple(f"daskgmm {mode}" for mode in MODES) + (SPARK,)
 SEED = 0
 # Largest relative difference of means_ from scikit-learn's that passes.
 TOLERANCE = 1e-6
@@ -71,6 +107,41 @@ SAMPLE_INTERVAL = 0.1
 # Rows whose covariance starts every component.
 INIT_ROWS = 100_000
 MB = 2**20
+# Worker processes (one thread each) of the scaling table.
+SCALING_WORKERS = (1, 2)
+FLOOR_LINE = (
+    "GFLOP/s = floor FLOPs of one iteration / s per iteration; the floor, for the textbook "
+    "formulation: full 4·N·K·D², tied 2·N·D² + 4·N·K·D, diag and spherical 6·N·K·D"
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    n_samples: int
+    n_features: int
+    n_components: int
+
+
+CONFIGS = {
+    "A": Config("A", 1_000_000, 16, 8),
+    "B": Config("B", 200_000, 64, 16),
+}
+CUSTOM = "custom"
+# The configurations whose full type the scaling table measures.
+SCALING_CONFIGS = ("A", CUSTOM)
+SCALING_SKIPPED = "Scaling: skipped, neither configuration A nor a custom one was run."
+
+
+def floor_flops(covariance_type, config):
+    """FLOPs of one EM iteration in the textbook formulation (see FLOOR_LINE)."""
+    n, d, k = config.n_samples, config.n_features, config.n_components
+    return {
+        "full": 4 * n * k * d**2,
+        "tied": 2 * n * d**2 + 4 * n * k * d,
+        "diag": 6 * n * k * d,
+        "spherical": 6 * n * k * d,
+    }[covariance_type]
 
 
 # ------------------------------------------------------------------ data
@@ -95,6 +166,12 @@ def sample_mixture(n_samples, parameters, rng):
         rows = labels == k
         X[rows] = X[rows] @ factors[k].T + means[k]
     return X
+
+
+def config_data(config):
+    """The seeded rows of ``config``."""
+    parameters = mixture_parameters(config.n_features, config.n_components)
+    return sample_mixture(config.n_samples, parameters, np.random.default_rng(SEED))
 
 
 def initial_parameters(X, n_components, covariance_type, seed=SEED):
@@ -131,6 +208,18 @@ def client_rss():
 def cluster_rss(client):
     """A probe: RSS of this process (key ``"client"``) and of every worker (its address)."""
     return lambda: {"client": rss(), **client.run(rss)}
+
+
+def spark_rss():
+    """A probe: RSS of this process and, as one worker, of its children (Spark's JVM and its
+    Python workers)."""
+    children = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            children += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return {"client": rss(), "spark": children}
 
 
 class PeakSampler:
@@ -198,37 +287,73 @@ def header_lines():
     ]
 
 
+def java_executable():
+    """The ``java`` on PATH, else ``$JAVA_HOME/bin/java``, else None."""
+    home = os.environ.get("JAVA_HOME")
+    fallback = os.path.join(home, "bin", "java") if home else None
+    return shutil.which("java") or (fallback if fallback and os.path.exists(fallback) else None)
+
+
+def spark_line():
+    """``(True, versions)`` when Spark can run here, else ``(False, why it is skipped)``."""
+    java = java_executable()
+    if importlib.util.find_spec("pyspark") is None:
+        return False, "Spark: skipped, pyspark is not installed (pip install pyspark)"
+    if java is None:
+        return False, "Spark: skipped, no Java runtime (no java on PATH, no $JAVA_HOME/bin/java)"
+    version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    return True, f"Spark: pyspark {metadata.version('pyspark')}, {version.splitlines()[0]}, {java}"
+
+
 # ------------------------------------------------------------ benchmarks
 
 
 @dataclass
 class Result:
+    config: str
     covariance_type: str
     system: str
     seconds: float  # per iteration
     means: np.ndarray
-    peaks: dict  # bytes: "client" and one entry per worker address
+    peaks: dict  # bytes: "client" and one entry per worker
     error: float | None = None  # largest relative difference of means_ from scikit-learn's
-    em_only: float | None = None  # scikit-learn only: s/iteration without its fixed cost
+    em_only: float | None = None  # s/iteration without the fixed cost of fit, where measured
 
 
-def measure(covariance_type, system, estimator, X, probe):
+def measure(config, covariance_type, system, estimator, X, probe):
     seconds, peaks = timed(lambda: estimator.fit(X), probe)
-    return Result(covariance_type, system, seconds / estimator.max_iter, estimator.means_, peaks)
+    return Result(
+        config.name, covariance_type, system, seconds / estimator.n_iter_, estimator.means_, peaks
+    )
 
 
-def estimator_kwargs(X, covariance_type, args):
+def measure_em_only(config, covariance_type, system, make, X, iterations, probe):
+    """The result of ``make(iterations).fit(X)``, with its s/iteration without fixed costs.
+
+    That is (t_n - t_1) / (n - 1), from a fit of ``make(1)`` timed right after.
+    """
+    estimator = make(iterations)
+    result = measure(config, covariance_type, system, estimator, X, probe)
+    n = estimator.n_iter_
+    if n > 1:
+        one_iteration = make(1)
+        one, _ = timed(lambda: one_iteration.fit(X), probe)
+        result.em_only = (result.seconds * n - one) / (n - 1)
+    return result
+
+
+def estimator_kwargs(X, covariance_type, config, iterations):
     """The same start and the same fixed number of iterations for every system."""
     return dict(
-        n_components=args.n_components,
+        n_components=config.n_components,
         covariance_type=covariance_type,
         tol=0,
-        max_iter=args.iterations,
+        max_iter=iterations,
         # scikit-learn (and daskgmm on NumPy input, through it) still runs its
         # initialisation before taking the given parameters: the cheapest one.
         init_params="random_from_data",
         random_state=SEED,
-        **initial_parameters(X, args.n_components, covariance_type),
+        **initial_parameters(X, config.n_components, covariance_type),
     )
 
 
@@ -282,23 +407,20 @@ def passes_line(X, n_chunks, kwargs):
     return "Passes over the source data in one daskgmm fit on Dask input: " + "; ".join(counts)
 
 
-def measure_sklearn(covariance_type, kwargs, X):
-    """scikit-learn's result, with its s/iteration without initialisation and final E-step.
-
-    That is (t_n - t_1) / (n - 1), from a 1-iteration fit timed right after.
-    """
-    result = measure(
-        covariance_type, "scikit-learn", SklearnGaussianMixture(**kwargs), X, client_rss
+def measure_sklearn(config, covariance_type, kwargs, X):
+    """scikit-learn's result, with its s/iteration without initialisation and final E-step."""
+    return measure_em_only(
+        config,
+        covariance_type,
+        "scikit-learn",
+        lambda n: SklearnGaussianMixture(**{**kwargs, "max_iter": n}),
+        X,
+        kwargs["max_iter"],
+        client_rss,
     )
-    n = kwargs["max_iter"]
-    if n > 1:
-        one_iteration = SklearnGaussianMixture(**{**kwargs, "max_iter": 1})
-        one, _ = timed(lambda: one_iteration.fit(X), client_rss)
-        result.em_only = (result.seconds * n - one) / (n - 1)
-    return result
 
 
-def run_local(X, kwargs_by_type, args):
+def run_local(X, config, kwargs_by_type, args):
     """scikit-learn and the daskgmm modes on this process's threads."""
     runs = []
     if "numpy" in args.modes:
@@ -310,32 +432,33 @@ def run_local(X, kwargs_by_type, args):
     results = []
     with dask.config.set(scheduler="threads"):
         for covariance_type, kwargs in kwargs_by_type.items():
-            results.append(measure_sklearn(covariance_type, kwargs, X))
-            results += [
-                measure(covariance_type, system, GaussianMixture(**kwargs), data, client_rss)
-                for system, data in runs
-            ]
+            results.append(measure_sklearn(config, covariance_type, kwargs, X))
+            for system, data in runs:
+                estimator = GaussianMixture(**kwargs)
+                result = measure(config, covariance_type, system, estimator, data, client_rss)
+                results.append(result)
     return results
 
 
-def run_cluster(X, kwargs_by_type, args):
-    """daskgmm on a LocalCluster, the data persisted on the workers before timing."""
+def run_cluster(X, config, kwargs_by_type, n_workers, n_chunks, system="daskgmm localcluster"):
+    """daskgmm on a LocalCluster of ``n_workers`` × 1 thread, the data persisted on the workers."""
     with (
         LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
     ):
         # One small graph per block, not the whole NumPy array in each.
-        blocks = [da.from_array(block) for block in row_blocks(X, args.n_chunks)]
+        blocks = [da.from_array(block) for block in row_blocks(X, n_chunks)]
         X_workers = persist_balanced(client, blocks)
         # Warm-up: the workers import daskgmm and scikit-learn on their first task.
         first = next(iter(kwargs_by_type.values()))
         GaussianMixture(**{**first, "max_iter": 1}).fit(X_workers)
         return [
             measure(
+                config,
                 covariance_type,
-                "daskgmm localcluster",
+                system,
                 GaussianMixture(**kwargs),
                 X_workers,
                 cluster_rss(client),
@@ -344,43 +467,144 @@ def run_cluster(X, kwargs_by_type, args):
         ]
 
 
+def run_spark(X, config, args):
+    """Spark ML's GaussianMixture (full) on local[2], the rows cached in Spark before timing."""
+    import spark_gmm
+
+    with tempfile.TemporaryDirectory() as tmp, spark_gmm.session() as spark:
+        path = os.path.join(tmp, "X.npy")
+        np.save(path, X)
+        frame = spark_gmm.features_frame(spark, path, len(X), args.n_chunks)
+
+        def make(max_iter):
+            return spark_gmm.SparkGaussianMixture(config.n_components, max_iter, SEED)
+
+        make(1).fit(frame)  # warm-up: the JVM compiles the EM code on the first fit
+        return measure_em_only(config, "full", SPARK, make, frame, args.iterations, spark_rss)
+
+
+def run_config(config, args, spark_ready):
+    """The main table's results of ``config`` and, if it is the scaling one, the scaling's."""
+    X = config_data(config)
+    print(
+        f"\nConfiguration {config.name}: {config.n_samples:,} rows x {config.n_features} "
+        f"features, {config.n_components} components, float64, {X.nbytes / MB:.0f} MB; "
+        f"Dask input in {args.n_chunks} row chunks; {args.iterations} iterations, tol=0, "
+        "the same start for every system"
+    )
+    kwargs_by_type = {
+        c: estimator_kwargs(X, c, config, args.iterations) for c in args.covariance_types
+    }
+    print(passes_line(X, args.n_chunks, next(iter(kwargs_by_type.values()))))
+    results = run_local(X, config, kwargs_by_type, args)
+    if "localcluster" in args.modes:
+        results += run_cluster(X, config, kwargs_by_type, args.workers, args.n_chunks)
+    if spark_ready and "full" in args.covariance_types:
+        results.append(run_spark(X, config, args))
+    scaling = []
+    if args.scaling and config.name in SCALING_CONFIGS:
+        scaling = run_scaling(X, config, args)
+    return results, scaling
+
+
+def run_scaling(X, config, args):
+    """daskgmm, full, on a LocalCluster of 1 and of 2 workers."""
+    kwargs = {"full": estimator_kwargs(X, "full", config, args.iterations)}
+    return [
+        run_cluster(X, config, kwargs, n, args.n_chunks, f"daskgmm localcluster {n}x1")[0]
+        for n in SCALING_WORKERS
+    ]
+
+
 # ---------------------------------------------------------------- output
 
 
-def set_errors(results):
+def set_errors(results, references):
     """Relative difference of every daskgmm result's means_ from scikit-learn's."""
-    reference = {r.covariance_type: r.means for r in results if r.system == "scikit-learn"}
+    reference = {
+        (r.config, r.covariance_type): r.means for r in references if r.system == "scikit-learn"
+    }
     for r in results:
-        if r.system != "scikit-learn":
-            expected = reference[r.covariance_type]
+        expected = reference.get((r.config, r.covariance_type))
+        if r.system.startswith("daskgmm") and expected is not None:
             r.error = float(np.max(np.abs(r.means - expected) / np.abs(expected)))
 
 
-def table(results):
-    reference = {r.covariance_type: r.seconds for r in results if r.system == "scikit-learn"}
+def format_error(error):
+    if error is None:
+        return "—"
+    return f"{error:.1e}" + ("" if error <= TOLERANCE else " FAIL")
+
+
+def gflops(result, configs):
+    """Achieved GFLOP/s of ``result``: its floor FLOPs per iteration / its s/iteration."""
+    return floor_flops(result.covariance_type, configs[result.config]) / result.seconds / 1e9
+
+
+def table(results, configs):
+    reference = {
+        (r.config, r.covariance_type): r.seconds for r in results if r.system == "scikit-learn"
+    }
     lines = [
-        "| covariance type | system | s/iteration | ratio vs scikit-learn "
+        "| config | covariance type | system | s/iteration | ratio vs scikit-learn | GFLOP/s "
         "| max rel. error vs scikit-learn | peak client RSS MB | peak worker RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        if r.error is None:
-            error = "—"
-        else:
-            error = f"{r.error:.1e}" + ("" if r.error <= TOLERANCE else " FAIL")
         lines.append(
-            f"| {r.covariance_type} | {r.system} | {r.seconds:.4f} "
-            f"| {reference[r.covariance_type] / r.seconds:.2f} | {error} "
+            f"| {r.config} | {r.covariance_type} | {r.system} | {r.seconds:.4f} "
+            f"| {reference[r.config, r.covariance_type] / r.seconds:.2f} "
+            f"| {gflops(r, configs):.2f} | {format_error(r.error)} "
             f"| {r.peaks['client'] / MB:.0f} | {format_workers(r.peaks)} |"
         )
     return lines
 
 
+def em_only_note(results):
+    em_only = [r for r in results if r.em_only is not None]
+    if not em_only:
+        return []
+    return [
+        "",
+        "scikit-learn's fit also runs its initialisation (an M-step) and a final E-step "
+        "(Spark's: its initialisation). Without them ((t_n - t_1) / (n - 1)) the s/iteration is: "
+        + ", ".join(f"{r.config} {r.covariance_type} {r.system} {r.em_only:.4f}" for r in em_only)
+        + ".",
+    ]
+
+
+def scaling_table(results, configs):
+    config = results[0].config
+    lines = [
+        "",
+        f"Scaling, configuration {config}, full: daskgmm on a LocalCluster of 1 and of 2 "
+        "worker processes x 1 thread, the data persisted evenly on the workers",
+        "",
+        "| workers | s/iteration | speed-up vs 1 worker | GFLOP/s "
+        "| max rel. error vs scikit-learn | peak worker RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, r in zip(SCALING_WORKERS, results):
+        lines.append(
+            f"| {n} | {r.seconds:.4f} | {results[0].seconds / r.seconds:.2f} "
+            f"| {gflops(r, configs):.2f} | {format_error(r.error)} | {format_workers(r.peaks)} |"
+        )
+    return lines
+
+
+# ------------------------------------------------------------- arguments
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-samples", type=int, default=1_000_000)
-    parser.add_argument("--n-features", type=int, default=16)
-    parser.add_argument("--n-components", type=int, default=8)
+    parser.add_argument(
+        "--configs", nargs="+", choices=CONFIGS, help="configurations to run (default: A B)"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies N of every configuration"
+    )
+    for option in ("--n-samples", "--n-features", "--n-components"):
+        parser.add_argument(option, type=int, help="run one custom configuration")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument(
         "--covariance-types", nargs="+", choices=COVARIANCE_TYPES, default=list(COVARIANCE_TYPES)
@@ -388,48 +612,73 @@ def parse_args(argv=None):
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     parser.add_argument("--n-chunks", type=int, default=8, help="row chunks of the Dask array")
+    parser.add_argument(
+        "--scaling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="full type of configuration A on 1 and 2 LocalCluster workers",
+    )
+    parser.add_argument("--spark", action="store_true", help="add Spark ML's GaussianMixture")
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
+    args.configs = selected_configs(parser, args)
     return args
+
+
+def selected_configs(parser, args):
+    """The configurations named by --configs, or the custom one, N times --scale."""
+    custom = {
+        field: getattr(args, field)
+        for field in ("n_samples", "n_features", "n_components")
+        if getattr(args, field) is not None
+    }
+    configs = [CONFIGS[name] for name in args.configs or CONFIGS]
+    if custom:
+        if len(configs) > 1 and args.configs:
+            parser.error("--n-samples/--n-features/--n-components take at most one --configs")
+        configs = [replace(configs[0], name=CUSTOM, **custom)]
+    configs = [replace(c, n_samples=round(c.n_samples * args.scale)) for c in configs]
+    if any(c.n_samples < c.n_components for c in configs):
+        parser.error("every configuration needs at least K rows")
+    return configs
+
+
+def sort_results(results, args):
+    """In place: by configuration, covariance type and system, each in the order given."""
+    names = [c.name for c in args.configs]
+    results.sort(
+        key=lambda r: (
+            names.index(r.config),
+            args.covariance_types.index(r.covariance_type),
+            SYSTEMS.index(r.system),
+        )
+    )
 
 
 def main(argv=None):
     args = parse_args(argv)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     warnings.filterwarnings("ignore", message="Sending large graph")
-    X = sample_mixture(
-        args.n_samples,
-        mixture_parameters(args.n_features, args.n_components),
-        np.random.default_rng(SEED),
-    )
-    print("\n".join(header_lines()))
-    print(
-        f"Data: {args.n_samples:,} rows x {args.n_features} features, {args.n_components} "
-        f"components, float64, {X.nbytes / MB:.0f} MB; Dask input in {args.n_chunks} row "
-        f"chunks; {args.iterations} iterations, tol=0, the same start for every system"
-    )
-    kwargs_by_type = {c: estimator_kwargs(X, c, args) for c in args.covariance_types}
-    print(passes_line(X, args.n_chunks, next(iter(kwargs_by_type.values()))))
+    print("\n".join([*header_lines(), FLOOR_LINE]))
+    spark_ready = False
+    if args.spark:
+        spark_ready, line = spark_line()
+        print(line)
 
-    results = run_local(X, kwargs_by_type, args)
-    if "localcluster" in args.modes:
-        results += run_cluster(X, kwargs_by_type, args)
-    results.sort(
-        key=lambda r: (args.covariance_types.index(r.covariance_type), SYSTEMS.index(r.system))
-    )
-    set_errors(results)
+    results, scaling = [], []
+    for config in args.configs:
+        config_results, config_scaling = run_config(config, args, spark_ready)
+        results += config_results
+        scaling += config_scaling
+    sort_results(results, args)
+    set_errors(results + scaling, results)
+    configs = {c.name: c for c in args.configs}
     print()
-    print("\n".join(table(results)))
-    em_only = [r for r in results if r.em_only is not None]
-    if em_only:
-        print(
-            "\nscikit-learn's fit also runs its initialisation (an M-step) and a final E-step. "
-            "Without them ((t_n - t_1) / (n - 1)) its s/iteration is: "
-            + ", ".join(f"{r.covariance_type} {r.em_only:.4f}" for r in em_only)
-            + "."
-        )
-    if any(r.error is not None and not r.error <= TOLERANCE for r in results):
+    print("\n".join(table(results, configs) + em_only_note(results)))
+    if args.scaling:
+        print("\n".join(scaling_table(scaling, configs) if scaling else ["", SCALING_SKIPPED]))
+    if any(r.error is not None and not r.error <= TOLERANCE for r in results + scaling):
         sys.exit(f"FAIL: a daskgmm result differs from scikit-learn's by more than {TOLERANCE:g}")
 
 

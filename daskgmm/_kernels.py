@@ -25,10 +25,11 @@ from ._stats import Stats, m2_shape, weighted_outer
 
 LOG_2PI = np.log(2 * np.pi)
 
-# Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``
-# (in buffers), (rows, max(K, D)) for the others, whose (K, rows) temporaries
-# then stay under glibc's 128 KiB mmap threshold (see ``_Workspace``).
-_SUB_BLOCK_ELEMENTS = {"full": 2**17, "rows": 2**14}
+# Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``,
+# (rows, max(K, D)) for the others; the large ones live in ``_Workspace``
+# buffers. Sub-blocks must be long enough for NumPy calls to outweigh the
+# Python between them, which holds the GIL on threads.
+_SUB_BLOCK_ELEMENTS = {"full": 2**17, "rows": 2**16}
 
 # Rows per block of the random generator in ``random_resp``: the random
 # responsibilities of a row depend on its index only, not on the chunking.
@@ -52,7 +53,7 @@ class _Full:
     def mahalanobis(xc, means, prec_chol, workspace):
         xd = workspace.deviations(xc, means)
         y = np.matmul(xd, prec_chol, out=workspace.scratch(xd))
-        return np.einsum("kni,kni->kn", y, y)
+        return np.einsum("kni,kni->kn", y, y, out=workspace.by_component(xc, means, 0))
 
     @staticmethod
     def second_moment(xc, resp, means, workspace):
@@ -79,7 +80,7 @@ class _Tied:
     def mahalanobis(xc, means, prec_chol, workspace):
         y = np.matmul(xc, prec_chol, out=workspace.row_scratch(xc))
         means_y = means @ prec_chol
-        maha = means_y @ y.T
+        maha = np.matmul(means_y, y.T, out=workspace.by_component(xc, means, 0))
         maha *= -2
         maha += np.einsum("ni,ni->n", y, y)
         maha += np.einsum("ki,ki->k", means_y, means_y)[:, None]
@@ -112,9 +113,10 @@ class _Diag:
     @classmethod
     def mahalanobis(cls, xc, means, prec_chol, workspace):
         precisions = cls.precisions(prec_chol, xc.shape[1])
-        maha = (precisions * means) @ xc.T
+        maha = np.matmul(precisions * means, xc.T, out=workspace.by_component(xc, means, 0))
         maha *= -2
-        maha += precisions @ np.square(xc, out=workspace.row_scratch(xc)).T
+        squares = np.square(xc, out=workspace.row_scratch(xc))
+        maha += np.matmul(precisions, squares.T, out=workspace.by_component(xc, means, 1))
         maha += np.einsum("ki,ki->k", precisions, np.square(means))[:, None]
         return maha
 
@@ -163,6 +165,7 @@ class _Workspace:
         self.kind = kind
         rows = _sub_block_rows(kind, n_components, n_features)
         self.rows = (np.empty(rows * n_features), np.empty(rows * n_features))
+        self.components = (np.empty(rows * n_components), np.empty(rows * n_components))
         self.per_component = None
         self.per_component_moments = None
         self.last_deviations = None
@@ -170,6 +173,11 @@ class _Workspace:
     def centred(self, x, centre):
         """``x - centre`` in a buffer."""
         return np.subtract(x, centre, out=self.rows[0][: x.size].reshape(x.shape))
+
+    def by_component(self, xc, means, index):
+        """Buffer ``index`` (0 or 1) shaped (K, rows) for rows ``xc``."""
+        size = means.shape[0] * xc.shape[0]
+        return self.components[index][:size].reshape(means.shape[0], xc.shape[0])
 
     def row_scratch(self, like):
         """A second buffer of rows, shaped like ``like``."""
@@ -313,7 +321,8 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         xc = workspace.centred(x, centre)
         weighted_log_prob = _weighted_log_prob(kind, xc, means_c, prec_chol, const, workspace)
         top = weighted_log_prob.max(axis=0)
-        resp = np.exp(weighted_log_prob - top)
+        weighted_log_prob -= top
+        resp = np.exp(weighted_log_prob, out=weighted_log_prob)
         total = resp.sum(axis=0)
         resp /= total
         log_prob_norm = top + np.log(total)
