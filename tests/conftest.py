@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from zarr.storage import WrapperStore
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -30,3 +31,25 @@ def client(cluster):
     """A client of the shared cluster; closed after the test so it is not the default."""
     with Client(cluster) as client:
         yield client
+
+
+class InstrumentedStore(WrapperStore):
+    """A real zarr store whose reads pass through ``on_read(key)`` first.
+
+    Subclasses count reads or make one fail; ``state`` is shared by the copies
+    zarr makes of the store.
+    """
+
+    def __init__(self, store, state):
+        super().__init__(store)
+        self.state = state
+
+    def _with_store(self, store):
+        return type(self)(store, self.state)
+
+    def on_read(self, key):
+        raise NotImplementedError
+
+    async def get(self, key, prototype, byte_range=None):
+        self.on_read(key)
+        return await super().get(key, prototype, byte_range)

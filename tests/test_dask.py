@@ -9,11 +9,11 @@ import pytest
 import zarr
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
-from zarr.storage import LocalStore, WrapperStore
+from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture
 
-from .conftest import COVARIANCE_TYPES, make_mixture
+from .conftest import COVARIANCE_TYPES, InstrumentedStore, make_mixture
 
 
 @pytest.fixture(scope="module")
@@ -80,21 +80,13 @@ def test_predict_methods_are_lazy_and_match_numpy(client, data):
     assert gm.aic(Xd) == pytest.approx(gm.aic(X), rel=1e-12)
 
 
-class _CountingStore(WrapperStore):
+class _CountingStore(InstrumentedStore):
     """A real LocalStore that counts the chunk reads passing through it."""
 
-    def __init__(self, store, reads):
-        super().__init__(store)
-        self.reads = reads
-
-    def _with_store(self, store):
-        return type(self)(store, self.reads)
-
-    async def get(self, key, prototype, byte_range=None):
+    def on_read(self, key):
         if key.startswith("c/"):
-            with self.reads["lock"]:
-                self.reads["count"] += 1
-        return await super().get(key, prototype, byte_range)
+            with self.state["lock"]:
+                self.state["count"] += 1
 
 
 def _counted_array(path):

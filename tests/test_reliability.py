@@ -15,13 +15,13 @@ from distributed import Client, LocalCluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
-from zarr.storage import LocalStore, WrapperStore
+from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture
 from daskgmm._kernels import resp_statistics
 from daskgmm._stats import merge
 
-from .conftest import COVARIANCE_TYPES, make_mixture
+from .conftest import COVARIANCE_TYPES, InstrumentedStore, make_mixture
 
 FITTED = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
 
@@ -100,21 +100,16 @@ def test_worker_added_mid_fit(data, three_workers):
     assert_same(fit, _quiet_fit(_model(max_iter=40), data))
 
 
-class _FailingOnceStore(WrapperStore):
-    """A real LocalStore whose first read of one chunk fails, as a flaky disk would."""
+class _FailingOnceStore(InstrumentedStore):
+    """A real LocalStore whose first read of one chunk fails, as a flaky disk would.
 
-    def __init__(self, store, marker):
-        super().__init__(store)
-        self.marker = marker
+    ``state`` is the path of a marker file: workers in other processes see it too.
+    """
 
-    def _with_store(self, store):
-        return type(self)(store, self.marker)
-
-    async def get(self, key, prototype, byte_range=None):
-        if key == "c/3/0" and os.path.exists(self.marker):
-            os.remove(self.marker)
+    def on_read(self, key):
+        if key == "c/3/0" and os.path.exists(self.state):
+            os.remove(self.state)
             raise OSError("transient read failure")
-        return await super().get(key, prototype, byte_range)
 
 
 def test_transient_task_error_is_retried(data, tmp_path, client):
