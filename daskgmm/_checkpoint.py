@@ -55,7 +55,7 @@ def fingerprint(estimator, n_samples, n_features, classes, weighted):
         "sample_weight": weighted,
         "classes": None if classes is None else np.asarray(classes).astype(str),
         "random_state": random_state if random_state is None or isinstance(random_state, int)
-        else repr(random_state),
+        else type(random_state).__name__,
     }
     for name in ("n_components", "covariance_type", "tol", "reg_covar", "n_init",
                  "init_params", "params", "weights_init", "means_init", "precisions_init",

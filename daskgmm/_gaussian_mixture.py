@@ -22,7 +22,6 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from . import _checkpoint, _graph, _kernels, _persist
 from ._mstep import (
-    EPS10,
     covariances_from_precision_cholesky,
     estimate_parameters,
     m_step,
@@ -36,11 +35,13 @@ _NUMPY = get_namespace(np.empty(0))[0]
 # Largest sufficient statistics (all initialisations together) a fit accepts.
 MAX_STATISTICS_BYTES = 2**30
 
-# 'auto' caching persists Dask input taking at most this share of the memory available.
+# 'auto' caching persists Dask input taking at most this share of the workers' memory.
 CACHE_FRACTION = 0.5
 
-# Rows drawn (at most) for k-means and k-means++ initialisation on Dask input.
+# Rows (at most) and bytes (at most) drawn for k-means and k-means++ initialisation
+# on Dask input.
 KMEANS_SAMPLE_SIZE = 100_000
+KMEANS_SAMPLE_BYTES = 2**27
 
 
 def _as_collection(X):
@@ -176,7 +177,8 @@ class GaussianMixture(_SklearnGaussianMixture):
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
         For in-memory input, exactly scikit-learn's initialisation. For Dask
         input: k-means or k-means++ on a uniform sample of at most
-        ``KMEANS_SAMPLE_SIZE`` rows, then (k-means) one pass assigning every row
+        ``KMEANS_SAMPLE_SIZE`` rows (and ``KMEANS_SAMPLE_BYTES``), then (k-means)
+        one pass assigning every row
         to its nearest centre; ``random`` draws responsibilities per row from
         its global index; ``random_from_data`` picks rows as scikit-learn does.
     weights_init, means_init, precisions_init : array-like, default=None
@@ -200,10 +202,12 @@ class GaussianMixture(_SklearnGaussianMixture):
         iterations before the resume too. Another fit's checkpoint is a
         ValueError.
     cache : 'auto' or bool, default='auto'
-        For Dask input: persist the data on the workers (or in local memory)
-        for the fit. ``'auto'`` persists when it takes at most
-        ``CACHE_FRACTION`` of the memory available, and streams from the
-        source every iteration otherwise. Verbose output says which.
+        For Dask input: persist the data for the fit. ``'auto'`` persists on
+        the workers of a distributed cluster when the data takes at most
+        ``CACHE_FRACTION`` of their memory, and otherwise streams it from its
+        source every iteration (never loading it into this process);
+        ``True`` persists on the active scheduler whatever the size.
+        Verbose output says which.
 
     Attributes
     ----------
@@ -331,7 +335,7 @@ class GaussianMixture(_SklearnGaussianMixture):
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if labels is not None:
-            if not do_init and not np.array_equal(classes, self.classes_):
+            if not do_init and not np.array_equal(classes, getattr(self, "classes_", None)):
                 raise ValueError("warm_start with y needs the same classes as the last fit.")
             if any(p is not None for p in (self.weights_init, self.means_init, self.precisions_init)):
                 raise ValueError(
@@ -342,12 +346,13 @@ class GaussianMixture(_SklearnGaussianMixture):
         elif hasattr(self, "classes_") and do_init:
             del self.classes_
 
-        data = self._cached(data)
         identity = _checkpoint.fingerprint(
             self, data.n_samples, data.X.shape[1], classes if labels is not None else None,
             sample_weight is not None,
         )
         state = _checkpoint.load(self.checkpoint, identity) if self.checkpoint else None
+        if state is None or (state.active and state.iteration < self.max_iter):
+            data = self._cached(data)
         if state is not None:
             self._print(f"resuming from {self.checkpoint} after iteration {state.iteration}")
         elif do_init:
@@ -442,10 +447,9 @@ class GaussianMixture(_SklearnGaussianMixture):
         n_samples, n_components = data.n_samples, self.n_components
         method = self.init_params
         if method == "random_from_data":
-            points = [
-                _graph.take_rows(data, random_state.choice(n_samples, n_components, replace=False))
-                for _ in range(self.n_init)
-            ]
+            indices = [random_state.choice(n_samples, n_components, replace=False)
+                       for _ in range(self.n_init)]
+            points = np.split(_graph.take_rows(data, np.concatenate(indices)), self.n_init)
             return [self._start(_point_stats(p, self.covariance_type), n_samples) for p in points]
         if method == "random":
             seeds = [random_state.randint(2**31 - 1) for _ in range(self.n_init)]
@@ -478,10 +482,11 @@ class GaussianMixture(_SklearnGaussianMixture):
     def _sample(self, data, random_state):
         """A uniform sample of rows, read in one pass (all rows if few)."""
         n_samples = data.n_samples
-        if n_samples <= KMEANS_SAMPLE_SIZE:
+        size = min(KMEANS_SAMPLE_SIZE, KMEANS_SAMPLE_BYTES // (8 * data.X.shape[1]))
+        if n_samples <= size:
             indices = np.arange(n_samples)
         else:
-            indices = np.unique(random_state.randint(0, n_samples, KMEANS_SAMPLE_SIZE))
+            indices = np.unique(random_state.randint(0, n_samples, size))
         sample = _graph.take_rows(data, indices)
         _kernels.check_finite(sample)
         return sample
@@ -505,6 +510,8 @@ class GaussianMixture(_SklearnGaussianMixture):
             stats = layout.unpack(self._compute(lazy, data, iteration))
             for j, i in enumerate(active):
                 init_stats = Stats(*(field[j] for field in stats))
+                if not init_stats.weight > 0:
+                    raise ValueError("sample_weight must not sum to zero.")
                 new_bound = float(init_stats.loglik / init_stats.weight)
                 state.params[i] = m_step(
                     init_stats, self.reg_covar, self.covariance_type, self.params,
@@ -528,9 +535,12 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     def _compute(self, lazy, data, iteration=None):
         """Compute one pass; a cluster that cannot run it is a RuntimeError saying where."""
+        on_cluster = _graph.on_cluster(data.scheduler)
         try:
             return _graph.compute(lazy, scheduler=data.scheduler)[0]
         except _graph.CLUSTER_ERRORS as error:
+            if not on_cluster:
+                raise
             step = "the initialisation" if iteration is None else f"iteration {iteration}"
             resume = (f"fit again with checkpoint={self.checkpoint!r} to resume"
                       if self.checkpoint else "pass checkpoint=path to be able to resume")
@@ -581,18 +591,23 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     def _cached(self, data):
         """The data persisted for the fit, or as it is when streaming (see ``cache``)."""
-        if data.scheduler is not None or self.cache is False:
-            if data.scheduler is None:
-                self._print("cache: off, streaming the data from its source every iteration")
+        if data.scheduler is not None:  # in memory already
             return data
-        budget = _graph.memory_budget()
-        if self.cache == "auto" and data.X.nbytes > CACHE_FRACTION * budget:
-            self._print(
-                f"cache: streaming, the data ({data.X.nbytes / 2**30:.2f} GiB) exceeds "
-                f"{CACHE_FRACTION:.0%} of the memory available ({budget / 2**30:.2f} GiB)"
-            )
+        size = f"{data.X.nbytes / 2**30:.2f} GiB"
+        if self.cache is False:
+            self._print(f"cache: off, streaming the data ({size}) from its source every iteration")
             return data
-        self._print(f"cache: persisting the data ({data.X.nbytes / 2**30:.2f} GiB) in memory")
+        if self.cache == "auto":
+            if not _graph.on_cluster():
+                self._print(f"cache: streaming the data ({size}); 'auto' persists on a "
+                            "distributed cluster only, never in this process")
+                return data
+            budget = _graph.cluster_memory()
+            if data.X.nbytes > CACHE_FRACTION * budget:
+                self._print(f"cache: streaming, the data ({size}) exceeds {CACHE_FRACTION:.0%} "
+                            f"of the workers' memory ({budget / 2**30:.2f} GiB)")
+                return data
+        self._print(f"cache: persisting the data ({size}) for the fit")
         return _graph.persist(data)
 
     def _n_parameters(self):

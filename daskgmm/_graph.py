@@ -51,9 +51,9 @@ def from_numpy(X, sample_weight=None):
     n_samples, n_features = X.shape
     n_chunks = max(os.cpu_count() or 1, math.ceil(X.nbytes / _NUMPY_CHUNK_BYTES))
     rows = max(1, math.ceil(n_samples / n_chunks))
-    X = da.from_array(X, chunks=(rows, n_features))
+    X = da.from_array(X, chunks=(rows, n_features), name=False)
     if sample_weight is not None:
-        sample_weight = da.from_array(sample_weight, chunks=rows)
+        sample_weight = da.asarray(sample_weight).rechunk((X.chunks[0],))
     return RowData(X, sample_weight, "threads")
 
 
@@ -75,8 +75,7 @@ def compute(*lazy, scheduler=None):
     if get is dask.threaded.get:
         with _blas_threads().limit(limits=1, user_api="blas"):
             return dask.compute(*lazy, scheduler=scheduler)
-    client = _active_client()
-    if client is not None and get == client.get:
+    if on_cluster(scheduler):
         return dask.compute(*lazy, retries=RETRIES)
     return dask.compute(*lazy, scheduler=scheduler)
 
@@ -96,15 +95,16 @@ def _active_client():
         return None
 
 
-def memory_budget():
-    """Bytes the data may occupy: the workers' memory limits, or free local memory."""
+def on_cluster(scheduler=None):
+    """Whether computing on ``scheduler`` (None: the active one) goes to a distributed client."""
     client = _active_client()
-    if client is not None and dask.base.get_scheduler() == client.get:
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        return sum(worker["memory_limit"] for worker in workers)
-    import psutil
+    return client is not None and dask.base.get_scheduler(scheduler=scheduler) == client.get
 
-    return psutil.virtual_memory().available
+
+def cluster_memory():
+    """Total memory limit of the active distributed client's workers."""
+    workers = _active_client().scheduler_info(n_workers=-1)["workers"].values()
+    return sum(worker["memory_limit"] for worker in workers)
 
 
 def persist(data):
@@ -114,6 +114,8 @@ def persist(data):
 
 
 def _packed(block_stats, layout, x, sample_weight, *args):
+    if x.shape[0] == 0:  # an empty chunk: no weight, merges as nothing
+        return np.zeros((1, layout.size))
     return layout.pack(block_stats(x, sample_weight, *args))[None, :]
 
 

@@ -158,7 +158,7 @@ class _Workspace:
 
     Workers started by ``distributed`` set ``MALLOC_TRIM_THRESHOLD_``, under
     which every temporary over 128 KiB is a fresh ``mmap`` whose pages fault
-    in again (see FIELD-NOTES); reusing buffers avoids that cost.
+    in again (measured in benchmarks/RESULTS.md); reusing buffers avoids that.
     """
 
     def __init__(self, kind, n_components, n_features):
@@ -221,9 +221,9 @@ def check_finite(X):
 def check_sample_weight(sample_weight):
     """Raise ValueError if weights are not finite and non-negative."""
     if not np.isfinite(sample_weight).all():
-        raise ValueError("sample_weight contains NaN or infinity.")
+        raise ValueError("Input sample_weight contains NaN or infinity.")
     if (sample_weight < 0).any():
-        raise ValueError("sample_weight contains negative values.")
+        raise ValueError("Negative values in data passed to `sample_weight`.")
 
 
 def _log_const(kind, weights, prec_chol, n_features):

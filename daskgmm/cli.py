@@ -76,7 +76,11 @@ def _score(args):
     gm = load(args.model)
     X = open_data(args.data)
     with connect(args.cluster):
-        print(f"mean log-likelihood {gm.score(X):.6f}  BIC {gm.bic(X):.2f}  AIC {gm.aic(X):.2f}")
+        score = gm.score(X)
+    n_samples, n_parameters = X.shape[0], gm._n_parameters()
+    bic = -2 * score * n_samples + n_parameters * np.log(n_samples)
+    aic = -2 * score * n_samples + 2 * n_parameters
+    print(f"mean log-likelihood {score:.6f}  BIC {bic:.2f}  AIC {aic:.2f}")
 
 
 def _info(args):
@@ -170,7 +174,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"daskgmm {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -16,6 +16,7 @@ from daskgmm import GaussianMixture
 from daskgmm._checkpoint import load as load_checkpoint
 
 from .conftest import make_mixture
+from .test_dask import _counted_array
 
 FIT_SCRIPT = """
 import sys, warnings
@@ -91,14 +92,16 @@ def _identity(store, checkpoint):
 
 def test_finished_checkpoint_returns_its_model_without_reading(tmp_path):
     X, _ = make_mixture(n_samples=2000, n_features=3, n_components=4, seed=1)
-    checkpoint = str(tmp_path / "fit.ckpt")
-    first = _fit(X, max_iter=5, checkpoint=checkpoint)
-    mtime = os.stat(os.path.join(checkpoint, "zarr.json")).st_mtime_ns
-    again = _fit(X, max_iter=5, checkpoint=checkpoint)
+    path, checkpoint = str(tmp_path / "x.zarr"), str(tmp_path / "fit.ckpt")
+    zarr.create_array(path, shape=X.shape, chunks=(500, 3), dtype="f8")[:] = X
+    first = _fit(zarr.open_array(path, mode="r"), max_iter=5, checkpoint=checkpoint)
+    stored, reads = _counted_array(path)
+    again = _fit(stored, max_iter=5, checkpoint=checkpoint)
     _same_model(again, first)
-    assert os.stat(os.path.join(checkpoint, "zarr.json")).st_mtime_ns == mtime
-    longer = _fit(X, max_iter=8, checkpoint=checkpoint)
-    _same_model(longer, _fit(X, max_iter=8))
+    assert reads["count"] == 0
+    longer = _fit(stored, max_iter=8, checkpoint=checkpoint)
+    assert reads["count"] == 3 * 4
+    _same_model(longer, _fit(zarr.open_array(path, mode="r"), max_iter=8))
 
 
 @pytest.mark.parametrize("change, match", [

@@ -226,7 +226,7 @@ def test_invalid_parameters(blobs, kwargs):
 
 
 @pytest.mark.parametrize("weights, match", [
-    (lambda n: -np.ones(n), "negative"),
+    (lambda n: -np.ones(n), "Negative"),
     (lambda n: np.full(n, np.nan), "NaN"),
     (lambda n: np.ones(n - 1), "shape"),
     (lambda n: np.zeros(n), "zero"),
@@ -241,15 +241,18 @@ def test_negative_dask_sample_weight_is_found_in_the_pass(blobs):
     X, _ = blobs
     weights = np.ones(len(X))
     weights[1000] = -1
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match="Negative"):
         GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=300),
                                                 sample_weight=da.from_array(weights, chunks=300))
 
 
 def test_ill_defined_covariance_names_component_and_iteration():
     X = np.vstack([np.zeros((50, 2)), np.ones((50, 2))])
-    with pytest.raises(ValueError, match=r"ill-defined empirical covariance.*component"):
-        GaussianMixture(2, reg_covar=0, means_init=[[0, 0], [1, 1]]).fit(X)
+    start = dict(weights_init=[0.5, 0.5], means_init=[[0, 0], [1, 1]],
+                 precisions_init=np.stack([np.eye(2)] * 2))
+    with pytest.raises(ValueError, match=r"ill-defined empirical covariance.* \(component 0, "
+                                         r"iteration 1\)"):
+        GaussianMixture(2, reg_covar=0, **start).fit(X)
 
 
 @pytest.mark.parametrize("bad_fit", [
@@ -275,3 +278,28 @@ def test_every_failed_fit_leaves_the_model_unchanged(blobs, bad_fit):
     assert before.keys() == after.keys()
     for name, value in before.items():
         np.testing.assert_array_equal(after[name], value)
+
+
+def test_warm_start_with_y_after_a_fit_without_y(blobs):
+    X, labels = blobs
+    gm = GaussianMixture(3, warm_start=True, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="same classes"):
+        gm.fit(X, labels)
+
+
+def test_numpy_X_with_dask_sample_weight(blobs):
+    X, _ = blobs
+    weights = np.random.default_rng(0).integers(1, 3, len(X)).astype(float)
+    kwargs = dict(n_components=3, random_state=0, max_iter=5, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        expected = GaussianMixture(**kwargs).fit(X, sample_weight=weights)
+        fit = GaussianMixture(**kwargs).fit(X, sample_weight=da.from_array(weights, chunks=400))
+    np.testing.assert_allclose(fit.means_, expected.means_, rtol=1e-9)
+
+
+def test_dask_sample_weight_summing_to_zero(blobs):
+    X, _ = blobs
+    gm = GaussianMixture(3, random_state=0, init_params="random_from_data")
+    with pytest.raises(ValueError, match="zero"):
+        gm.fit(da.from_array(X, chunks=400), sample_weight=da.zeros(len(X), chunks=400))

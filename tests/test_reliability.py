@@ -201,9 +201,27 @@ def test_component_with_no_responsibility_stays_finite():
 
 def test_collapsed_component_without_reg_covar_names_the_fix():
     X = np.vstack([np.zeros((30, 2)), np.random.default_rng(0).normal(size=(30, 2)) + 9])
-    with pytest.raises(ValueError, match=r"component 0, iteration 1.*|increase reg_covar"):
-        GaussianMixture(2, reg_covar=0, means_init=[[0, 0], [9, 9]]).fit(
-            da.from_array(X, chunks=25))
+    start = dict(weights_init=[0.5, 0.5], means_init=[[0, 0], [9, 9]],
+                 precisions_init=np.stack([np.eye(2)] * 2))
+    with pytest.raises(ValueError, match=r"increase reg_covar.*\(component 0, iteration \d+\)"):
+        GaussianMixture(2, reg_covar=0, **start).fit(da.from_array(X, chunks=25))
+    with pytest.raises(ValueError, match=r"increase reg_covar.*\(component \d, initialisation\)"):
+        GaussianMixture(2, reg_covar=0, random_state=0).fit(da.from_array(X, chunks=25))
+
+
+@pytest.mark.parametrize("init", [dict(init_params="kmeans"), dict(init_params="random"),
+                                  dict(init_params="random_from_data"), dict(y=True)])
+def test_empty_chunks_are_nothing(data, init):
+    y = (data[:, 0] > 0).astype(int) if init.pop("y", False) else None
+    chunks = ((20_000, 0, 25_000, 0, 15_000), (6,))
+    X = da.from_array(data, chunks=chunks)
+    kwargs = dict(n_components=2, max_iter=5, **init)
+    fit = _quiet_fit(_model(**kwargs), X, y=y)
+    expected = _quiet_fit(_model(**kwargs), da.from_array(data, chunks=(20_000, 6)), y=y)
+    if init.get("init_params") != "kmeans":  # k-means samples rows by chunk positions
+        assert_same(fit, expected)
+    for name in FITTED:
+        assert np.isfinite(getattr(fit, name)).all()
 
 
 def test_statistics_too_large_are_refused_before_any_work():
