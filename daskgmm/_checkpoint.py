@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._persist import decode_json, encode_json, read_group, write_group
+from ._persist import decode_json, encode_json, read_group, recover, write_group
 
 _PARAMETER_NAMES = ("weights", "means", "covariances", "prec_chol")
 
@@ -90,6 +90,7 @@ def load(path, identity):
     Raises ValueError when the checkpoint was written for other data or
     parameters, naming what differs.
     """
+    recover(path)
     if not os.path.exists(path):
         return None
     arrays, attrs = read_group(path, "checkpoint")

@@ -20,6 +20,7 @@ Responsibilities are held component-major, shape (K, rows).
 
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin
+from sklearn.utils import assert_all_finite
 
 from ._stats import Stats, m2_shape, weighted_outer
 
@@ -210,12 +211,7 @@ class _Workspace:
 
 def check_finite(X):
     """Raise scikit-learn's ValueError if X holds NaN or infinity."""
-    if np.isnan(X).any():
-        raise ValueError("Input X contains NaN.")
-    if not np.isfinite(X).all():
-        raise ValueError(
-            f"Input X contains infinity or a value too large for {X.dtype!r}."
-        )
+    assert_all_finite(X, input_name="X")
 
 
 def check_sample_weight(sample_weight):
@@ -365,9 +361,7 @@ def resp_statistics(X, sample_weight, resp, centres, covariance_type):
 
 def one_hot(labels, n_components):
     """Responsibilities (n_rows, K) that put each row in its labelled component."""
-    resp = np.zeros((labels.shape[0], n_components))
-    resp[np.arange(labels.shape[0]), labels] = 1.0
-    return resp
+    return np.eye(n_components)[labels]
 
 
 def nearest_resp(X, centres):

@@ -16,6 +16,7 @@ A store is written into a sibling directory and renamed into place, so the
 final name holds either the old store or the new one, never part of one.
 """
 
+import glob
 import hashlib
 import json
 import math
@@ -300,6 +301,21 @@ def _fsync(path):
         os.close(descriptor)
 
 
+def recover(path):
+    """Put back the previous store if a crash came between the two renames of a save.
+
+    A save moves the old store to ``{path}.old-*`` and then renames the new
+    one in; killed in between, it leaves no store at ``path``. The newest
+    ``.old-*`` sibling is then the last complete store.
+    """
+    path = _local_path(path)
+    if os.path.lexists(path):
+        return
+    previous = glob.glob(glob.escape(path) + ".old-*")
+    if previous:
+        os.replace(max(previous, key=os.path.getmtime), path)
+
+
 def _swap_in(staging, path):
     """Rename ``staging`` to ``path``; an old store there is deleted only afterwards."""
     aside = None
@@ -347,6 +363,7 @@ def read_group(path, expected_kind):
         files). The message names the problem and ``path``.
     """
     path = _local_path(path)
+    recover(path)
     group = _open_group(path)
     attrs = dict(group.attrs)
     _check_format(attrs, path, expected_kind)

@@ -118,3 +118,15 @@ def test_checkpoint_of_another_fit_is_refused(tmp_path, change, match):
                          max_iter=2, **change)
     with pytest.raises(ValueError, match=f"other data or parameters.*{match}"):
         gm.fit(X[:rows])
+
+
+def test_crash_between_the_two_renames_keeps_the_last_checkpoint(tmp_path, capsys):
+    """A save killed after moving the old store aside: the next fit finds it again."""
+    X, _ = make_mixture(n_samples=2000, n_features=3, n_components=4, seed=1)
+    checkpoint = str(tmp_path / "fit.ckpt")
+    _fit(X, max_iter=3, checkpoint=checkpoint)
+    os.replace(checkpoint, checkpoint + ".old-0123")  # what _swap_in does first
+    resumed = _fit(X, max_iter=5, checkpoint=checkpoint, verbose=1)
+    assert "after iteration 3" in capsys.readouterr().out
+    assert not os.path.exists(checkpoint + ".old-0123")
+    _same_model(resumed, _fit(X, max_iter=5))
