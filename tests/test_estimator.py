@@ -170,6 +170,14 @@ def test_n_init_keeps_the_best(blobs):
 
 # ----------------------------------------------------------------- bad input
 
+def assert_unchanged(gm, before):
+    """Every fitted attribute of ``gm`` is what ``before`` recorded."""
+    after = {k: v for k, v in vars(gm).items() if k.endswith("_")}
+    assert before.keys() == after.keys()
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value)
+
+
 def _fitted(X):
     return GaussianMixture(2, random_state=0).fit(X)
 
@@ -193,10 +201,7 @@ def test_bad_input_leaves_a_fitted_model_unchanged(blobs, make_bad, match, as_da
         bad = da.from_array(bad, chunks=200)
     with pytest.raises(ValueError, match=match):
         gm.fit(bad)
-    after = {k: v for k, v in vars(gm).items() if k.endswith("_")}
-    assert before.keys() == after.keys()
-    for name, value in before.items():
-        np.testing.assert_array_equal(after[name], value)
+    assert_unchanged(gm, before)
 
 
 def test_fewer_samples_than_components(blobs):
@@ -274,10 +279,7 @@ def test_every_failed_fit_leaves_the_model_unchanged(blobs, bad_fit):
     before = {k: np.copy(v) for k, v in vars(gm).items() if k.endswith("_")}
     with pytest.raises(ValueError):
         bad_fit(gm, X, labels)
-    after = {k: v for k, v in vars(gm).items() if k.endswith("_")}
-    assert before.keys() == after.keys()
-    for name, value in before.items():
-        np.testing.assert_array_equal(after[name], value)
+    assert_unchanged(gm, before)
 
 
 def test_warm_start_with_y_after_a_fit_without_y(blobs):
