@@ -1,7 +1,6 @@
 """The daskgmm command line, end to end on real zarr stores and a local cluster."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
