@@ -51,10 +51,18 @@ class _Full:
         return means
 
     @staticmethod
-    def mahalanobis(xc, means, prec_chol, workspace):
+    def coefficients(means, prec_chol, const):
+        return means, prec_chol, const[:, None]
+
+    @staticmethod
+    def log_prob(xc, coefficients, workspace):
+        means, prec_chol, const = coefficients
         xd = workspace.deviations(xc, means)
         y = np.matmul(xd, prec_chol, out=workspace.scratch(xd))
-        return np.einsum("kni,kni->kn", y, y, out=workspace.by_component(xc, means, 0))
+        log_prob = np.einsum("kni,kni->kn", y, y, out=workspace.by_component(xc, means, 0))
+        log_prob *= -0.5
+        log_prob += const
+        return log_prob
 
     @staticmethod
     def second_moment(xc, resp, means, workspace):
@@ -78,24 +86,34 @@ class _Tied:
         return np.zeros_like(means)
 
     @staticmethod
-    def mahalanobis(xc, means, prec_chol, workspace):
-        y = np.matmul(xc, prec_chol, out=workspace.row_scratch(xc))
+    def coefficients(means, prec_chol, const):
+        """With y = x L and m_k = mu_k L: log p = m_k . y - |y|^2 / 2 + c_k - |m_k|^2 / 2."""
         means_y = means @ prec_chol
-        maha = np.matmul(means_y, y.T, out=workspace.by_component(xc, means, 0))
-        maha *= -2
-        maha += np.einsum("ni,ni->n", y, y)
-        maha += np.einsum("ki,ki->k", means_y, means_y)[:, None]
-        return maha
+        const = const - 0.5 * np.einsum("ki,ki->k", means_y, means_y)
+        return means_y, prec_chol, const[:, None]
+
+    @staticmethod
+    def log_prob(xc, coefficients, workspace):
+        means_y, prec_chol, const = coefficients
+        y = np.dot(xc, prec_chol, out=workspace.row_scratch(xc))
+        log_prob = np.dot(means_y, y.T, out=workspace.by_component(xc, means_y, 0))
+        log_prob -= 0.5 * np.einsum("ni,ni->n", y, y)
+        log_prob += const
+        return log_prob
 
     @staticmethod
     def second_moment(xc, resp, means, workspace):
         """sum_k sum_n r_nk x_n x_n^T about c, pooled (D, D)."""
         weighted = np.multiply(xc, resp.sum(axis=0)[:, None], out=workspace.row_scratch(xc))
-        return weighted.T @ xc
+        return np.dot(weighted.T, xc)
 
 
 class _Diag:
-    """A vector of precision square roots (D,) per component."""
+    """A vector of precision square roots (D,) per component.
+
+    The E-step is two products of width K: with precisions P (K, D),
+    log p = x (P mu)^T - x^2 P^T / 2 + c_k - sum(P mu^2) / 2.
+    """
 
     per_component = False
 
@@ -108,35 +126,66 @@ class _Diag:
         return np.zeros_like(means)
 
     @staticmethod
+    def squares(xc, out):
+        """The squared features that the quadratic term multiplies, (rows, D)."""
+        return np.square(xc, out=out)
+
+    @staticmethod
+    def quadratic(precisions):
+        return -0.5 * precisions
+
+    @staticmethod
     def precisions(prec_chol, n_features):
         return np.square(prec_chol)
 
     @classmethod
-    def mahalanobis(cls, xc, means, prec_chol, workspace):
-        precisions = cls.precisions(prec_chol, xc.shape[1])
-        maha = np.matmul(precisions * means, xc.T, out=workspace.by_component(xc, means, 0))
-        maha *= -2
-        squares = np.square(xc, out=workspace.row_scratch(xc))
-        maha += np.matmul(precisions, squares.T, out=workspace.by_component(xc, means, 1))
-        maha += np.einsum("ki,ki->k", precisions, np.square(means))[:, None]
-        return maha
+    def coefficients(cls, means, prec_chol, const):
+        precisions = np.broadcast_to(cls.precisions(prec_chol, means.shape[1]), means.shape)
+        linear = precisions * means
+        const = const - 0.5 * np.einsum("ki,ki->k", linear, means)
+        return linear, cls.quadratic(precisions), const[:, None]
+
+    @staticmethod
+    def log_prob(xc, coefficients, workspace):
+        linear, quadratic, const = coefficients
+        squares = workspace.squares(xc)
+        log_prob = np.dot(linear, xc.T, out=workspace.by_component(xc, linear, 0))
+        log_prob += np.dot(quadratic, squares.T, out=workspace.by_component(xc, linear, 1))
+        log_prob += const
+        return log_prob
 
     @staticmethod
     def second_moment(xc, resp, means, workspace):
         """sum_n r_nk x_n**2 about c, (K, D)."""
-        return resp @ np.square(xc, out=workspace.row_scratch(xc))
+        return np.dot(resp, workspace.squares(xc))
 
 
 class _Spherical(_Diag):
-    """One precision square root per component; moments kept per feature."""
+    """One precision square root per component; moments summed over features."""
 
     @staticmethod
     def log_det(prec_chol, n_features):
         return n_features * np.log(prec_chol)
 
     @staticmethod
+    def squares(xc, out):
+        """Squared row norms, (rows, 1)."""
+        norms = out.reshape(-1)[: xc.shape[0], None]
+        np.einsum("ni,ni->n", xc, xc, out=norms[:, 0])
+        return norms
+
+    @staticmethod
+    def quadratic(precisions):
+        return -0.5 * precisions[:, :1]
+
+    @staticmethod
     def precisions(prec_chol, n_features):
-        return np.repeat(np.square(prec_chol)[:, None], n_features, axis=1)
+        return np.square(prec_chol)[:, None]
+
+    @classmethod
+    def second_moment(cls, xc, resp, means, workspace):
+        """sum_n r_nk |x_n|**2 about c, (K,)."""
+        return super().second_moment(xc, resp, means, workspace)[:, 0]
 
 
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
@@ -170,6 +219,7 @@ class _Workspace:
         self.per_component = None
         self.per_component_moments = None
         self.last_deviations = None
+        self.last_squares = None
 
     def centred(self, x, centre):
         """``x - centre`` in a buffer."""
@@ -183,6 +233,15 @@ class _Workspace:
     def row_scratch(self, like):
         """A second buffer of rows, shaped like ``like``."""
         return self.rows[1][: like.size].reshape(like.shape)
+
+    def squares(self, xc):
+        """The kind's squared features of rows ``xc``, computed once per rows."""
+        last = self.last_squares
+        if last is not None and last[0] is xc:
+            return last[1]
+        squares = self.kind.squares(xc, self.row_scratch(xc))
+        self.last_squares = (xc, squares)
+        return squares
 
     def deviations(self, xc, means):
         """``xc - means[k]`` for every component, (K, rows, D), computed once per rows."""
@@ -222,17 +281,15 @@ def check_sample_weight(sample_weight):
         raise ValueError("Negative values in data passed to `sample_weight`.")
 
 
-def _log_const(kind, weights, prec_chol, n_features):
-    """log(pi_k) + log|det prec_chol_k| - D/2 log(2 pi): the row-independent part."""
-    return np.log(weights) + kind.log_det(prec_chol, n_features) - 0.5 * n_features * LOG_2PI
+def _coefficients(kind, weights, means_c, prec_chol):
+    """What ``kind.log_prob`` needs of the parameters, computed once per block.
 
-
-def _weighted_log_prob(kind, xc, means, prec_chol, const, workspace):
-    """(K, rows) log(pi_k) + log N(x | mu_k, Sigma_k) of centred rows and means."""
-    maha = kind.mahalanobis(xc, means, prec_chol, workspace)
-    maha *= -0.5
-    maha += const[:, None]
-    return maha
+    ``kind.log_prob`` then gives, for centred rows, the (K, rows) array of
+    log(pi_k) + log N(x | mu_k, Sigma_k).
+    """
+    n_features = means_c.shape[1]
+    const = np.log(weights) + kind.log_det(prec_chol, n_features) - 0.5 * n_features * LOG_2PI
+    return kind.coefficients(means_c, prec_chol, const)
 
 
 class _Moments:
@@ -256,7 +313,7 @@ class _Moments:
     def add(self, xc, resp, workspace):
         """Add centred rows ``xc`` (rows, D) with responsibilities ``resp`` (K, rows)."""
         self.nk += resp.sum(axis=1)
-        self.sums += resp @ xc
+        self.sums += np.dot(resp, xc)
         self.m2 += self.kind.second_moment(xc, resp, self.means, workspace)
 
     def stats(self, covariance_type):
@@ -306,28 +363,31 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         ``log p(x)`` (weighted by ``sample_weight``).
     """
     kind = COVARIANCE_KINDS[covariance_type]
-    n_samples, n_features = X.shape
     centre = _centre(weights, means)
     means_c = means - centre
+    coefficients = _coefficients(kind, weights, means_c, prec_chol)
     moments = _Moments(covariance_type, centre, means_c)
-    const = _log_const(kind, weights, prec_chol, n_features)
     workspace = _Workspace(kind, *means.shape)
-    for rows in _sub_blocks(kind, n_samples, *means.shape):
+    ones = np.ones(means.shape[0])
+    for rows in _sub_blocks(kind, X.shape[0], *means.shape):
         x, sw = _rows(X, sample_weight, rows)
         xc = workspace.centred(x, centre)
-        weighted_log_prob = _weighted_log_prob(kind, xc, means_c, prec_chol, const, workspace)
-        top = weighted_log_prob.max(axis=0)
-        weighted_log_prob -= top
-        resp = np.exp(weighted_log_prob, out=weighted_log_prob)
-        total = resp.sum(axis=0)
+        log_prob = kind.log_prob(xc, coefficients, workspace)
+        # logsumexp over components; np.maximum.reduce and np.dot release the
+        # GIL on these shapes where np.max and np.sum do not.
+        top = np.maximum.reduce(log_prob, axis=0)
+        log_prob -= top
+        resp = np.exp(log_prob, out=log_prob)
+        total = np.dot(ones, resp)
         resp /= total
-        log_prob_norm = top + np.log(total)
+        log_prob_norm = np.log(total, out=total)
+        log_prob_norm += top
         if sw is None:
             moments.loglik += log_prob_norm.sum()
             moments.weight += x.shape[0]
         else:
             resp *= sw
-            moments.loglik += log_prob_norm @ sw
+            moments.loglik += np.dot(log_prob_norm, sw)
             moments.weight += sw.sum()
         moments.add(xc, resp, workspace)
     if not np.isfinite(moments.loglik):
@@ -388,13 +448,12 @@ def random_resp(start, stop, n_components, seed):
 def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type):
     """log(pi_k) + log N(x | mu_k, Sigma_k) for every row and component, (n, K)."""
     kind = COVARIANCE_KINDS[covariance_type]
-    n_samples, n_features = X.shape
-    const = _log_const(kind, weights, prec_chol, n_features)
     centre = _centre(weights, means)
     means_c = means - centre
-    out = np.empty((n_samples, means.shape[0]))
+    coefficients = _coefficients(kind, weights, means_c, prec_chol)
+    out = np.empty((X.shape[0], means.shape[0]))
     workspace = _Workspace(kind, *means.shape)
-    for rows in _sub_blocks(kind, n_samples, *means.shape):
+    for rows in _sub_blocks(kind, X.shape[0], *means.shape):
         xc = workspace.centred(np.asarray(X[rows], dtype=np.float64), centre)
-        out[rows] = _weighted_log_prob(kind, xc, means_c, prec_chol, const, workspace).T
+        out[rows] = kind.log_prob(xc, coefficients, workspace).T
     return out

@@ -59,7 +59,7 @@ def covariances_from_precision_cholesky(prec_chol, covariance_type):
     return 1.0 / np.square(prec_chol)
 
 
-def _covariances(nk, scatter, reg_covar, covariance_type):
+def _covariances(nk, scatter, reg_covar, covariance_type, n_features):
     """Covariances from the weighted scatter about the means (sklearn's estimators)."""
     if covariance_type == "full":
         cov = scatter / nk[:, None, None]
@@ -69,8 +69,9 @@ def _covariances(nk, scatter, reg_covar, covariance_type):
         cov = scatter / nk.sum()
         cov.flat[:: cov.shape[0] + 1] += reg_covar
         return cov
-    cov = scatter / nk[:, None] + reg_covar
-    return cov.mean(axis=1) if covariance_type == "spherical" else cov
+    if covariance_type == "spherical":
+        return scatter / (nk * n_features) + reg_covar
+    return scatter / nk[:, None] + reg_covar
 
 
 def estimate_parameters(stats, reg_covar, covariance_type):
@@ -81,7 +82,8 @@ def estimate_parameters(stats, reg_covar, covariance_type):
     """
     nk = stats.nk + EPS10
     means = stats.mean * (stats.nk / nk)[:, None]
-    return nk, means, _covariances(nk, stats.m2, reg_covar, covariance_type)
+    n_features = means.shape[1]
+    return nk, means, _covariances(nk, stats.m2, reg_covar, covariance_type, n_features)
 
 
 def m_step(stats, reg_covar, covariance_type, params, previous, iteration):
@@ -112,7 +114,7 @@ def m_step(stats, reg_covar, covariance_type, params, previous, iteration):
         means = old_means
         # Scatter about the fixed means: M + nk (m - mu)(m - mu)^T.
         scatter = stats.m2 + weighted_outer(stats.nk, stats.mean - old_means, covariance_type)
-        covariances = _covariances(nk, scatter, reg_covar, covariance_type)
+        covariances = _covariances(nk, scatter, reg_covar, covariance_type, means.shape[1])
     if "c" not in params:
         return weights, means, old_covariances, old_prec_chol
     return weights, means, covariances, precision_cholesky(covariances, covariance_type, iteration)

@@ -8,7 +8,7 @@ Every field may carry leading batch dimensions (one per initialisation).
 
 Shapes of ``m2`` per covariance type (K components, D features):
 ``full`` (K, D, D), ``tied`` (D, D) pooled over components,
-``diag`` and ``spherical`` (K, D).
+``diag`` (K, D), ``spherical`` (K,) summed over features.
 
 Centred moments are merged with the pairwise update of Chan, Golub & LeVeque
 (1979), which stays exact on data far from the origin, unlike raw moments
@@ -36,7 +36,7 @@ def m2_shape(n_components, n_features, covariance_type):
         "full": (n_components, n_features, n_features),
         "tied": (n_features, n_features),
         "diag": (n_components, n_features),
-        "spherical": (n_components, n_features),
+        "spherical": (n_components,),
     }[covariance_type]
 
 
@@ -49,6 +49,8 @@ def weighted_outer(coef, delta, covariance_type):
         return coef[..., None, None] * (delta[..., :, None] * delta[..., None, :])
     if covariance_type == "tied":
         return np.einsum("...k,...ki,...kj->...ij", coef, delta, delta)
+    if covariance_type == "spherical":
+        return coef * np.einsum("...ki,...ki->...k", delta, delta)
     return coef[..., None] * np.square(delta)
 
 

@@ -261,7 +261,7 @@ def test_merged_statistics_equal_two_pass_statistics(covariance_type, n_rows, sp
     scatter = np.einsum("kn,kni,knj->kij", r.T, dev, dev)
     expected = {"full": scatter, "tied": scatter.sum(0),
                 "diag": np.diagonal(scatter, axis1=1, axis2=2),
-                "spherical": np.diagonal(scatter, axis1=1, axis2=2)}[covariance_type]
+                "spherical": np.trace(scatter, axis1=1, axis2=2)}[covariance_type]
     np.testing.assert_allclose(merged.nk, nk, rtol=1e-12, atol=1e-12)
     has = nk > 1e-12
     np.testing.assert_allclose(merged.mean[has], means[has], rtol=1e-12, atol=1e-9)
