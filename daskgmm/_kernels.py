@@ -29,8 +29,11 @@ LOG_2PI = np.log(2 * np.pi)
 # Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``,
 # (rows, max(K, D)) for the others; the large ones live in ``_Workspace``
 # buffers. Sub-blocks must be long enough for NumPy calls to outweigh the
-# Python between them, which holds the GIL on threads.
-_SUB_BLOCK_ELEMENTS = {"full": 2**17, "rows": 2**16}
+# Python between them, which holds the GIL on threads, and short enough to
+# stay in cache. ``full`` with fewer than 32 features takes twice as many,
+# as its per-component products are then tiny (measured in
+# benchmarks/RESULTS.md: 2048 rows best at D 16, K 8; 128 rows at D 64, K 16).
+_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, small D": 2**18, "rows": 2**17}
 
 # Rows per block of the random generator in ``random_resp``: the random
 # responsibilities of a row depend on its index only, not on the chunking.
@@ -193,7 +196,8 @@ COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _S
 
 def _sub_block_rows(kind, n_components, n_features):
     if kind.per_component:
-        return max(16, _SUB_BLOCK_ELEMENTS["full"] // (n_components * n_features))
+        elements = _SUB_BLOCK_ELEMENTS["full" if n_features >= 32 else "full, small D"]
+        return max(16, elements // (n_components * n_features))
     return max(16, _SUB_BLOCK_ELEMENTS["rows"] // max(n_components, n_features))
 
 
