@@ -5,8 +5,8 @@ that runs a per-block kernel (E-step and statistics, or statistics of given
 responsibilities) and returns its packed partial statistics; a
 ``dask.array.reduction`` then merges them pairwise-in-order with fan-in
 ``split_every``. The grouping follows block order, so the result does not
-depend on which task finishes first. Parameters travel as one graph key per
-pass, not inside every task.
+depend on which task finishes first. Small parameters travel inside the
+tasks, large ones as one graph key per pass.
 """
 
 import math
@@ -18,6 +18,7 @@ from typing import NamedTuple, Optional
 import dask
 import dask.array as da
 import numpy as np
+from dask.sizeof import sizeof
 from distributed import KilledWorker
 from threadpoolctl import ThreadpoolController
 
@@ -32,6 +33,12 @@ CLUSTER_ERRORS = (OSError, TimeoutError, CancelledError, KilledWorker)
 
 # In-memory input is cut into row chunks of at most this many bytes.
 _NUMPY_CHUNK_BYTES = 32 * 2**20
+
+# Parameters up to this size travel inside every task; larger ones as one graph
+# key that each worker fetches once. A key held by one worker makes it a
+# candidate for every task, and the scheduler then moves whole chunks to even
+# out its estimate of queued work (seen as 5 / 3 splits of 8 chunks).
+_INLINE_BYTES = 2**20
 
 
 class RowData(NamedTuple):
@@ -163,6 +170,13 @@ def _reduce(data, block_stats, layout, args, split_every):
     )
 
 
+def _for_every_task(value):
+    """``value`` as a ``da.blockwise`` argument: inline when small, else one Delayed key."""
+    if sizeof(value) <= _INLINE_BYTES:
+        return value
+    return dask.delayed(value, pure=True, traverse=False)
+
+
 def _em_block(x, sample_weight, param_sets, covariance_type):
     return stack(
         [
@@ -180,9 +194,8 @@ def em_statistics(data, param_sets, covariance_type, split_every=None):
     """
     n_components, n_features = param_sets[0][1].shape
     layout = Layout(len(param_sets), n_components, n_features, covariance_type)
-    params = dask.delayed(param_sets, pure=True, traverse=False)
     block = partial(_em_block, covariance_type=covariance_type)
-    return _reduce(data, block, layout, [(params, None)], split_every), layout
+    return _reduce(data, block, layout, [(_for_every_task(param_sets), None)], split_every), layout
 
 
 def _block_centres(x, n_components):
@@ -218,8 +231,8 @@ def nearest_statistics(data, centre_sets, covariance_type, split_every=None):
     """Lazy statistics of the assignment of every row to its nearest centre."""
     n_components, n_features = centre_sets[0].shape
     layout = Layout(len(centre_sets), n_components, n_features, covariance_type)
-    centres = dask.delayed(centre_sets, pure=True, traverse=False)
     block = partial(_nearest_block, covariance_type=covariance_type)
+    centres = _for_every_task(centre_sets)
     return _reduce(data, block, layout, [(centres, None)], split_every), layout
 
 
