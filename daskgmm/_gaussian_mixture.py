@@ -72,14 +72,23 @@ def _check_dask_input(X, estimator_name):
         )
 
 
+def _checked_weights(block):
+    _kernels.check_sample_weight(block)
+    return block
+
+
 def _check_sample_weight(sample_weight, n_samples):
-    """Validate weights; in-memory weights are checked here, Dask ones per block."""
+    """Validate weights; in-memory weights are checked here, Dask ones per block.
+
+    A Dask block is checked when it is computed: once if the data is cached,
+    else in each pass, next to its read.
+    """
     if isinstance(sample_weight, da.Array):
         if sample_weight.shape != (n_samples,):
             raise ValueError(
                 f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
             )
-        return sample_weight.astype(np.float64)
+        return sample_weight.astype(np.float64).map_blocks(_checked_weights, dtype=np.float64)
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
     if sample_weight.ndim == 0:
         sample_weight = np.full(n_samples, float(sample_weight))

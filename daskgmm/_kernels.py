@@ -340,9 +340,7 @@ def _rows(X, sample_weight, rows):
     x = np.asarray(X[rows], dtype=np.float64)
     if sample_weight is None:
         return x, None
-    sw = np.asarray(sample_weight[rows], dtype=np.float64)
-    check_sample_weight(sw)
-    return x, sw
+    return x, np.asarray(sample_weight[rows], dtype=np.float64)
 
 
 def _centre(weights, means):
@@ -357,6 +355,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     ----------
     X : ndarray of shape (n_rows, n_features)
     sample_weight : ndarray of shape (n_rows,) or None
+        Finite and non-negative (checked by the caller).
     weights, means, prec_chol : current mixture parameters
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
