@@ -120,10 +120,14 @@ def persist(data):
     return RowData(X, sample_weight, data.scheduler)
 
 
-def _packed(block_stats, layout, x, sample_weight, *args):
+def _packed(block_stats, layout, x, *args):
     if x.shape[0] == 0:  # an empty chunk: no weight, merges as nothing
         return np.zeros((1, layout.size))
-    return layout.pack(block_stats(x, sample_weight, *args))[None, :]
+    return layout.pack(block_stats(x, *args))[None, :]
+
+
+def _unweighted(block_stats, x, *args):
+    return block_stats(x, None, *args)
 
 
 def _keep(x, axis, keepdims):
@@ -138,18 +142,22 @@ def _merge(layout, x, axis, keepdims):
 def _reduce(data, block_stats, layout, args, split_every):
     """Lazy packed statistics of all rows.
 
-    ``args`` are extra ``(value, index)`` pairs for ``da.blockwise``: index
-    ``"i"`` for per-row arrays aligned with ``data.X``, ``None`` for objects
-    (Delayed or plain) handed whole to every task.
+    ``block_stats(x, sample_weight, *args)`` gives the statistics of a chunk.
+    ``args`` are ``(value, index)`` pairs for ``da.blockwise``: index ``"i"``
+    for per-row Dask arrays aligned with ``data.X``, ``None`` for a Delayed
+    handed whole to every task. Plain values are better bound into
+    ``block_stats``: every blockwise argument costs dask time per task when
+    it builds the graph.
     """
-    sw = data.sample_weight
+    arrays = [data.X, "ij"]
+    if data.sample_weight is None:
+        block_stats = partial(_unweighted, block_stats)
+    else:
+        arrays += [data.sample_weight, "i"]
     per_block = da.blockwise(
         partial(_packed, block_stats, layout),
         "ij",
-        data.X,
-        "ij",
-        sw,
-        None if sw is None else "i",
+        *arrays,
         *[item for pair in args for item in pair],
         adjust_chunks={"i": 1, "j": layout.size},
         dtype=np.float64,
@@ -170,11 +178,15 @@ def _reduce(data, block_stats, layout, args, split_every):
     )
 
 
-def _for_every_task(value):
-    """``value`` as a ``da.blockwise`` argument: inline when small, else one Delayed key."""
+def _for_every_task(block_stats, name, value):
+    """``block_stats`` given ``value`` as its argument ``name`` in every task.
+
+    Returns ``(block_stats, args)`` for `_reduce`: ``value`` bound into the
+    function when small, else passed as one Delayed key.
+    """
     if sizeof(value) <= _INLINE_BYTES:
-        return value
-    return dask.delayed(value, pure=True, traverse=False)
+        return partial(block_stats, **{name: value}), []
+    return block_stats, [(dask.delayed(value, pure=True, traverse=False), None)]
 
 
 def _em_block(x, sample_weight, param_sets, covariance_type):
@@ -194,8 +206,10 @@ def em_statistics(data, param_sets, covariance_type, split_every=None):
     """
     n_components, n_features = param_sets[0][1].shape
     layout = Layout(len(param_sets), n_components, n_features, covariance_type)
-    block = partial(_em_block, covariance_type=covariance_type)
-    return _reduce(data, block, layout, [(_for_every_task(param_sets), None)], split_every), layout
+    block, args = _for_every_task(
+        partial(_em_block, covariance_type=covariance_type), "param_sets", param_sets
+    )
+    return _reduce(data, block, layout, args, split_every), layout
 
 
 def _block_centres(x, n_components):
@@ -231,9 +245,10 @@ def nearest_statistics(data, centre_sets, covariance_type, split_every=None):
     """Lazy statistics of the assignment of every row to its nearest centre."""
     n_components, n_features = centre_sets[0].shape
     layout = Layout(len(centre_sets), n_components, n_features, covariance_type)
-    block = partial(_nearest_block, covariance_type=covariance_type)
-    centres = _for_every_task(centre_sets)
-    return _reduce(data, block, layout, [(centres, None)], split_every), layout
+    block, args = _for_every_task(
+        partial(_nearest_block, covariance_type=covariance_type), "centre_sets", centre_sets
+    )
+    return _reduce(data, block, layout, args, split_every), layout
 
 
 def _random_block(x, sample_weight, row_index, seeds, n_components, covariance_type):
