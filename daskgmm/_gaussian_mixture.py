@@ -355,11 +355,13 @@ class GaussianMixture(_SklearnGaussianMixture):
         elif hasattr(self, "classes_") and do_init:
             del self.classes_
 
-        identity = _checkpoint.fingerprint(
-            self, data.n_samples, data.X.shape[1], classes if labels is not None else None,
-            sample_weight is not None,
-        )
-        state = _checkpoint.load(self.checkpoint, identity) if self.checkpoint else None
+        identity, state = None, None
+        if self.checkpoint:
+            identity = _checkpoint.fingerprint(
+                self, data.n_samples, data.X.shape[1], classes if labels is not None else None,
+                sample_weight is not None,
+            )
+            state = _checkpoint.load(self.checkpoint, identity)
         if state is None or (state.active and state.iteration < self.max_iter):
             data = self._cached(data)
         if state is not None:
