@@ -74,6 +74,16 @@ def test_matches_sklearn_for_every_chunking(X, covariance_type, max_iter):
         assert_same_fit(fit, fits["one chunk"], rtol=1e-9)
 
 
+@pytest.mark.parametrize("n_features", [33, 64])
+def test_matches_sklearn_with_many_features(n_features):
+    """From 32 features on, ``full`` multiplies by halves (an odd D splits unevenly)."""
+    X = make_mixture(n_samples=1500, n_features=n_features, n_components=3, seed=2)[0]
+    start = _start(X, "full")
+    expected = _fit(SklearnGaussianMixture(max_iter=5, **start), X)
+    for data in (X, da.from_array(X, chunks=(400, n_features))):
+        assert_same_fit(_fit(GaussianMixture(max_iter=5, **start), data), expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_converges_like_sklearn(X, covariance_type):
     start = {**_start(X, covariance_type), "tol": 1e-3}
