@@ -4,6 +4,7 @@ Run from the repository root, on a quiet machine::
 
     python benchmarks/bench_em.py            # configurations A and B, 10 iterations
     python benchmarks/bench_em.py --spark    # the same, plus Spark ML's GaussianMixture (full)
+    python benchmarks/bench_em.py --spark --repeats 2   # the fastest of 2 fits per figure
     python benchmarks/bench_em.py --scale 0.01 --iterations 2 --spark   # smoke test
     python benchmarks/bench_em.py --n-samples 20000 --iterations 2      # one custom configuration
 
@@ -46,7 +47,8 @@ passes over the source data of one daskgmm fit on Dask input (chunk reads /
 chunks; with the default settings and, if the estimator has it, with
 ``cache=False``), then one Markdown table: configuration, covariance type,
 system, seconds per iteration (wall time of ``fit`` divided by its
-``n_iter_``), ratio (scikit-learn's seconds / the row's), GFLOP/s (the floor
+``n_iter_``; with ``--repeats R``, of the fastest of R fits, for every system
+alike: this 2-vCPU machine's speed varies by about 10 % from minute to minute), ratio (scikit-learn's seconds / the row's), GFLOP/s (the floor
 FLOPs of one iteration / its seconds), the largest relative difference of
 ``means_`` from scikit-learn's, and the peak RSS of this process and of every
 worker (for Spark: its JVM and the JVM's Python workers) during the fit
@@ -206,8 +208,13 @@ def client_rss():
 
 
 def cluster_rss(client):
-    """A probe: RSS of this process (key ``"client"``) and of every worker (its address)."""
-    return lambda: {"client": rss(), **client.run(rss)}
+    """A probe: RSS of this process (key ``"client"``) and of every worker (its address).
+
+    The workers' RSS is read from here by process id, not by ``client.run``, which would
+    add work to the workers' event loops while they are being timed.
+    """
+    workers = {address: psutil.Process(pid) for address, pid in client.run(os.getpid).items()}
+    return lambda: {"client": rss(), **{a: p.memory_info().rss for a, p in workers.items()}}
 
 
 def spark_rss():
@@ -251,13 +258,15 @@ class PeakSampler:
             self.peaks[key] = max(self.peaks.get(key, 0), value)
 
 
-def timed(func, probe):
-    """Wall seconds of ``func()`` and the peaks of ``probe`` meanwhile."""
+def timed(func, probe, repeats):
+    """The fewest wall seconds of ``repeats`` calls of ``func()``; the peaks of ``probe``."""
+    times = []
     with PeakSampler(probe) as sampler:
-        tic = time.perf_counter()
-        func()
-        seconds = time.perf_counter() - tic
-    return seconds, sampler.peaks
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            func()
+            times.append(time.perf_counter() - tic)
+    return min(times), sampler.peaks
 
 
 def format_workers(peaks):
@@ -320,24 +329,24 @@ class Result:
     em_only: float | None = None  # s/iteration without the fixed cost of fit, where measured
 
 
-def measure(config, covariance_type, system, estimator, X, probe):
-    seconds, peaks = timed(lambda: estimator.fit(X), probe)
+def measure(config, covariance_type, system, estimator, X, probe, repeats):
+    seconds, peaks = timed(lambda: estimator.fit(X), probe, repeats)
     return Result(
         config.name, covariance_type, system, seconds / estimator.n_iter_, estimator.means_, peaks
     )
 
 
-def measure_em_only(config, covariance_type, system, make, X, iterations, probe):
+def measure_em_only(config, covariance_type, system, make, X, iterations, probe, repeats):
     """The result of ``make(iterations).fit(X)``, with its s/iteration without fixed costs.
 
     That is (t_n - t_1) / (n - 1), from a fit of ``make(1)`` timed right after.
     """
     estimator = make(iterations)
-    result = measure(config, covariance_type, system, estimator, X, probe)
+    result = measure(config, covariance_type, system, estimator, X, probe, repeats)
     n = estimator.n_iter_
     if n > 1:
         one_iteration = make(1)
-        one, _ = timed(lambda: one_iteration.fit(X), probe)
+        one, _ = timed(lambda: one_iteration.fit(X), probe, repeats)
         result.em_only = (result.seconds * n - one) / (n - 1)
     return result
 
@@ -407,7 +416,7 @@ def passes_line(X, n_chunks, kwargs):
     return "Passes over the source data in one daskgmm fit on Dask input: " + "; ".join(counts)
 
 
-def measure_sklearn(config, covariance_type, kwargs, X):
+def measure_sklearn(config, covariance_type, kwargs, X, repeats):
     """scikit-learn's result, with its s/iteration without initialisation and final E-step."""
     return measure_em_only(
         config,
@@ -417,6 +426,7 @@ def measure_sklearn(config, covariance_type, kwargs, X):
         X,
         kwargs["max_iter"],
         client_rss,
+        repeats,
     )
 
 
@@ -432,15 +442,18 @@ def run_local(X, config, kwargs_by_type, args):
     results = []
     with dask.config.set(scheduler="threads"):
         for covariance_type, kwargs in kwargs_by_type.items():
-            results.append(measure_sklearn(config, covariance_type, kwargs, X))
+            results.append(measure_sklearn(config, covariance_type, kwargs, X, args.repeats))
             for system, data in runs:
                 estimator = GaussianMixture(**kwargs)
-                result = measure(config, covariance_type, system, estimator, data, client_rss)
+                result = measure(
+                    config, covariance_type, system, estimator, data, client_rss, args.repeats
+                )
                 results.append(result)
     return results
 
 
-def run_cluster(X, config, kwargs_by_type, n_workers, n_chunks, system="daskgmm localcluster"):
+def run_cluster(X, config, kwargs_by_type, n_workers, n_chunks, repeats,
+                system="daskgmm localcluster"):
     """daskgmm on a LocalCluster of ``n_workers`` × 1 thread, the data persisted on the workers."""
     with (
         LocalCluster(
@@ -462,6 +475,7 @@ def run_cluster(X, config, kwargs_by_type, n_workers, n_chunks, system="daskgmm 
                 GaussianMixture(**kwargs),
                 X_workers,
                 cluster_rss(client),
+                repeats,
             )
             for covariance_type, kwargs in kwargs_by_type.items()
         ]
@@ -480,7 +494,9 @@ def run_spark(X, config, args):
             return spark_gmm.SparkGaussianMixture(config.n_components, max_iter, SEED)
 
         make(1).fit(frame)  # warm-up: the JVM compiles the EM code on the first fit
-        return measure_em_only(config, "full", SPARK, make, frame, args.iterations, spark_rss)
+        return measure_em_only(
+            config, "full", SPARK, make, frame, args.iterations, spark_rss, args.repeats
+        )
 
 
 def run_config(config, args, spark_ready):
@@ -498,7 +514,9 @@ def run_config(config, args, spark_ready):
     print(passes_line(X, args.n_chunks, next(iter(kwargs_by_type.values()))))
     results = run_local(X, config, kwargs_by_type, args)
     if "localcluster" in args.modes:
-        results += run_cluster(X, config, kwargs_by_type, args.workers, args.n_chunks)
+        results += run_cluster(
+            X, config, kwargs_by_type, args.workers, args.n_chunks, args.repeats
+        )
     if spark_ready and "full" in args.covariance_types:
         results.append(run_spark(X, config, args))
     scaling = []
@@ -511,7 +529,9 @@ def run_scaling(X, config, args):
     """daskgmm, full, on a LocalCluster of 1 and of 2 workers."""
     kwargs = {"full": estimator_kwargs(X, "full", config, args.iterations)}
     return [
-        run_cluster(X, config, kwargs, n, args.n_chunks, f"daskgmm localcluster {n}x1")[0]
+        run_cluster(
+            X, config, kwargs, n, args.n_chunks, args.repeats, f"daskgmm localcluster {n}x1"
+        )[0]
         for n in SCALING_WORKERS
     ]
 
@@ -619,9 +639,15 @@ def parse_args(argv=None):
         help="full type of configuration A on 1 and 2 LocalCluster workers",
     )
     parser.add_argument("--spark", action="store_true", help="add Spark ML's GaussianMixture")
+    parser.add_argument(
+        "--repeats", type=int, default=1,
+        help="fits per measurement, of which the fastest counts (every system alike)",
+    )
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     args.configs = selected_configs(parser, args)
     return args
 

