@@ -258,7 +258,7 @@ class PeakSampler:
             self.peaks[key] = max(self.peaks.get(key, 0), value)
 
 
-def timed(func, probe, repeats):
+def timed(func, probe, repeats=1):
     """The fewest wall seconds of ``repeats`` calls of ``func()``; the peaks of ``probe``."""
     times = []
     with PeakSampler(probe) as sampler:
