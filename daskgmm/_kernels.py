@@ -61,6 +61,8 @@ class _Full:
     @staticmethod
     def coefficients(means, prec_chol, const):
         half = means.shape[1] // 2
+        if means.shape[1] < _HALVED_FEATURES:
+            return means, prec_chol, None, const[:, None]
         # The blocks of prec_chol that the halved product uses, contiguous.
         halves = (np.ascontiguousarray(prec_chol[:, :half, :half]),
                   np.ascontiguousarray(prec_chol[:, :, half:]))
@@ -68,12 +70,13 @@ class _Full:
 
     @staticmethod
     def log_prob(xc, coefficients, workspace):
-        means, prec_chol, (upper_left, right), const = coefficients
+        means, prec_chol, halves, const = coefficients
         xd = workspace.deviations(xc, means)
         y = workspace.scratch(xd)
-        if means.shape[1] < _HALVED_FEATURES:
+        if halves is None:
             np.matmul(xd, prec_chol, out=y)
         else:  # the lower-left block of prec_chol is zero
+            upper_left, right = halves
             half = upper_left.shape[-1]
             np.matmul(xd[..., :half], upper_left, out=y[..., :half])
             np.matmul(xd, right, out=y[..., half:])
