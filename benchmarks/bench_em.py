@@ -48,7 +48,8 @@ chunks; with the default settings and, if the estimator has it, with
 ``cache=False``), then one Markdown table: configuration, covariance type,
 system, seconds per iteration (wall time of ``fit`` divided by its
 ``n_iter_``; with ``--repeats R``, of the fastest of R fits, for every system
-alike: this 2-vCPU machine's speed varies by about 10 % from minute to minute), ratio (scikit-learn's seconds / the row's), GFLOP/s (the floor
+alike: this 2-vCPU machine's speed varies by about 10 % from minute to
+minute), ratio (scikit-learn's seconds / the row's), GFLOP/s (the floor
 FLOPs of one iteration / its seconds), the largest relative difference of
 ``means_`` from scikit-learn's, and the peak RSS of this process and of every
 worker (for Spark: its JVM and the JVM's Python workers) during the fit

@@ -43,7 +43,8 @@ def main():
     parser.add_argument("--chunks", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"full, D {N_FEATURES}, K {N_COMPONENTS}; best of {args.repeats}; dask {dask.__version__}")
+    print(f"full, D {N_FEATURES}, K {N_COMPONENTS}; best of {args.repeats}; "
+          f"dask {dask.__version__}")
     print("| row chunks | split_every | daskgmm build ms | dask optimise + materialise ms "
           "| total ms | tasks |")
     print("|---:|---:|---:|---:|---:|---:|")

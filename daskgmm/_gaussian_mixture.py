@@ -143,20 +143,22 @@ def _point_stats(points, covariance_type):
     return Stats(np.ones(n_components), points, m2, 0.0, 0.0)
 
 
-def _score_samples_block(X, params, covariance_type):
+def _weighted_log_prob(X, params, covariance_type):
     _kernels.check_finite(X)
-    return logsumexp(_kernels.estimate_weighted_log_prob(X, *params, covariance_type), axis=1)
+    return _kernels.estimate_weighted_log_prob(X, *params, covariance_type)
+
+
+def _score_samples_block(X, params, covariance_type):
+    return logsumexp(_weighted_log_prob(X, params, covariance_type), axis=1)
 
 
 def _predict_proba_block(X, params, covariance_type):
-    _kernels.check_finite(X)
-    weighted = _kernels.estimate_weighted_log_prob(X, *params, covariance_type)
+    weighted = _weighted_log_prob(X, params, covariance_type)
     return np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
 
 
 def _predict_block(X, params, covariance_type, classes):
-    _kernels.check_finite(X)
-    labels = _kernels.estimate_weighted_log_prob(X, *params, covariance_type).argmax(axis=1)
+    labels = _weighted_log_prob(X, params, covariance_type).argmax(axis=1)
     return labels if classes is None else classes[labels]
 
 
@@ -346,7 +348,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         if labels is not None:
             if not do_init and not np.array_equal(classes, getattr(self, "classes_", None)):
                 raise ValueError("warm_start with y needs the same classes as the last fit.")
-            if any(p is not None for p in (self.weights_init, self.means_init, self.precisions_init)):
+            starts = (self.weights_init, self.means_init, self.precisions_init)
+            if any(start is not None for start in starts):
                 raise ValueError(
                     "fit with y starts from the class statistics; weights_init, means_init "
                     "and precisions_init cannot be given with it."
@@ -488,7 +491,8 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     def _starts_from_batch(self, data, lazy, layout):
         stats = layout.unpack(self._compute(lazy, data))
-        return [self._start(Stats(*(f[i] for f in stats)), stats.weight[i]) for i in range(layout.n_batch)]
+        return [self._start(Stats(*(field[i] for field in stats)), stats.weight[i])
+                for i in range(layout.n_batch)]
 
     def _sample(self, data, random_state):
         """A uniform sample of rows, read in one pass (all rows if few)."""

@@ -30,15 +30,17 @@ LOG_2PI = np.log(2 * np.pi)
 # (rows, max(K, D)) for the others; the large ones live in ``_Workspace``
 # buffers. Sub-blocks must be long enough for NumPy calls to outweigh the
 # Python between them, which holds the GIL on threads, and short enough to
-# stay in cache. ``full`` with fewer than 32 features takes twice as many,
-# as its per-component products are then tiny (measured in
-# benchmarks/RESULTS.md: 2048 rows best at D 16, K 8; 128 rows at D 64, K 16).
-_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, small D": 2**18, "rows": 2**17}
+# stay in cache. ``full`` with few features takes twice as many, as its
+# per-component products are then tiny (measured in benchmarks/RESULTS.md:
+# 2048 rows best at D 16, K 8; 128 rows at D 64, K 16).
+_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, few features": 2**18, "rows": 2**17}
 
-# From this many features on, the products of ``full`` skip the zero block of
-# the triangular prec_chol and the mirrored block of the symmetric moments:
-# 3 of 4 half-size blocks (measured: -23 % per product at D 64, slower at D 16).
-_HALVED_FEATURES = 32
+# Below this many features the per-component products of ``full`` are small:
+# its sub-blocks are longer, and its products are not cut in halves. From it
+# on, they skip the zero block of the triangular prec_chol and the mirrored
+# block of the symmetric moments: 3 of 4 half-size blocks (measured: -23 % per
+# product at D 64, slower at D 16).
+_FEW_FEATURES = 32
 
 # Rows per block of the random generator in ``random_resp``: the random
 # responsibilities of a row depend on its index only, not on the chunking.
@@ -61,7 +63,7 @@ class _Full:
     @staticmethod
     def coefficients(means, prec_chol, const):
         half = means.shape[1] // 2
-        if means.shape[1] < _HALVED_FEATURES:
+        if means.shape[1] < _FEW_FEATURES:
             return means, prec_chol, None, const[:, None]
         # The blocks of prec_chol that the halved product uses, contiguous.
         halves = (np.ascontiguousarray(prec_chol[:, :half, :half]),
@@ -92,7 +94,7 @@ class _Full:
         rxd = np.multiply(xd, resp[:, :, None], out=workspace.scratch(xd))
         moments = workspace.moments(means)
         n_features = means.shape[1]
-        if n_features < _HALVED_FEATURES:
+        if n_features < _FEW_FEATURES:
             return np.matmul(rxd.transpose(0, 2, 1), xd, out=moments)
         # Symmetric: the upper-left, upper-right and lower-right blocks, then a mirror.
         first, second = slice(None, n_features // 2), slice(n_features // 2, None)
@@ -224,7 +226,8 @@ COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _S
 
 def _sub_block_rows(kind, n_components, n_features):
     if kind.per_component:
-        elements = _SUB_BLOCK_ELEMENTS["full" if n_features >= 32 else "full, small D"]
+        elements = _SUB_BLOCK_ELEMENTS["full" if n_features >= _FEW_FEATURES
+                                        else "full, few features"]
         return max(16, elements // (n_components * n_features))
     return max(16, _SUB_BLOCK_ELEMENTS["rows"] // max(n_components, n_features))
 

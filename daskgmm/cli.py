@@ -34,7 +34,7 @@ def _make_data(args):
                         chunk_rows=args.chunk_rows, seed=args.seed)
     X.to_zarr(args.output, overwrite=True)
     print(f"wrote {args.output}: {X.shape[0]} rows x {X.shape[1]} features, "
-          f"{X.numblocks[0]} chunks of {args.chunk_rows} rows")
+          f"{X.numblocks[0]} chunk(s) of up to {X.chunks[0][0]} rows")
 
 
 def _fit(args):
