@@ -19,6 +19,7 @@ Responsibilities are held component-major, shape (K, rows).
 """
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import assert_all_finite
 
@@ -28,12 +29,21 @@ LOG_2PI = np.log(2 * np.pi)
 
 # Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``,
 # (rows, max(K, D)) for the others; the large ones live in ``_Workspace``
-# buffers. Sub-blocks must be long enough for NumPy calls to outweigh the
-# Python between them, which holds the GIL on threads, and short enough to
-# stay in cache. ``full`` with few features takes twice as many, as its
-# per-component products are then tiny (measured in benchmarks/RESULTS.md:
-# 2048 rows best at D 16, K 8; 128 rows at D 64, K 16).
-_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, few features": 2**18, "rows": 2**17}
+# buffers. Every NumPy call releases the GIL and takes it back, which two
+# threads contend for: sub-blocks must be long enough for the calls to be
+# few. ``full`` keeps its sub-blocks in cache; its per-component products are
+# small, all the more so with few features. Measured in
+# benchmarks/RESULTS.md: for ``full``, 2048 rows best at D 16, K 8 and 128
+# rows at D 64, K 16; for the others, 2**19 elements, against 2**17 and 2**20.
+_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, few features": 2**18, "rows": 2**19}
+
+# Multiply-adds of one matrix product over rows. OpenBLAS runs products of
+# up to 10**6 through its small-matrix kernels (SkylakeX, which this Zen 4
+# uses), 1.6-2.4x faster on these tall, narrow shapes than its general path.
+# ``tied``, ``diag`` and ``spherical`` cut a sub-block's products into pieces
+# of that size, all in one batched ``np.matmul`` call: one GIL release,
+# however many pieces.
+_SMALL_PRODUCT = 10**6
 
 # Below this many features the per-component products of ``full`` are small:
 # its sub-blocks are longer, and its products are not cut in halves. From it
@@ -47,10 +57,22 @@ _FEW_FEATURES = 32
 _RANDOM_ROWS = 4096
 
 
+def _column_major(coefficients):
+    """(K, D) coefficients in column-major order, for ``coefficients @ rows.T``.
+
+    OpenBLAS's small-matrix kernel runs that product 1.6x faster than
+    with row-major coefficients (measured at D 64, K 16: 51 against 31
+    GFLOP/s per core).
+    """
+    return np.asfortranarray(coefficients)
+
+
 class _Full:
     """One upper-triangular precision Cholesky factor (D, D) per component."""
 
-    per_component = True
+    @staticmethod
+    def product_width(n_components, n_features):
+        return n_features
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -108,7 +130,9 @@ class _Full:
 class _Tied:
     """One precision Cholesky factor (D, D) shared by all components."""
 
-    per_component = False
+    @staticmethod
+    def product_width(n_components, n_features):
+        return max(n_components, n_features)
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -123,13 +147,15 @@ class _Tied:
         """With y = x L and m_k = mu_k L: log p = m_k . y - |y|^2 / 2 + c_k - |m_k|^2 / 2."""
         means_y = means @ prec_chol
         const = const - 0.5 * np.einsum("ki,ki->k", means_y, means_y)
-        return means_y, prec_chol, const[:, None]
+        return _column_major(means_y), prec_chol, const[:, None]
 
     @staticmethod
     def log_prob(xc, coefficients, workspace):
         means_y, prec_chol, const = coefficients
-        y = np.dot(xc, prec_chol, out=workspace.row_scratch(xc))
-        log_prob = np.dot(means_y, y.T, out=workspace.by_component(xc, means_y, 0))
+        y = workspace.row_scratch(xc)
+        times_rows(prec_chol.T, xc, y.T, workspace.piece)
+        log_prob = times_rows(means_y, y, workspace.by_component(xc, means_y, 0),
+                              workspace.piece)
         log_prob -= 0.5 * np.einsum("ni,ni->n", y, y)
         log_prob += const
         return log_prob
@@ -138,7 +164,7 @@ class _Tied:
     def second_moment(xc, resp, means, workspace):
         """sum_k sum_n r_nk x_n x_n^T about c, pooled (D, D)."""
         weighted = np.multiply(xc, resp.sum(axis=0)[:, None], out=workspace.row_scratch(xc))
-        return np.dot(weighted.T, xc)
+        return sum_times_rows(weighted.T, xc, workspace.piece)
 
 
 class _Diag:
@@ -148,7 +174,9 @@ class _Diag:
     log p = x (P mu)^T - x^2 P^T / 2 + c_k - sum(P mu^2) / 2.
     """
 
-    per_component = False
+    @staticmethod
+    def product_width(n_components, n_features):
+        return n_components
 
     @staticmethod
     def log_det(prec_chol, n_features):
@@ -176,21 +204,22 @@ class _Diag:
         precisions = np.broadcast_to(cls.precisions(prec_chol, means.shape[1]), means.shape)
         linear = precisions * means
         const = const - 0.5 * np.einsum("ki,ki->k", linear, means)
-        return linear, cls.quadratic(precisions), const[:, None]
+        return _column_major(linear), _column_major(cls.quadratic(precisions)), const[:, None]
 
     @staticmethod
     def log_prob(xc, coefficients, workspace):
         linear, quadratic, const = coefficients
         squares = workspace.squares(xc)
-        log_prob = np.dot(linear, xc.T, out=workspace.by_component(xc, linear, 0))
-        log_prob += np.dot(quadratic, squares.T, out=workspace.by_component(xc, linear, 1))
+        log_prob = times_rows(linear, xc, workspace.by_component(xc, linear, 0), workspace.piece)
+        log_prob += times_rows(quadratic, squares, workspace.by_component(xc, linear, 1),
+                               workspace.piece)
         log_prob += const
         return log_prob
 
     @staticmethod
     def second_moment(xc, resp, means, workspace):
         """sum_n r_nk x_n**2 about c, (K, D)."""
-        return np.dot(resp, workspace.squares(xc))
+        return sum_times_rows(resp, workspace.squares(xc), workspace.piece)
 
 
 class _Spherical(_Diag):
@@ -224,12 +253,54 @@ class _Spherical(_Diag):
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
 
 
+def _piece_rows(kind, n_components, n_features):
+    """Rows of one product within OpenBLAS's small-matrix kernels."""
+    return max(16, _SMALL_PRODUCT // (n_features * kind.product_width(n_components, n_features)))
+
+
 def _sub_block_rows(kind, n_components, n_features):
-    if kind.per_component:
+    if kind is _Full:
         elements = _SUB_BLOCK_ELEMENTS["full" if n_features >= _FEW_FEATURES
                                         else "full, few features"]
         return max(16, elements // (n_components * n_features))
-    return max(16, _SUB_BLOCK_ELEMENTS["rows"] // max(n_components, n_features))
+    rows = max(16, _SUB_BLOCK_ELEMENTS["rows"] // max(n_components, n_features))
+    piece = _piece_rows(kind, n_components, n_features)
+    return rows - rows % piece if piece <= rows else rows
+
+
+def _pieces(rows, count):
+    """View of ``rows`` (n, m), n a multiple of ``count``, as (count, n / count, m)."""
+    n_rows, n_columns = rows.shape
+    step, column = rows.strides
+    return as_strided(rows, shape=(count, n_rows // count, n_columns),
+                      strides=(step * (n_rows // count), step, column))
+
+
+def _batches(n_rows, piece):
+    """(rows, number of pieces) of the batched products that cover ``n_rows``."""
+    whole = n_rows - n_rows % piece
+    if whole:
+        yield slice(0, whole), whole // piece
+    if whole < n_rows:
+        yield slice(whole, n_rows), 1
+
+
+def times_rows(coefficients, rows, out, piece):
+    """``out`` (M, n) = coefficients (M, D) @ rows.T, rows (n, D), in products of ``piece`` rows."""
+    for batch, count in _batches(rows.shape[0], piece):
+        np.matmul(coefficients, _pieces(rows[batch], count).transpose(0, 2, 1),
+                  out=_pieces(out[:, batch].T, count).transpose(0, 2, 1))
+    return out
+
+
+def sum_times_rows(left, rows, piece):
+    """left (M, n) @ rows (n, D), as a sum of products of ``piece`` rows."""
+    total = 0
+    for batch, count in _batches(rows.shape[0], piece):
+        products = np.matmul(_pieces(left[:, batch].T, count).transpose(0, 2, 1),
+                             _pieces(rows[batch], count))
+        total = total + (products[0] if count == 1 else products.sum(axis=0))
+    return total
 
 
 def _sub_blocks(kind, n_samples, n_components, n_features):
@@ -249,6 +320,7 @@ class _Workspace:
     def __init__(self, kind, n_components, n_features):
         self.kind = kind
         rows = _sub_block_rows(kind, n_components, n_features)
+        self.piece = _piece_rows(kind, n_components, n_features)
         self.rows = (np.empty(rows * n_features), np.empty(rows * n_features))
         self.components = (np.empty(rows * n_components), np.empty(rows * n_components))
         self.per_component = None
@@ -348,7 +420,7 @@ class _Moments:
     def add(self, xc, resp, workspace):
         """Add centred rows ``xc`` (rows, D) with responsibilities ``resp`` (K, rows)."""
         self.nk += resp.sum(axis=1)
-        self.sums += np.dot(resp, xc)
+        self.sums += sum_times_rows(resp, xc, workspace.piece)
         self.m2 += self.kind.second_moment(xc, resp, self.means, workspace)
 
     def stats(self, covariance_type):

@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from daskgmm import GaussianMixture
+from daskgmm._kernels import sum_times_rows, times_rows
 
 from .conftest import COVARIANCE_TYPES, make_mixture
 
@@ -74,14 +75,38 @@ def test_matches_sklearn_for_every_chunking(X, covariance_type, max_iter):
         assert_same_fit(fit, fits["one chunk"], rtol=1e-9)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("n_features", [33, 64])
-def test_matches_sklearn_with_many_features(n_features):
-    """From 32 features on, ``full`` multiplies by halves (an odd D splits unevenly)."""
-    X = make_mixture(n_samples=1500, n_features=n_features, n_components=3, seed=2)[0]
-    start = _start(X, "full")
+def test_matches_sklearn_with_many_features(covariance_type, n_features):
+    """Wide data takes the kernels' other paths.
+
+    From 32 features on, ``full`` multiplies by halves (an odd D splits
+    unevenly). With 12 components, ``tied``, ``diag`` and ``spherical`` cut
+    a sub-block's products into several small pieces and a rest (a piece is
+    at most 1302 rows here, and 244 for ``tied`` at D 64).
+    """
+    X = make_mixture(n_samples=3000, n_features=n_features, n_components=12, seed=2)[0]
+    start = _start(X, covariance_type, n_components=12)
     expected = _fit(SklearnGaussianMixture(max_iter=5, **start), X)
-    for data in (X, da.from_array(X, chunks=(400, n_features))):
-        assert_same_fit(_fit(GaussianMixture(max_iter=5, **start), data), expected, rtol=1e-6)
+    for data in (X, da.from_array(X, chunks=(1400, n_features))):
+        fit = _fit(GaussianMixture(max_iter=5, **start), data)
+        assert_same_fit(fit, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_rows, piece", [(30, 7), (28, 7), (5, 7), (7, 7), (1, 1)])
+def test_products_in_pieces_equal_one_product(n_rows, piece):
+    """The batched small products are the plain products, rest included."""
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(n_rows, 5))
+    coefficients = np.asfortranarray(rng.normal(size=(3, 5)))
+    resp = rng.random((3, n_rows))
+    out = np.full((3, n_rows), np.nan)
+    np.testing.assert_allclose(times_rows(coefficients, rows, out, piece), coefficients @ rows.T,
+                               rtol=1e-12)
+    np.testing.assert_allclose(sum_times_rows(resp, rows, piece), resp @ rows, rtol=1e-12)
+    y = np.full((n_rows, 5), np.nan)
+    times_rows(coefficients[:, :5].T @ coefficients[:, :5], rows, y.T, piece)
+    np.testing.assert_allclose(y, rows @ (coefficients.T @ coefficients), rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
