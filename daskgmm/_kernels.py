@@ -18,6 +18,8 @@ width is K, expanding (x - mu)' L (x - mu) = x'Lx - 2 x'L mu + mu'L mu.
 Responsibilities are held component-major, shape (K, rows).
 """
 
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from sklearn.metrics import pairwise_distances_argmin
@@ -29,13 +31,13 @@ LOG_2PI = np.log(2 * np.pi)
 
 # Elements of the largest temporary of a sub-block: (K, rows, D) for ``full``,
 # (rows, max(K, D)) for the others; the large ones live in ``_Workspace``
-# buffers. Every NumPy call releases the GIL and takes it back, which two
-# threads contend for: sub-blocks must be long enough for the calls to be
-# few. ``full`` keeps its sub-blocks in cache; its per-component products are
-# small, all the more so with few features. Measured in
-# benchmarks/RESULTS.md: for ``full``, 2048 rows best at D 16, K 8 and 128
-# rows at D 64, K 16; for the others, 2**19 elements, against 2**17 and 2**20.
-_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, few features": 2**18, "rows": 2**19}
+# buffers. Sub-blocks must be long enough for NumPy calls to outweigh the
+# Python between them, which holds the GIL on threads, and short enough to
+# stay in cache. ``full`` with few features takes twice as many, as its
+# per-component products are then tiny (measured in benchmarks/RESULTS.md:
+# 2048 rows best at D 16, K 8; 128 rows at D 64, K 16). For the others,
+# 2**19 elements were slower, on threads too.
+_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, few features": 2**18, "rows": 2**17}
 
 # Multiply-adds of one matrix product over rows. OpenBLAS runs products of
 # up to 10**6 through its small-matrix kernels (SkylakeX, which this Zen 4
@@ -51,6 +53,9 @@ _SMALL_PRODUCT = 10**6
 # block of the symmetric moments: 3 of 4 half-size blocks (measured: -23 % per
 # product at D 64, slower at D 16).
 _FEW_FEATURES = 32
+
+# Each thread's last ``_Workspace``.
+_THREAD = threading.local()
 
 # Rows per block of the random generator in ``random_resp``: the random
 # responsibilities of a row depend on its index only, not on the chunking.
@@ -310,11 +315,12 @@ def _sub_blocks(kind, n_samples, n_components, n_features):
 
 
 class _Workspace:
-    """Buffers reused by every sub-block of a block.
+    """Buffers reused by every sub-block, and by every block on one thread.
 
     Workers started by ``distributed`` set ``MALLOC_TRIM_THRESHOLD_``, under
     which every temporary over 128 KiB is a fresh ``mmap`` whose pages fault
     in again (measured in benchmarks/RESULTS.md); reusing buffers avoids that.
+    A thread keeps the workspace of the last shapes it saw, a few MB.
     """
 
     def __init__(self, kind, n_components, n_features):
@@ -327,6 +333,14 @@ class _Workspace:
         self.per_component_moments = None
         self.last_deviations = None
         self.last_squares = None
+
+    @classmethod
+    def of_thread(cls, kind, n_components, n_features):
+        """This thread's workspace for these shapes, made on first use."""
+        key = (kind, n_components, n_features)
+        if getattr(_THREAD, "workspace_key", None) != key:
+            _THREAD.workspace, _THREAD.workspace_key = cls(*key), key
+        return _THREAD.workspace
 
     def centred(self, x, centre):
         """``x - centre`` in a buffer."""
@@ -473,7 +487,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     means_c = means - centre
     coefficients = _coefficients(kind, weights, means_c, prec_chol)
     moments = _Moments(covariance_type, centre, means_c)
-    workspace = _Workspace(kind, *means.shape)
+    workspace = _Workspace.of_thread(kind, *means.shape)
     ones = np.ones(means.shape[0])
     for rows in _sub_blocks(kind, X.shape[0], *means.shape):
         x, sw = _rows(X, sample_weight, rows)
@@ -512,7 +526,7 @@ def resp_statistics(X, sample_weight, resp, centres, covariance_type):
     n_samples, n_features = X.shape
     centre = centres.mean(axis=0)
     moments = _Moments(covariance_type, centre, centres - centre)
-    workspace = _Workspace(kind, *centres.shape)
+    workspace = _Workspace.of_thread(kind, *centres.shape)
     for rows in _sub_blocks(kind, n_samples, *centres.shape):
         x, sw = _rows(X, sample_weight, rows)
         r = resp[rows].T
@@ -559,7 +573,7 @@ def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type):
     means_c = means - centre
     coefficients = _coefficients(kind, weights, means_c, prec_chol)
     out = np.empty((X.shape[0], means.shape[0]))
-    workspace = _Workspace(kind, *means.shape)
+    workspace = _Workspace.of_thread(kind, *means.shape)
     for rows in _sub_blocks(kind, X.shape[0], *means.shape):
         xc = workspace.centred(np.asarray(X[rows], dtype=np.float64), centre)
         out[rows] = kind.log_prob(xc, coefficients, workspace).T
