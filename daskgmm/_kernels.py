@@ -21,7 +21,6 @@ Responsibilities are held component-major, shape (K, rows).
 import threading
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import assert_all_finite
 
@@ -286,11 +285,8 @@ def _sub_block_rows(kind, n_components, n_features):
 
 
 def _pieces(rows, count):
-    """View of ``rows`` (n, m), n a multiple of ``count``, as (count, n / count, m)."""
-    n_rows, n_columns = rows.shape
-    step, column = rows.strides
-    return as_strided(rows, shape=(count, n_rows // count, n_columns),
-                      strides=(step * (n_rows // count), step, column))
+    """``rows`` (n, m), n a multiple of ``count``, viewed as (count, n / count, m)."""
+    return rows.reshape(count, -1, rows.shape[1])
 
 
 def _batches(n_rows, piece):
@@ -304,6 +300,8 @@ def _batches(n_rows, piece):
 
 def times_rows(coefficients, rows, out, piece):
     """``out`` (M, n) = coefficients (M, D) @ rows.T, rows (n, D), in products of ``piece`` rows."""
+    if rows.shape[0] <= piece:
+        return np.matmul(coefficients, rows.T, out=out)
     for batch, count in _batches(rows.shape[0], piece):
         np.matmul(coefficients, _pieces(rows[batch], count).transpose(0, 2, 1),
                   out=_pieces(out[:, batch].T, count).transpose(0, 2, 1))
@@ -312,11 +310,13 @@ def times_rows(coefficients, rows, out, piece):
 
 def sum_times_rows(left, rows, piece):
     """left (M, n) @ rows (n, D), as a sum of products of ``piece`` rows."""
+    if rows.shape[0] <= piece:
+        return np.dot(left, rows)
     total = 0
     for batch, count in _batches(rows.shape[0], piece):
         products = np.matmul(_pieces(left[:, batch].T, count).transpose(0, 2, 1),
                              _pieces(rows[batch], count))
-        total = total + (products[0] if count == 1 else products.sum(axis=0))
+        total = total + products.sum(axis=0)
     return total
 
 
