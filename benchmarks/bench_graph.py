@@ -32,7 +32,7 @@ def one_iteration(n_chunks, split_every):
     start = time.perf_counter()
     lazy, _ = _graph.em_statistics(data, params, "full", split_every)
     built = time.perf_counter()
-    (optimised,) = dask.optimize(lazy)
+    (optimised,) = dask.optimize(*lazy)
     n_tasks = len(dict(optimised.__dask_graph__()))
     done = time.perf_counter()
     return built - start, done - built, n_tasks

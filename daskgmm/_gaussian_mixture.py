@@ -406,7 +406,7 @@ class GaussianMixture(_SklearnGaussianMixture):
             lazy, layout = _graph.label_statistics(
                 data, labels, n_components, self.covariance_type, self.split_every
             )
-            stats = layout.unpack(self._compute(lazy, data))
+            stats = self._statistics(lazy, layout, data)
             return [self._start(Stats(*(f[0] for f in stats)), stats.weight[0])]
         if X_memory is not None:
             return [self._sklearn_start(X_memory, random_state) for _ in range(self.n_init)]
@@ -490,7 +490,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         return self._starts_from_batch(data, lazy, layout)
 
     def _starts_from_batch(self, data, lazy, layout):
-        stats = layout.unpack(self._compute(lazy, data))
+        stats = self._statistics(lazy, layout, data)
         return [self._start(Stats(*(field[i] for field in stats)), stats.weight[i])
                 for i in range(layout.n_batch)]
 
@@ -522,7 +522,7 @@ class GaussianMixture(_SklearnGaussianMixture):
                 self.covariance_type,
                 self.split_every,
             )
-            stats = layout.unpack(self._compute(lazy, data, iteration))
+            stats = self._statistics(lazy, layout, data, iteration)
             for j, i in enumerate(active):
                 init_stats = Stats(*(field[j] for field in stats))
                 if not init_stats.weight > 0:
@@ -548,11 +548,11 @@ class GaussianMixture(_SklearnGaussianMixture):
                 _checkpoint.save(self.checkpoint, state, identity)
         self._keep_best(state)
 
-    def _compute(self, lazy, data, iteration=None):
-        """Compute one pass; a cluster that cannot run it is a RuntimeError saying where."""
+    def _statistics(self, lazy, layout, data, iteration=None):
+        """One pass's statistics; a cluster that cannot run it is a RuntimeError saying where."""
         on_cluster = _graph.on_cluster(data.scheduler)
         try:
-            return _graph.compute(lazy, scheduler=data.scheduler)[0]
+            return _graph.merged(_graph.compute(*lazy, scheduler=data.scheduler), layout)
         except _graph.CLUSTER_ERRORS as error:
             if not on_cluster:
                 raise

@@ -4,9 +4,10 @@ Every pass over the data has the same shape: each row chunk becomes one task
 that runs a per-block kernel (E-step and statistics, or statistics of given
 responsibilities) and returns its packed partial statistics; a
 ``dask.array.reduction`` then merges them pairwise-in-order with fan-in
-``split_every``. The grouping follows block order, so the result does not
-depend on which task finishes first. Small parameters travel inside the
-tasks, large ones as one graph key per pass.
+``split_every``. With few chunks there is no tree: their statistics come to
+the client, which merges them. Either way the grouping follows block order,
+so the result does not depend on which task finishes first. Small
+parameters travel inside the tasks, large ones as one graph key per pass.
 """
 
 import math
@@ -33,6 +34,13 @@ CLUSTER_ERRORS = (OSError, TimeoutError, CancelledError, KilledWorker)
 
 # In-memory input is cut into row chunks of at most this many bytes.
 _NUMPY_CHUNK_BYTES = 32 * 2**20
+
+# The statistics of at most this many chunks, and this many bytes, come to the
+# client and merge there, without a tree: no task then waits for statistics
+# from another worker. On a 2-worker LocalCluster a pass over 8 chunks took
+# 67-75 ms against 97 ms through dask's tree (fan-in 4).
+_CLIENT_MERGE_CHUNKS = 32
+_CLIENT_MERGE_BYTES = 2**24
 
 # Parameters up to this size travel inside every task; larger ones as one graph
 # key that each worker fetches once. A key held by one worker makes it a
@@ -140,7 +148,9 @@ def _merge(layout, x, axis, keepdims):
 
 
 def _reduce(data, block_stats, layout, args, split_every):
-    """Lazy packed statistics of all rows.
+    """Lazy packed statistics of all rows, for `merged`: a list of Dask
+    collections, each of whose values is a (rows, size) array of packed
+    statistics.
 
     ``block_stats(x, sample_weight, *args)`` gives the statistics of a chunk.
     ``args`` are ``(value, index)`` pairs for ``da.blockwise``: index ``"i"``
@@ -164,18 +174,27 @@ def _reduce(data, block_stats, layout, args, split_every):
         meta=np.empty((0, 0)),
         concatenate=True,
     )
-    return da.reduction(
+    n_chunks = per_block.numblocks[0]
+    if n_chunks <= _CLIENT_MERGE_CHUNKS and 8 * n_chunks * layout.size <= _CLIENT_MERGE_BYTES:
+        return list(per_block.to_delayed().ravel())
+    return [da.reduction(
         per_block,
         chunk=_keep,
         combine=partial(_merge, layout),
         aggregate=partial(_merge, layout),
         axis=0,
+        keepdims=True,
         dtype=np.float64,
-        meta=np.empty((0,)),
+        meta=np.empty((0, 0)),
         split_every=split_every,
         concatenate=True,
         name="gmm-statistics",
-    )
+    )]
+
+
+def merged(parts, layout):
+    """``Stats`` of all rows from the computed values of `_reduce`'s collections."""
+    return layout.unpack(layout.merge_rows(np.concatenate(parts)))
 
 
 def _for_every_task(block_stats, name, value):
@@ -202,7 +221,7 @@ def em_statistics(data, param_sets, covariance_type, split_every=None):
     """Lazy statistics of one EM iteration for each parameter set.
 
     ``param_sets`` is a list of ``(weights, means, prec_chol)``; all advance
-    in the same pass. Returns ``(lazy vector, Layout)``.
+    in the same pass. Returns ``(lazy, Layout)``, ``lazy`` as for `merged`.
     """
     n_components, n_features = param_sets[0][1].shape
     layout = Layout(len(param_sets), n_components, n_features, covariance_type)

@@ -63,6 +63,7 @@ def test_matches_sklearn_for_every_chunking(X, covariance_type, max_iter):
         "numpy": X,
         "one chunk": da.from_array(X, chunks=-1),
         "97 rows": da.from_array(X, chunks=(97, 3)),
+        "40 rows, merged by a tree": da.from_array(X, chunks=(40, 3)),
         "1000 rows": da.from_array(X, chunks=(1000, 3)),
     }
     fits = {name: _fit(GaussianMixture(max_iter=max_iter, **start), data)
