@@ -32,11 +32,10 @@ LOG_2PI = np.log(2 * np.pi)
 # (rows, max(K, D)) for the others; the large ones live in ``_Workspace``
 # buffers. Sub-blocks must be long enough for NumPy calls to outweigh the
 # Python between them, which holds the GIL on threads, and short enough to
-# stay in cache. ``full`` with few features takes twice as many, as its
-# per-component products are then tiny (measured in benchmarks/RESULTS.md:
-# 2048 rows best at D 16, K 8; 128 rows at D 64, K 16). For the others,
-# 2**19 elements were slower, on threads too.
-_SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, few features": 2**18, "rows": 2**17}
+# stay in cache (measured in benchmarks/RESULTS.md: for ``full``, 2048 rows
+# best at D 16, K 8 and 256 at D 64, K 16; for the others, 2**19 elements
+# were slower, on threads too).
+_SUB_BLOCK_ELEMENTS = {"full": 2**18, "rows": 2**17}
 
 # Multiply-adds of one matrix product over rows. OpenBLAS runs products of
 # up to 10**6 through its small-matrix kernels (SkylakeX, which this Zen 4
@@ -46,11 +45,10 @@ _SUB_BLOCK_ELEMENTS = {"full": 2**17, "full, few features": 2**18, "rows": 2**17
 # however many pieces.
 _SMALL_PRODUCT = 10**6
 
-# Below this many features the per-component products of ``full`` are small:
-# its sub-blocks are longer, and its products are not cut in halves. From it
-# on, they skip the zero block of the triangular prec_chol and the mirrored
-# block of the symmetric moments: 3 of 4 half-size blocks (measured: -23 % per
-# product at D 64, slower at D 16).
+# Below this many features the per-component products of ``full`` are not
+# cut in halves. From it on, they skip the zero block of the triangular
+# prec_chol and the mirrored block of the symmetric moments: 3 of 4 half-size
+# blocks (measured: -23 % per product at D 64, slower at D 16).
 _FEW_FEATURES = 32
 
 # Each thread's last ``_Workspace``.
@@ -276,9 +274,7 @@ def _piece_rows(kind, n_components, n_features):
 
 def _sub_block_rows(kind, n_components, n_features):
     if kind is _Full:
-        elements = _SUB_BLOCK_ELEMENTS["full" if n_features >= _FEW_FEATURES
-                                        else "full, few features"]
-        return max(16, elements // (n_components * n_features))
+        return max(16, _SUB_BLOCK_ELEMENTS["full"] // (n_components * n_features))
     rows = max(16, _SUB_BLOCK_ELEMENTS["rows"] // max(n_components, n_features))
     piece = _piece_rows(kind, n_components, n_features)
     return rows - rows % piece if piece <= rows else rows
