@@ -254,7 +254,7 @@ class _Spherical(_Diag):
     def quadratic_term(quadratic, norms, out, piece):
         """-P/2 (K, 1) times the squared norms: a product of depth 1, in one call.
 
-        ``np.matmul`` does not hand depth-1 products to BLAS (5x slower here).
+        ``np.matmul`` does not hand depth-1 products to BLAS (5-7x slower here).
         """
         return np.dot(quadratic, norms.T, out=out)
 
