@@ -14,11 +14,16 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky_from_precisions
-from sklearn.utils import check_random_state
+from sklearn.utils import assert_all_finite, check_random_state
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    check_is_fitted,
+    check_non_negative,
+    column_or_1d,
+    validate_data,
+)
 
 from . import _checkpoint, _graph, _kernels, _persist
 from ._mstep import (
@@ -72,9 +77,11 @@ def _check_dask_input(X, estimator_name):
         )
 
 
-def _checked_weights(block):
-    _kernels.check_sample_weight(block)
-    return block
+def _checked_weights(sample_weight):
+    """``sample_weight``, after scikit-learn's checks: finite and non-negative."""
+    assert_all_finite(sample_weight, input_name="sample_weight")
+    check_non_negative(sample_weight, "`sample_weight`")
+    return sample_weight
 
 
 def _check_sample_weight(sample_weight, n_samples):
@@ -96,7 +103,7 @@ def _check_sample_weight(sample_weight, n_samples):
         raise ValueError(
             f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
         )
-    _kernels.check_sample_weight(sample_weight)
+    _checked_weights(sample_weight)
     if not sample_weight.sum() > 0:
         raise ValueError("sample_weight must not sum to zero.")
     return sample_weight

@@ -402,14 +402,6 @@ def check_finite(X):
     assert_all_finite(X, input_name="X")
 
 
-def check_sample_weight(sample_weight):
-    """Raise ValueError if weights are not finite and non-negative."""
-    if not np.isfinite(sample_weight).all():
-        raise ValueError("Input sample_weight contains NaN or infinity.")
-    if (sample_weight < 0).any():
-        raise ValueError("Negative values in data passed to `sample_weight`.")
-
-
 def _coefficients(kind, weights, means_c, prec_chol):
     """What ``kind.log_prob`` needs of the parameters, computed once per block.
 

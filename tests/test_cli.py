@@ -44,7 +44,10 @@ def test_make_data_fit_predict_score_info(tmp_path, local_config, capsys):
 
     capsys.readouterr()
     assert main(["score", model, data, "--cluster", local_config]) == 0
-    assert f"{gm.score(X):.6f}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{gm.score(X):.6f}" in out
+    # One pass gives all three; BIC and AIC are scikit-learn's, from that one score.
+    assert f"BIC {gm.bic(X):.2f}" in out and f"AIC {gm.aic(X):.2f}" in out
 
     assert main(["info", model]) == 0
     out = capsys.readouterr().out
