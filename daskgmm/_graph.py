@@ -231,14 +231,9 @@ def em_statistics(data, param_sets, covariance_type, split_every=None):
     return _reduce(data, block, layout, args, split_every), layout
 
 
-def _block_centres(x, n_components):
-    return np.broadcast_to(np.asarray(x, np.float64).mean(axis=0), (n_components, x.shape[1]))
-
-
 def _label_block(x, sample_weight, labels, n_components, covariance_type):
     resp = _kernels.one_hot(labels, n_components)
-    centres = _block_centres(x, n_components)
-    return stack([_kernels.resp_statistics(x, sample_weight, resp, centres, covariance_type)])
+    return stack([_kernels.resp_statistics(x, sample_weight, resp, covariance_type)])
 
 
 def label_statistics(data, labels, n_components, covariance_type, split_every=None):
@@ -253,7 +248,7 @@ def _nearest_block(x, sample_weight, centre_sets, covariance_type):
     return stack(
         [
             _kernels.resp_statistics(
-                x, sample_weight, _kernels.nearest_resp(x, centres), centres, covariance_type
+                x, sample_weight, _kernels.nearest_resp(x, centres), covariance_type
             )
             for centres in centre_sets
         ]
@@ -272,14 +267,12 @@ def nearest_statistics(data, centre_sets, covariance_type, split_every=None):
 
 def _random_block(x, sample_weight, row_index, seeds, n_components, covariance_type):
     start = int(row_index[0])
-    centres = _block_centres(x, n_components)
     return stack(
         [
             _kernels.resp_statistics(
                 x,
                 sample_weight,
                 _kernels.random_resp(start, start + x.shape[0], n_components, seed),
-                centres,
                 covariance_type,
             )
             for seed in seeds

@@ -54,6 +54,13 @@ _FEW_FEATURES = 32
 # Each thread's last ``_Workspace``.
 _THREAD = threading.local()
 
+# Responsibilities whose log (relative to the row's largest) is at most this
+# are set to 0 without calling ``exp`` on it: below about -708 ``exp`` returns
+# subnormals at 5-40x the cost (well-separated components made whole fits
+# 2.5x slower), and products with them are slow too. What it drops is below
+# exp(-500) = 7e-218 of a row's weight.
+_LOG_RESP_FLOOR = -500.0
+
 # Rows per block of the random generator in ``random_resp``: the random
 # responsibilities of a row depend on its index only, not on the chunking.
 _RANDOM_ROWS = 4096
@@ -79,10 +86,6 @@ class _Full:
     @staticmethod
     def log_det(prec_chol, n_features):
         return np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(-1)
-
-    @staticmethod
-    def moment_centres(means):
-        return means
 
     @staticmethod
     def coefficients(means, prec_chol, const):
@@ -112,24 +115,62 @@ class _Full:
         return log_prob
 
     @staticmethod
-    def second_moment(xc, resp, means, workspace):
-        """sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T, (K, D, D)."""
+    def add_moments(moments, xc, resp, workspace):
+        """Add sum_n r_nk (x_n - mu_k) and sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T, exactly."""
+        means = moments.means
         xd = workspace.deviations(xc, means)
         rxd = np.multiply(xd, resp[:, :, None], out=workspace.scratch(xd))
-        moments = workspace.moments(means)
+        moments.first += rxd.sum(axis=1)
+        m2 = workspace.moments(means)
         n_features = means.shape[1]
         if n_features < _FEW_FEATURES:
-            return np.matmul(rxd.transpose(0, 2, 1), xd, out=moments)
+            moments.m2 += np.matmul(rxd.transpose(0, 2, 1), xd, out=m2)
+            return
         # Symmetric: the upper-left, upper-right and lower-right blocks, then a mirror.
         first, second = slice(None, n_features // 2), slice(n_features // 2, None)
         for rows, columns in ((first, first), (first, second), (second, second)):
             np.matmul(rxd[..., rows].transpose(0, 2, 1), xd[..., columns],
-                      out=moments[:, rows, columns])
-        np.copyto(moments[:, second, first], moments[:, first, second].transpose(0, 2, 1))
-        return moments
+                      out=m2[:, rows, columns])
+        np.copyto(m2[:, second, first], m2[:, first, second].transpose(0, 2, 1))
+        moments.m2 += m2
 
 
-class _Tied:
+class _Rows:
+    """The kinds whose E-step works on the rows alone, through products of width K.
+
+    Their second moments are taken in local coordinates, so that they are
+    exact however far the components lie from each other: each row is
+    referred to the mean of its most responsible component, ref_n = mu_g(n),
+    y_n = x_n - ref_n, and for every component k
+
+        sum_n r_nk (x_n - mu_k)^2 = sum_n r_nk y_n^2
+                                    + 2 sum_n o_nk (ref_n - mu_k) y_n
+                                    + sum_g T_kg (mu_g - mu_k)^2,
+
+    where o is ``resp`` without each row's own component (for which
+    ref_n - mu_k = 0) and T_kg sums o_nk over the rows of component g: the
+    between-component part is added once per block, from T. Every term is
+    small where the result is small, unlike x^2 - 2 x mu + mu^2 about one
+    centre, which loses (distance / spread)^2 * eps.
+    """
+
+    @classmethod
+    def add_moments(cls, moments, xc, resp, workspace):
+        """Add this sub-block's first and second moments and its T."""
+        means = moments.means
+        own = resp.argmax(axis=0)
+        ref = np.take(means, own, axis=0, out=workspace.local(0, xc))
+        y = np.subtract(xc, ref, out=workspace.local(1, xc))
+        other = workspace.by_component(xc, means, 1)
+        np.copyto(other, resp)
+        other[own, np.arange(own.size)] = 0
+        moments.first += sum_times_rows(resp, y, workspace.piece)
+        moments.between += np.dot(other, one_hot(own, means.shape[0]))
+        moments.m2 += cls.local_moment(y, resp, workspace)
+        moments.m2 += cls.cross_moment(y, ref, other, means, workspace)
+
+
+class _Tied(_Rows):
     """One precision Cholesky factor (D, D) shared by all components."""
 
     @staticmethod
@@ -139,10 +180,6 @@ class _Tied:
     @staticmethod
     def log_det(prec_chol, n_features):
         return np.log(np.diagonal(prec_chol)).sum()
-
-    @staticmethod
-    def moment_centres(means):
-        return np.zeros_like(means)
 
     @staticmethod
     def coefficients(means, prec_chol, const):
@@ -163,13 +200,22 @@ class _Tied:
         return log_prob
 
     @staticmethod
-    def second_moment(xc, resp, means, workspace):
-        """sum_k sum_n r_nk x_n x_n^T about c, pooled (D, D)."""
-        weighted = np.multiply(xc, resp.sum(axis=0)[:, None], out=workspace.row_scratch(xc))
-        return sum_times_rows(weighted.T, xc, workspace.piece)
+    def local_moment(y, resp, workspace):
+        """sum_k sum_n r_nk y_n y_n^T, pooled (D, D)."""
+        weighted = np.multiply(y, resp.sum(axis=0)[:, None], out=workspace.local(2, y))
+        return sum_times_rows(weighted.T, y, workspace.piece)
+
+    @staticmethod
+    def cross_moment(y, ref, other, means, workspace):
+        """sum_k sum_n o_nk ((ref_n - mu_k) y_n^T + y_n (ref_n - mu_k)^T), (D, D)."""
+        # sum_k o_nk (ref_n - mu_k) for every row, (rows, D).
+        away = np.multiply(ref, other.sum(axis=0)[:, None], out=workspace.local(2, y))
+        away -= np.dot(other.T, means)
+        cross = sum_times_rows(away.T, y, workspace.piece)
+        return cross + cross.T
 
 
-class _Diag:
+class _Diag(_Rows):
     """A vector of precision square roots (D,) per component.
 
     The E-step is two products of width K: with precisions P (K, D),
@@ -183,10 +229,6 @@ class _Diag:
     @staticmethod
     def log_det(prec_chol, n_features):
         return np.log(prec_chol).sum(-1)
-
-    @staticmethod
-    def moment_centres(means):
-        return np.zeros_like(means)
 
     @staticmethod
     def squares(xc, out):
@@ -222,10 +264,18 @@ class _Diag:
         """-P/2 (K, D) times the squared features, (K, rows)."""
         return times_rows(quadratic, squares, out, piece)
 
+    @classmethod
+    def local_moment(cls, y, resp, workspace):
+        """sum_n r_nk y_n**2, (K, D)."""
+        return sum_times_rows(resp, cls.squares(y, workspace.local(2, y)), workspace.piece)
+
     @staticmethod
-    def second_moment(xc, resp, means, workspace):
-        """sum_n r_nk x_n**2 about c, (K, D)."""
-        return sum_times_rows(resp, workspace.squares(xc), workspace.piece)
+    def cross_moment(y, ref, other, means, workspace):
+        """2 sum_n o_nk (ref_n - mu_k) y_n, (K, D)."""
+        towards = sum_times_rows(other, np.multiply(ref, y, out=workspace.local(2, y)),
+                                 workspace.piece)
+        towards -= means * sum_times_rows(other, y, workspace.piece)
+        return 2 * towards
 
 
 class _Spherical(_Diag):
@@ -258,10 +308,17 @@ class _Spherical(_Diag):
         """
         return np.dot(quadratic, norms.T, out=out)
 
+    @classmethod
+    def local_moment(cls, y, resp, workspace):
+        """sum_n r_nk |y_n|**2, (K,)."""
+        return np.dot(resp, cls.squares(y, workspace.local(2, y))[:, 0])
+
     @staticmethod
-    def second_moment(xc, resp, means, workspace):
-        """sum_n r_nk |x_n|**2 about c, (K,)."""
-        return np.dot(resp, workspace.squares(xc)[:, 0])
+    def cross_moment(y, ref, other, means, workspace):
+        """2 sum_n o_nk (ref_n - mu_k) . y_n, (K,)."""
+        towards = np.dot(other, np.einsum("ni,ni->n", ref, y))
+        towards -= np.einsum("ki,ki->k", means, sum_times_rows(other, y, workspace.piece))
+        return 2 * towards
 
 
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
@@ -336,6 +393,8 @@ class _Workspace:
         rows = _sub_block_rows(kind, n_components, n_features)
         self.piece = _piece_rows(kind, n_components, n_features)
         self.rows = (np.empty(rows * n_features), np.empty(rows * n_features))
+        self.local_rows = None
+        self.flags = None
         self.components = (np.empty(rows * n_components), np.empty(rows * n_components))
         self.per_component = None
         self.per_component_moments = None
@@ -362,6 +421,18 @@ class _Workspace:
     def row_scratch(self, like):
         """A second buffer of rows, shaped like ``like``."""
         return self.rows[1][: like.size].reshape(like.shape)
+
+    def negligible(self, like):
+        """A boolean buffer shaped like ``like`` (K, rows)."""
+        if self.flags is None or self.flags.size < like.size:
+            self.flags = np.empty(like.size, dtype=bool)
+        return self.flags[: like.size].reshape(like.shape)
+
+    def local(self, index, like):
+        """Buffer ``index`` (0, 1 or 2) of local coordinates, shaped like rows ``like``."""
+        if self.local_rows is None:
+            self.local_rows = tuple(np.empty_like(self.rows[0]) for _ in range(3))
+        return self.local_rows[index][: like.size].reshape(like.shape)
 
     def squares(self, xc):
         """The kind's squared features of rows ``xc``, computed once per rows."""
@@ -414,40 +485,51 @@ def _coefficients(kind, weights, means_c, prec_chol):
 
 
 class _Moments:
-    """Running responsibility sums and second moments of centred rows.
+    """Running responsibility sums and moments of centred rows.
 
-    Rows are centred on ``centre`` (D,); ``means`` are the components' centred
-    means, about which ``full`` takes its second moments (the others take
-    them about ``centre``).
+    Rows are centred on ``centre`` (D,); ``means`` (K, D) are the components'
+    centred means, about which the moments are taken: ``first`` sums
+    r_nk (x_n - mu_k) and ``m2`` the second moments in the layout of
+    ``Stats.m2``. For the kinds of ``_Rows``, ``first`` and ``m2`` are in
+    local coordinates until ``stats`` adds the between-component part from
+    ``between`` (T).
     """
 
     def __init__(self, covariance_type, centre, means):
+        self.covariance_type = covariance_type
         self.kind = COVARIANCE_KINDS[covariance_type]
         self.centre = centre
         self.means = means
-        self.nk = np.zeros(means.shape[0])
-        self.sums = np.zeros(means.shape)
+        n_components = means.shape[0]
+        self.nk = np.zeros(n_components)
+        self.first = np.zeros(means.shape)
         self.m2 = np.zeros(m2_shape(*means.shape, covariance_type))
+        self.between = None if self.kind is _Full else np.zeros((n_components, n_components))
         self.loglik = 0.0
         self.weight = 0.0
 
     def add(self, xc, resp, workspace):
         """Add centred rows ``xc`` (rows, D) with responsibilities ``resp`` (K, rows)."""
         self.nk += resp.sum(axis=1)
-        self.sums += sum_times_rows(resp, xc, workspace.piece)
-        self.m2 += self.kind.second_moment(xc, resp, self.means, workspace)
+        self.kind.add_moments(self, xc, resp, workspace)
 
-    def stats(self, covariance_type):
+    def stats(self):
         """The block's statistics, re-centred on its weighted means."""
-        about = self.kind.moment_centres(self.means)
+        first, m2 = self.first, self.m2
+        if self.between is not None:
+            # [k, g]: mu_g - mu_k, weighted by T_kg.
+            apart = self.means[None, :, :] - self.means[:, None, :]
+            first = first + np.einsum("kg,kgi->ki", self.between, apart)
+            pooled = self.covariance_type == "tied"
+            m2 = m2 + weighted_outer(self.between, apart, self.covariance_type).sum(
+                axis=0 if pooled else 1)
         has_weight = self.nk > 0
         safe_nk = np.where(has_weight, self.nk, 1)[:, None]
-        offset = np.where(has_weight[:, None], self.sums / safe_nk - about, 0)
-        m2 = self.m2 - weighted_outer(self.nk, offset, covariance_type)
+        offset = np.where(has_weight[:, None], first / safe_nk, 0)
         return Stats(
             self.nk,
-            self.centre + about + offset,
-            m2,
+            self.centre + self.means + offset,
+            m2 - weighted_outer(self.nk, offset, self.covariance_type),
             np.float64(self.loglik),
             np.float64(self.weight),
         )
@@ -498,7 +580,10 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         # which mostly hold the GIL (measured: 1.2-1.6x against 1.0-1.1x).
         top = np.maximum.reduce(log_prob, axis=0)
         log_prob -= top
+        negligible = np.less_equal(log_prob, _LOG_RESP_FLOOR, out=workspace.negligible(log_prob))
+        np.maximum(log_prob, _LOG_RESP_FLOOR, out=log_prob)
         resp = np.exp(log_prob, out=log_prob)
+        np.copyto(resp, 0.0, where=negligible)
         total = np.dot(ones, resp)
         resp /= total
         log_prob_norm = np.log(total, out=total)
@@ -513,28 +598,39 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         moments.add(xc, resp, workspace)
     if not np.isfinite(moments.loglik):
         check_finite(X)
-    return moments.stats(covariance_type)
+    return moments.stats()
 
 
-def resp_statistics(X, sample_weight, resp, centres, covariance_type):
-    """Partial statistics of a block of rows for given responsibilities.
+def _weighted_resp(resp, sample_weight):
+    """Responsibilities (rows, K) times the rows' weights, as (K, rows)."""
+    return resp.T if sample_weight is None else resp.T * sample_weight
 
-    ``resp`` has shape (n_rows, K); ``centres`` (K, D) are any points near
-    the components (they only serve to keep the arithmetic exact).
+
+def resp_statistics(X, sample_weight, resp, covariance_type):
+    """Partial statistics of a block of rows for given responsibilities ``resp`` (n_rows, K).
+
+    The moments are taken about the components' weighted means in the
+    block, found first by a pass over the block (rows centred on its first
+    row), so that they are exact wherever the components lie.
     """
     kind = COVARIANCE_KINDS[covariance_type]
-    n_samples, n_features = X.shape
-    centre = centres.mean(axis=0)
-    moments = _Moments(covariance_type, centre, centres - centre)
-    workspace = _Workspace.of_thread(kind, *centres.shape)
-    for rows in _sub_blocks(kind, n_samples, *centres.shape):
+    n_components = resp.shape[1]
+    shape = (n_components, X.shape[1])
+    centre = np.asarray(X[0] if X.shape[0] else np.zeros(X.shape[1]), dtype=np.float64)
+    sums, nk = np.zeros(shape), np.zeros(n_components)
+    workspace = _Workspace.of_thread(kind, *shape)
+    for rows in _sub_blocks(kind, X.shape[0], *shape):
         x, sw = _rows(X, sample_weight, rows)
-        r = resp[rows].T
-        if sw is not None:
-            r = r * sw
+        r = _weighted_resp(resp[rows], sw)
+        nk += r.sum(axis=1)
+        sums += r @ workspace.centred(x, centre)
+    means = np.where(nk[:, None] > 0, sums / np.where(nk > 0, nk, 1)[:, None], 0)
+    moments = _Moments(covariance_type, centre, means)
+    for rows in _sub_blocks(kind, X.shape[0], *shape):
+        x, sw = _rows(X, sample_weight, rows)
         moments.weight += x.shape[0] if sw is None else sw.sum()
-        moments.add(workspace.centred(x, centre), r, workspace)
-    stats = moments.stats(covariance_type)
+        moments.add(workspace.centred(x, centre), _weighted_resp(resp[rows], sw), workspace)
+    stats = moments.stats()
     if not np.isfinite(stats.m2).all():
         check_finite(X)
     return stats

@@ -59,19 +59,27 @@ def covariances_from_precision_cholesky(prec_chol, covariance_type):
     return 1.0 / np.square(prec_chol)
 
 
-def _covariances(nk, scatter, reg_covar, covariance_type, n_features):
-    """Covariances from the weighted scatter about the means (sklearn's estimators)."""
-    if covariance_type == "full":
-        cov = scatter / nk[:, None, None]
-        cov[:, np.arange(cov.shape[1]), np.arange(cov.shape[1])] += reg_covar
+def _covariances(nk, scatter, reg_covar, covariance_type, means):
+    """Covariances from the weighted scatter about the means (sklearn's estimators).
+
+    ``diag`` and ``spherical`` variances are at least the square of the
+    floating-point spacing at the means (eps |mu|)^2: finer spreads cannot be
+    told from rounding. scikit-learn's raw formula E[x^2] - mu^2 leaves about
+    eps mu^2 of rounding there, so that a component collapsed on one row still
+    has a variance (its issue #18216); the exact scatter is then 0.
+    """
+    n_features = means.shape[1]
+    if covariance_type in ("full", "tied"):
+        # Exactly symmetric: (A + A^T) / 2 rounds the same at [i, j] and [j, i].
+        scatter = 0.5 * (scatter + np.swapaxes(scatter, -1, -2))
+        cov = scatter / (nk[:, None, None] if covariance_type == "full" else nk.sum())
+        diagonal = np.arange(n_features)
+        cov[..., diagonal, diagonal] += reg_covar
         return cov
-    if covariance_type == "tied":
-        cov = scatter / nk.sum()
-        cov.flat[:: cov.shape[0] + 1] += reg_covar
-        return cov
+    resolution = np.square(np.finfo(np.float64).eps * means)
     if covariance_type == "spherical":
-        return scatter / (nk * n_features) + reg_covar
-    return scatter / nk[:, None] + reg_covar
+        return np.maximum(scatter / (nk * n_features), resolution.mean(axis=1)) + reg_covar
+    return np.maximum(scatter / nk[:, None], resolution) + reg_covar
 
 
 def estimate_parameters(stats, reg_covar, covariance_type):
@@ -82,8 +90,7 @@ def estimate_parameters(stats, reg_covar, covariance_type):
     """
     nk = stats.nk + EPS10
     means = stats.mean * (stats.nk / nk)[:, None]
-    n_features = means.shape[1]
-    return nk, means, _covariances(nk, stats.m2, reg_covar, covariance_type, n_features)
+    return nk, means, _covariances(nk, stats.m2, reg_covar, covariance_type, means)
 
 
 def m_step(stats, reg_covar, covariance_type, params, previous, iteration):
@@ -114,7 +121,7 @@ def m_step(stats, reg_covar, covariance_type, params, previous, iteration):
         means = old_means
         # Scatter about the fixed means: M + nk (m - mu)(m - mu)^T.
         scatter = stats.m2 + weighted_outer(stats.nk, stats.mean - old_means, covariance_type)
-        covariances = _covariances(nk, scatter, reg_covar, covariance_type, means.shape[1])
+        covariances = _covariances(nk, scatter, reg_covar, covariance_type, means)
     if "c" not in params:
         return weights, means, old_covariances, old_prec_chol
     return weights, means, covariances, precision_cholesky(covariances, covariance_type, iteration)

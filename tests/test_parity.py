@@ -121,8 +121,12 @@ def test_converges_like_sklearn(X, covariance_type):
 
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_numpy_init_params_equal_sklearn(X, init_params):
-    kwargs = dict(n_components=3, init_params=init_params, random_state=7, n_init=2,
-                  max_iter=20, tol=0)
+    # Two k-means starts of these data find the same partition, so which of the
+    # two is best is a tie decided by rounding: kmeans runs one. After 5
+    # iterations the other methods' two starts differ by 0.01 or more.
+    n_init = 1 if init_params == "kmeans" else 2
+    kwargs = dict(n_components=3, init_params=init_params, random_state=7, n_init=n_init,
+                  max_iter=5, tol=0)
     expected = _fit(SklearnGaussianMixture(**kwargs), X)
     assert_same_fit(_fit(GaussianMixture(**kwargs), X), expected, rtol=1e-6)
 

@@ -248,10 +248,9 @@ def test_merged_statistics_equal_two_pass_statistics(covariance_type, n_rows, sp
     resp = rng.dirichlet(np.ones(2), size=n_rows) * (rng.random((n_rows, 1)) < 0.8)
     weights = rng.integers(0, 3, size=n_rows).astype(float)
     cut = int(split * n_rows)
-    centres = np.zeros((2, 3)) + offset
 
     def stats(rows):
-        return resp_statistics(X[rows], weights[rows], resp[rows], centres, covariance_type)
+        return resp_statistics(X[rows], weights[rows], resp[rows], covariance_type)
 
     merged = merge(stats(slice(0, cut)), stats(slice(cut, None)), covariance_type)
     r = resp * weights[:, None]
