@@ -312,7 +312,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         data, X_memory = self._fit_data(X, sample_weight)
         labels = None
         if y is not None:
-            classes, labels = _encode_labels(y, data)
+            classes, labels = _encode_labels(_input.vector(y), data)
             n_components = len(classes)
         else:
             n_components = self.n_components
@@ -361,7 +361,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         """Validate X (and weights); returns RowData and the in-memory X or None."""
         X, _ = _input.validate(self, X, reset=True)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+            sample_weight = _check_sample_weight(_input.vector(sample_weight), X.shape[0])
         if isinstance(X, da.Array):
             return _graph.from_dask(X, sample_weight), None
         return _graph.from_numpy(X, sample_weight), X

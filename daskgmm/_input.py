@@ -149,16 +149,29 @@ def _check_numeric_columns(frame):
         )
 
 
-def _partitions_as_chunks(frame):
-    """The frame's rows as a Dask array with one row chunk per partition.
+def vector(v):
+    """``v`` (``y`` or ``sample_weight``) as it is, or a Dask Series as a Dask array.
 
-    The partitions' lengths are counted where they are (on the workers of a
-    cluster); only the counts come to the client.
+    The array has one chunk per partition, of known size.
     """
-    (lengths,) = _graph.compute(frame.map_partitions(len))
+    dataframe = sys.modules.get("dask.dataframe")
+    if dataframe is not None and isinstance(v, dataframe.Series):
+        return v.to_dask_array(lengths=_partition_lengths(v))
+    return v
+
+
+def _partition_lengths(collection):
+    """The partitions' lengths, counted where they are (on the workers of a cluster);
+    only the counts come to the client."""
+    (lengths,) = _graph.compute(collection.map_partitions(len))
+    return tuple(int(n) for n in lengths)
+
+
+def _partitions_as_chunks(frame):
+    """The frame's rows as a Dask array with one row chunk per partition."""
     float32 = all(dtype == np.float32 for dtype in frame.dtypes)
     return frame.astype(np.float32 if float32 else np.float64).to_dask_array(
-        lengths=tuple(int(n) for n in lengths)
+        lengths=_partition_lengths(frame)
     )
 
 

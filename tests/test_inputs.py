@@ -177,6 +177,27 @@ def test_dask_dataframe_with_weights_and_integer_and_float32_columns(X, frame):
     assert_same_fit(_fit(float32), _fit(da.from_array(X.astype(np.float32), chunks=500)))
 
 
+def test_dask_series_as_labels_and_weights(X, frame):
+    """y and sample_weight as Dask Series, partitioned unlike X, each read by partitions."""
+    labels = make_mixture(n_samples=1200, n_features=3, n_components=3, seed=5)[1]
+    weights = np.random.default_rng(1).uniform(0.5, 2, size=len(X))
+    columns = frame.assign(label=np.array(["x", "y", "z"])[labels], weight=weights)
+    ddf = dd.from_pandas(columns, npartitions=4)
+    other = dd.from_pandas(columns, npartitions=3)
+    params = dict(n_components=2, max_iter=3, tol=0)
+    with warnings.catch_warnings(), LargestTaskResult() as largest:
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = GaussianMixture(**params).fit(ddf[COLUMNS], ddf["label"], other["weight"])
+    # No task returned the whole of y or of the weights.
+    assert 0 < largest.largest < min(sizeof(columns["label"]), sizeof(columns["weight"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        expected = GaussianMixture(**params).fit(X, columns["label"], weights)
+    assert_same_fit(fit, expected)
+    np.testing.assert_array_equal(fit.classes_, ["x", "y", "z"])
+    np.testing.assert_array_equal(fit.predict(ddf[COLUMNS]).compute(), expected.predict(X))
+
+
 def test_non_numeric_dask_dataframe_columns_are_named(X, frame):
     fit = _fit(X)
     before = _fitted_state(fit)
