@@ -144,7 +144,8 @@ class GaussianMixture(_SklearnGaussianMixture):
     """Gaussian mixture fitted by EM on Dask, one pass over the data per iteration.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` whose
-    ``fit`` also takes Dask and zarr arrays of any size. Each row chunk
+    ``fit`` also takes Dask and zarr arrays of any size, Dask DataFrames and
+    xarray DataArrays (see ``daskgmm._input``). Each row chunk
     computes the E-step and its partial sufficient statistics in one task; a
     tree reduction combines them and the M-step runs on the small result.
 
