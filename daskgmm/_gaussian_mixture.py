@@ -1,5 +1,6 @@
 """The estimator: scikit-learn's GaussianMixture, fitted by single-pass EM on Dask."""
 
+import math
 import os
 import time
 import warnings
@@ -8,7 +9,6 @@ from numbers import Integral
 
 import dask.array as da
 import numpy as np
-import zarr
 from scipy.special import logsumexp
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
@@ -22,10 +22,9 @@ from sklearn.utils.validation import (
     check_is_fitted,
     check_non_negative,
     column_or_1d,
-    validate_data,
 )
 
-from . import _checkpoint, _graph, _kernels, _persist
+from . import _checkpoint, _graph, _input, _kernels, _persist
 from ._mstep import (
     covariances_from_precision_cholesky,
     estimate_parameters,
@@ -47,34 +46,6 @@ CACHE_FRACTION = 0.5
 # on Dask input.
 KMEANS_SAMPLE_SIZE = 100_000
 KMEANS_SAMPLE_BYTES = 2**27
-
-
-def _as_collection(X):
-    """Dask array for Dask or zarr input, None for anything in memory."""
-    if isinstance(X, zarr.Array):
-        return da.from_zarr(X)
-    if isinstance(X, da.Array):
-        return X
-    return None
-
-
-def _check_dask_input(X, estimator_name):
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array, got {X.ndim}D array instead. {estimator_name} "
-            "expects data of shape (n_samples, n_features)."
-        )
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"X must hold numbers; got dtype {X.dtype}.")
-    if any(np.isnan(c) for c in X.chunks[0]):
-        raise ValueError(
-            "X has unknown chunk sizes along rows; call X.compute_chunk_sizes() first."
-        )
-    if X.shape[1] < 1:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
-            f"is required by {estimator_name}."
-        )
 
 
 def _checked_weights(sample_weight):
@@ -173,7 +144,8 @@ class GaussianMixture(_SklearnGaussianMixture):
     """Gaussian mixture fitted by EM on Dask, one pass over the data per iteration.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` whose
-    ``fit`` also takes Dask and zarr arrays of any size. Each row chunk
+    ``fit`` also takes Dask and zarr arrays of any size, Dask DataFrames and
+    xarray DataArrays (see ``daskgmm._input``). Each row chunk
     computes the E-step and its partial sufficient statistics in one task; a
     tree reduction combines them and the M-step runs on the small result.
 
@@ -307,7 +279,8 @@ class GaussianMixture(_SklearnGaussianMixture):
 
         Parameters
         ----------
-        X : array-like, Dask array or zarr array of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features)
+            NumPy, pandas, Dask or zarr array, Dask DataFrame or xarray DataArray.
         y : array-like of shape (n_samples,), default=None
             Class labels: one component per class, started from the class
             statistics; ``predict`` then returns labels.
@@ -340,7 +313,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         data, X_memory = self._fit_data(X, sample_weight)
         labels = None
         if y is not None:
-            classes, labels = _encode_labels(y, data)
+            classes, labels = _encode_labels(_input.vector(y), data)
             n_components = len(classes)
         else:
             n_components = self.n_components
@@ -387,24 +360,12 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     def _fit_data(self, X, sample_weight):
         """Validate X (and weights); returns RowData and the in-memory X or None."""
-        collection = _as_collection(X)
-        if collection is None:
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-            if sample_weight is not None:
-                sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-            return _graph.from_numpy(X, sample_weight), X
-        _check_dask_input(collection, type(self).__name__)
-        if collection.shape[0] < 2:
-            raise ValueError(
-                f"Found array with {collection.shape[0]} sample(s) (shape={collection.shape}) "
-                f"while a minimum of 2 is required by {type(self).__name__}."
-            )
-        self.n_features_in_ = collection.shape[1]
-        if hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        X, _ = _input.validate(self, X, reset=True)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, collection.shape[0])
-        return _graph.from_dask(collection, sample_weight), None
+            sample_weight = _check_sample_weight(_input.vector(sample_weight), X.shape[0])
+        if isinstance(X, da.Array):
+            return _graph.from_dask(X, sample_weight), None
+        return _graph.from_numpy(X, sample_weight), X
 
     # ------------------------------------------------------- initialisation
 
@@ -657,33 +618,49 @@ class GaussianMixture(_SklearnGaussianMixture):
         check_is_fitted(self)
         return self.weights_, self.means_, self.precisions_cholesky_
 
-    def _apply(self, X, block_fn, n_columns=None, dtype=np.float64):
-        """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy."""
-        collection = _as_collection(X)
-        if collection is None:
-            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-            return block_fn(X)
-        _check_dask_input(collection, type(self).__name__)
-        if collection.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {collection.shape[1]} features, but {type(self).__name__} "
-                f"is expecting {self.n_features_in_} features as input."
-            )
-        return _graph.map_rows(collection.rechunk({1: -1}), block_fn, n_columns, dtype)
+    def _apply(self, X, block_fn, n_columns=None, dtype=np.float64, wrap=True):
+        """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy.
+
+        With ``wrap``, the result comes back in X's form (a DataArray for a DataArray).
+        """
+        X, wrapper = _input.validate(self, X, reset=False)
+        if isinstance(X, da.Array):
+            result = _graph.map_rows(X.rechunk({1: -1}), block_fn, n_columns, dtype)
+        else:
+            result = block_fn(X)
+        return wrapper(result) if wrap else result
 
     def score_samples(self, X):
         """Log-likelihood of every row; lazy for Dask input."""
-        block = partial(
+        return self._apply(X, self._scorer())
+
+    def _scorer(self):
+        return partial(
             _score_samples_block, params=self._parameters(), covariance_type=self.covariance_type
         )
-        return self._apply(X, block)
+
+    def _mean_score(self, X):
+        """Mean per-row log-likelihood of X (one pass for Dask) and its number of rows."""
+        scores = self._apply(X, self._scorer(), wrap=False)
+        if isinstance(scores, da.Array):
+            (mean,) = _graph.compute(scores.mean())
+        else:
+            mean = np.mean(scores)
+        return float(mean), scores.shape[0]
 
     def score(self, X, y=None):
         """Mean per-row log-likelihood of X, as a Python float."""
-        scores = self.score_samples(X)
-        if isinstance(scores, da.Array):
-            (scores,) = _graph.compute(scores.mean())
-        return float(np.mean(scores))
+        return self._mean_score(X)[0]
+
+    def bic(self, X):
+        """Bayesian information criterion of the model on X (lower is better), a float."""
+        score, n_samples = self._mean_score(X)
+        return -2 * score * n_samples + self._n_parameters() * math.log(n_samples)
+
+    def aic(self, X):
+        """Akaike information criterion of the model on X (lower is better), a float."""
+        score, n_samples = self._mean_score(X)
+        return -2 * score * n_samples + 2 * self._n_parameters()
 
     def predict(self, X):
         """Component of every row, or its class when fitted with ``y``; lazy for Dask."""

@@ -1,0 +1,194 @@
+"""Input types, at the edge: what ``X`` may be, and results given back in its form.
+
+`validate` turns any accepted ``X`` into a NumPy array (data in memory) or a
+Dask array (data that stays where it is), after scikit-learn's checks of
+``n_features_in_`` and ``feature_names_in_``, and returns with it the
+function that puts per-row results back in ``X``'s form:
+
+- NumPy, pandas, lists: scikit-learn's ``validate_data``; results are NumPy.
+- Dask and zarr arrays: checked without computing; results are lazy Dask arrays.
+- Dask DataFrames: numeric columns only; partitions become row chunks (their
+  lengths are counted on the workers); columns are feature names, as pandas';
+  results are lazy Dask arrays chunked like the partitions.
+- xarray DataArrays, (samples, features), NumPy- or Dask-backed: results are
+  DataArrays over the sample dimension and its coordinates.
+- Paths and zarr groups: a ValueError saying what to pass instead.
+
+xarray and dask.dataframe are optional: an object of theirs exists only if
+its module was imported, so they are looked up in ``sys.modules``.
+"""
+
+import os
+import sys
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+from sklearn.utils.validation import validate_data
+
+from . import _graph
+
+# The floating-point types kept as they are; other numbers become float64.
+DTYPES = [np.float64, np.float32]
+
+
+def validate(estimator, X, reset):
+    """``X`` checked as scikit-learn's ``validate_data`` would, whatever its type.
+
+    Parameters
+    ----------
+    estimator : GaussianMixture
+        Gets (``reset=True``) or is checked against (``reset=False``)
+        ``n_features_in_`` and ``feature_names_in_``.
+    X : array-like, Dask array, zarr array, Dask DataFrame or xarray DataArray
+    reset : bool
+        True at fit (at least 2 samples then), False at predict.
+
+    Returns
+    -------
+    X : ndarray or dask.array.Array of shape (n_samples, n_features)
+        Dask arrays have all their row chunk sizes known.
+    wrap : callable
+        Gives a result of shape (n_samples,) or (n_samples, k) back in the
+        form of ``X`` (a DataArray for a DataArray, else as it is).
+    """
+    X, wrap = _unwrapped(X)
+    frame = _dask_frame(X)
+    if not isinstance(X, da.Array) and frame is None:
+        if dask.is_dask_collection(X):
+            raise ValueError(
+                f"X is a {type(X).__module__}.{type(X).__name__}; pass a Dask array or a "
+                "Dask DataFrame of shape (n_samples, n_features)."
+            )
+        X = validate_data(
+            estimator, X, dtype=DTYPES, reset=reset, ensure_min_samples=2 if reset else 1
+        )
+        return X, wrap
+    name = type(estimator).__name__
+    if frame is not None:
+        _check_numeric_columns(X)
+        validate_data(estimator, X._meta, reset=reset, skip_check_array=True)
+        X = _partitions_as_chunks(X)
+        _check_dask_array(X, name)
+    else:
+        _check_dask_array(X, name)
+        validate_data(estimator, np.empty((0, X.shape[1])), reset=reset, skip_check_array=True)
+    if reset and X.shape[0] < 2:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) "
+            f"while a minimum of 2 is required by {name}."
+        )
+    return X, wrap
+
+
+def _as_is(result):
+    return result
+
+
+def _unwrapped(X):
+    """The array inside ``X`` and the function giving results back in X's form."""
+    if isinstance(X, (str, os.PathLike)):
+        raise ValueError(
+            f"X is a path ({os.fspath(X)!r}), not data; open it first: "
+            "zarr.open_array(path) or dask.array.from_zarr(path) for a zarr array, "
+            "dask.dataframe.read_parquet(path) for Parquet, numpy.load(path) for .npy."
+        )
+    if isinstance(X, zarr.Group):
+        arrays = sorted(X.array_keys())
+        held = (f"it holds the arrays {arrays}: pass one, e.g. group[{arrays[0]!r}]"
+                if arrays else "it holds no arrays: pass a zarr array")
+        raise ValueError(f"X is a zarr group, not an array; {held}.")
+    if isinstance(X, zarr.Array):
+        return da.from_zarr(X), _as_is
+    xarray = sys.modules.get("xarray")
+    if xarray is not None and isinstance(X, xarray.DataArray):
+        return _from_data_array(X, xarray)
+    return X, _as_is
+
+
+def _from_data_array(X, xarray):
+    if X.ndim != 2:
+        raise ValueError(
+            f"X is a DataArray with dimensions {X.dims}; it must have two, "
+            "(samples, features): select or stack the others, e.g. X.stack(...) or "
+            "X.transpose(sample_dim, feature_dim)."
+        )
+    sample_dim = X.dims[0]
+    coords = {
+        name: coord.variable
+        for name, coord in X.coords.items()
+        if set(coord.dims) <= {sample_dim}
+    }
+
+    def wrap(result):
+        dims = (sample_dim,) if result.ndim == 1 else (sample_dim, "component")
+        # Through a Variable: a DataArray would take a Dask array's key as its name.
+        return xarray.DataArray(xarray.Variable(dims, result), coords=coords)
+
+    return (X.data if isinstance(X.data, da.Array) else X.values), wrap
+
+
+def _dask_frame(X):
+    """``X`` if it is a Dask DataFrame, else None."""
+    dataframe = sys.modules.get("dask.dataframe")
+    if dataframe is not None and isinstance(X, dataframe.DataFrame):
+        return X
+    return None
+
+
+def _check_numeric_columns(frame):
+    from pandas.api.types import is_numeric_dtype
+
+    wrong = {str(column): str(dtype) for column, dtype in frame.dtypes.items()
+             if not is_numeric_dtype(dtype)}
+    if wrong:
+        raise ValueError(
+            f"X has non-numeric columns {wrong} (column: dtype); the features must be "
+            "numbers: select the numeric columns or encode the others first."
+        )
+
+
+def vector(v):
+    """``v`` (``y`` or ``sample_weight``) as it is, or a Dask Series as a Dask array.
+
+    The array has one chunk per partition, of known size.
+    """
+    dataframe = sys.modules.get("dask.dataframe")
+    if dataframe is not None and isinstance(v, dataframe.Series):
+        return v.to_dask_array(lengths=_partition_lengths(v))
+    return v
+
+
+def _partition_lengths(collection):
+    """The partitions' lengths, counted where they are (on the workers of a cluster);
+    only the counts come to the client."""
+    (lengths,) = _graph.compute(collection.map_partitions(len))
+    return tuple(int(n) for n in lengths)
+
+
+def _partitions_as_chunks(frame):
+    """The frame's rows as a Dask array with one row chunk per partition."""
+    float32 = all(dtype == np.float32 for dtype in frame.dtypes)
+    return frame.astype(np.float32 if float32 else np.float64).to_dask_array(
+        lengths=_partition_lengths(frame)
+    )
+
+
+def _check_dask_array(X, estimator_name):
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead. {estimator_name} "
+            "expects data of shape (n_samples, n_features)."
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold numbers; got dtype {X.dtype}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError(
+            "X has unknown chunk sizes along rows; call X.compute_chunk_sizes() first."
+        )
+    if X.shape[1] < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
+            f"is required by {estimator_name}."
+        )
