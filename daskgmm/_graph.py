@@ -194,7 +194,7 @@ def _reduce(data, block_stats, layout, args, split_every):
 
 def merged(parts, layout):
     """``Stats`` of all rows from the computed values of `_reduce`'s collections."""
-    return layout.unpack(layout.merge_rows(np.concatenate(parts)))
+    return layout.absolute(layout.unpack(layout.merge_rows(np.concatenate(parts))))
 
 
 def _for_every_task(block_stats, name, value):
@@ -224,7 +224,9 @@ def em_statistics(data, param_sets, covariance_type, split_every=None):
     in the same pass. Returns ``(lazy, Layout)``, ``lazy`` as for `merged`.
     """
     n_components, n_features = param_sets[0][1].shape
-    layout = Layout(len(param_sets), n_components, n_features, covariance_type)
+    reference = np.stack([_kernels.reference_means(weights, means)
+                          for weights, means, _ in param_sets])
+    layout = Layout(len(param_sets), n_components, n_features, covariance_type, reference)
     block, args = _for_every_task(
         partial(_em_block, covariance_type=covariance_type), "param_sets", param_sets
     )

@@ -158,16 +158,26 @@ class _Rows:
     def add_moments(cls, moments, xc, resp, workspace):
         """Add this sub-block's first and second moments and its T."""
         means = moments.means
-        own = resp.argmax(axis=0)
-        ref = np.take(means, own, axis=0, out=workspace.local(0, xc))
-        y = np.subtract(xc, ref, out=workspace.local(1, xc))
+        top = _first_largest(resp, workspace.by_component_flags(resp))
+        own = top.astype(np.float64)
+        indices = np.dot(np.arange(means.shape[0], dtype=np.float64), own).astype(np.intp)
+        ref = np.take(means, indices, axis=0, out=workspace.local(xc))
         other = workspace.by_component(xc, means, 1)
-        np.copyto(other, resp)
-        other[own, np.arange(own.size)] = 0
+        np.multiply(resp, ~top, out=other)
+        moments.between += np.dot(other, own.T)
+        y = np.subtract(xc, ref, out=workspace.row_scratch(xc))
         moments.first += sum_times_rows(resp, y, workspace.piece)
-        moments.between += np.dot(other, one_hot(own, means.shape[0]))
-        moments.m2 += cls.local_moment(y, resp, workspace)
-        moments.m2 += cls.cross_moment(y, ref, other, means, workspace)
+        cls.add_local(moments, y, ref, resp, other, workspace)
+
+
+def _first_largest(resp, flags):
+    """One-hot (K, rows) flags of each row's largest responsibility, the first of ties."""
+    is_top = np.equal(resp, np.maximum.reduce(resp, axis=0), out=flags)
+    seen = is_top[0].copy()
+    for row in is_top[1:]:
+        np.logical_and(row, ~seen, out=row)
+        seen |= row
+    return is_top
 
 
 class _Tied(_Rows):
@@ -200,19 +210,17 @@ class _Tied(_Rows):
         return log_prob
 
     @staticmethod
-    def local_moment(y, resp, workspace):
-        """sum_k sum_n r_nk y_n y_n^T, pooled (D, D)."""
-        weighted = np.multiply(y, resp.sum(axis=0)[:, None], out=workspace.local(2, y))
-        return sum_times_rows(weighted.T, y, workspace.piece)
-
-    @staticmethod
-    def cross_moment(y, ref, other, means, workspace):
-        """sum_k sum_n o_nk ((ref_n - mu_k) y_n^T + y_n (ref_n - mu_k)^T), (D, D)."""
-        # sum_k o_nk (ref_n - mu_k) for every row, (rows, D).
-        away = np.multiply(ref, other.sum(axis=0)[:, None], out=workspace.local(2, y))
-        away -= np.dot(other.T, means)
+    def add_local(moments, y, ref, resp, other, workspace):
+        """Pooled: with w_n = sum_k r_nk and v_n = sum_k o_nk (ref_n - mu_k),
+        sum_n w_n y_n y_n^T + V + V^T, where V = sum_n v_n y_n^T."""
+        n_rows, n_features = y.shape
+        weighted = np.multiply(y, resp.sum(axis=0)[:, None],
+                               out=workspace.columns(0, n_rows, n_features))
+        away = np.multiply(ref, other.sum(axis=0)[:, None],
+                           out=workspace.columns(1, n_rows, n_features))
+        away -= np.dot(other.T, moments.means)
         cross = sum_times_rows(away.T, y, workspace.piece)
-        return cross + cross.T
+        moments.m2 += sum_times_rows(weighted.T, y, workspace.piece) + cross + cross.T
 
 
 class _Diag(_Rows):
@@ -264,18 +272,33 @@ class _Diag(_Rows):
         """-P/2 (K, D) times the squared features, (K, rows)."""
         return times_rows(quadratic, squares, out, piece)
 
-    @classmethod
-    def local_moment(cls, y, resp, workspace):
-        """sum_n r_nk y_n**2, (K, D)."""
-        return sum_times_rows(resp, cls.squares(y, workspace.local(2, y)), workspace.piece)
+    @staticmethod
+    def pairwise(a, b, out):
+        """a_i * b_i per feature, (n, D) for a and b (n, D)."""
+        return np.multiply(a, b, out=out)
 
     @staticmethod
-    def cross_moment(y, ref, other, means, workspace):
-        """2 sum_n o_nk (ref_n - mu_k) y_n, (K, D)."""
-        towards = sum_times_rows(other, np.multiply(ref, y, out=workspace.local(2, y)),
-                                 workspace.piece)
-        towards -= means * sum_times_rows(other, y, workspace.piece)
-        return 2 * towards
+    def width(n_features):
+        """Columns of ``pairwise``."""
+        return n_features
+
+    @staticmethod
+    def column_sums(left, columns, piece):
+        """left (K, rows) @ columns (rows, D)."""
+        return sum_times_rows(left, columns, piece)
+
+    @classmethod
+    def add_local(cls, moments, y, ref, resp, other, workspace):
+        """sum_n r_nk y_n^2 + 2 (sum_n o_nk ref_n y_n - mu_k sum_n o_nk y_n), per feature."""
+        n_rows, n_features = y.shape
+        width, piece = cls.width(n_features), workspace.piece
+        squares = cls.pairwise(y, y, workspace.columns(0, n_rows, width))
+        local = cls.column_sums(resp, squares, piece)
+        towards = cls.column_sums(other, cls.pairwise(ref, y, workspace.columns(1, n_rows, width)),
+                                  piece)
+        towards -= cls.pairwise(moments.means, sum_times_rows(other, y, piece),
+                                np.empty_like(towards))
+        moments.m2 += (local + 2 * towards).reshape(moments.m2.shape)
 
 
 class _Spherical(_Diag):
@@ -308,17 +331,20 @@ class _Spherical(_Diag):
         """
         return np.dot(quadratic, norms.T, out=out)
 
-    @classmethod
-    def local_moment(cls, y, resp, workspace):
-        """sum_n r_nk |y_n|**2, (K,)."""
-        return np.dot(resp, cls.squares(y, workspace.local(2, y))[:, 0])
+    @staticmethod
+    def pairwise(a, b, out):
+        """a . b per row, (n, 1) for a and b (n, D)."""
+        np.einsum("ni,ni->n", a, b, out=out[:, 0])
+        return out
 
     @staticmethod
-    def cross_moment(y, ref, other, means, workspace):
-        """2 sum_n o_nk (ref_n - mu_k) . y_n, (K,)."""
-        towards = np.dot(other, np.einsum("ni,ni->n", ref, y))
-        towards -= np.einsum("ki,ki->k", means, sum_times_rows(other, y, workspace.piece))
-        return 2 * towards
+    def width(n_features):
+        return 1
+
+    @staticmethod
+    def column_sums(left, columns, piece):
+        """left (K, rows) @ columns (rows, 1): ``np.matmul`` would not use BLAS."""
+        return np.dot(left, columns[:, 0])[:, None]
 
 
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
@@ -394,7 +420,9 @@ class _Workspace:
         self.piece = _piece_rows(kind, n_components, n_features)
         self.rows = (np.empty(rows * n_features), np.empty(rows * n_features))
         self.local_rows = None
+        self.wide = [None, None]
         self.flags = None
+        self.top_flags = None
         self.components = (np.empty(rows * n_components), np.empty(rows * n_components))
         self.per_component = None
         self.per_component_moments = None
@@ -422,17 +450,30 @@ class _Workspace:
         """A second buffer of rows, shaped like ``like``."""
         return self.rows[1][: like.size].reshape(like.shape)
 
+    def by_component_flags(self, like):
+        """A boolean buffer shaped like ``like`` (K, rows), apart from ``negligible``'s."""
+        if self.top_flags is None or self.top_flags.size < like.size:
+            self.top_flags = np.empty(like.size, dtype=bool)
+        return self.top_flags[: like.size].reshape(like.shape)
+
     def negligible(self, like):
         """A boolean buffer shaped like ``like`` (K, rows)."""
         if self.flags is None or self.flags.size < like.size:
             self.flags = np.empty(like.size, dtype=bool)
         return self.flags[: like.size].reshape(like.shape)
 
-    def local(self, index, like):
-        """Buffer ``index`` (0, 1 or 2) of local coordinates, shaped like rows ``like``."""
+    def local(self, like):
+        """A third buffer of rows, shaped like ``like``."""
         if self.local_rows is None:
-            self.local_rows = tuple(np.empty_like(self.rows[0]) for _ in range(3))
-        return self.local_rows[index][: like.size].reshape(like.shape)
+            self.local_rows = np.empty_like(self.rows[0])
+        return self.local_rows[: like.size].reshape(like.shape)
+
+    def columns(self, index, n_rows, width):
+        """Buffer ``index`` (0 or 1) shaped (n_rows, width), kept for the largest seen."""
+        size = n_rows * width
+        if self.wide[index] is None or self.wide[index].size < size:
+            self.wide[index] = np.empty(size)
+        return self.wide[index][:size].reshape(n_rows, width)
 
     def squares(self, xc):
         """The kind's squared features of rows ``xc``, computed once per rows."""
@@ -513,8 +554,13 @@ class _Moments:
         self.nk += resp.sum(axis=1)
         self.kind.add_moments(self, xc, resp, workspace)
 
-    def stats(self):
-        """The block's statistics, re-centred on its weighted means."""
+    def stats(self, relative=False):
+        """The block's statistics, re-centred on its weighted means.
+
+        With ``relative``, the means are given relative to ``centre + means``
+        (see `reference_means`): blocks that share them merge their means as
+        small offsets, exactly, however far the data lie from the origin.
+        """
         first, m2 = self.first, self.m2
         if self.between is not None:
             # [k, g]: mu_g - mu_k, weighted by T_kg.
@@ -528,7 +574,7 @@ class _Moments:
         offset = np.where(has_weight[:, None], first / safe_nk, 0)
         return Stats(
             self.nk,
-            self.centre + self.means + offset,
+            offset if relative else self.centre + self.means + offset,
             m2 - weighted_outer(self.nk, offset, self.covariance_type),
             np.float64(self.loglik),
             np.float64(self.weight),
@@ -547,6 +593,13 @@ def _centre(weights, means):
     return weights @ means / weights.sum()
 
 
+def reference_means(weights, means):
+    """The points that `em_statistics`' means are relative to: ``means`` as
+    the kernels round them, ``c + (means - c)`` for the centre c."""
+    centre = _centre(weights, means)
+    return centre + (means - centre)
+
+
 def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     """E-step and partial statistics of a block of rows, in one go.
 
@@ -561,8 +614,9 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     Returns
     -------
     Stats
-        Responsibility sums, block-centred moments, and the block's sum of
-        ``log p(x)`` (weighted by ``sample_weight``).
+        Responsibility sums, weighted means relative to
+        ``reference_means(weights, means)``, block-centred moments, and the
+        block's sum of ``log p(x)`` (weighted by ``sample_weight``).
     """
     kind = COVARIANCE_KINDS[covariance_type]
     centre = _centre(weights, means)
@@ -598,7 +652,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         moments.add(xc, resp, workspace)
     if not np.isfinite(moments.loglik):
         check_finite(X)
-    return moments.stats()
+    return moments.stats(relative=True)
 
 
 def _weighted_resp(resp, sample_weight):

@@ -15,7 +15,7 @@ Centred moments are merged with the pairwise update of Chan, Golub & LeVeque
 ``sum(r x x^T) - N mu mu^T``.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -86,6 +86,8 @@ class Layout(NamedTuple):
     n_components: int
     n_features: int
     covariance_type: str
+    # (n_batch, K, D) points the packed means are relative to, or None.
+    reference: Optional[np.ndarray] = None
 
     def shapes(self):
         """Shapes of the five fields, leading batch axis included."""
@@ -100,6 +102,12 @@ class Layout(NamedTuple):
     def pack(self, stats):
         """Flatten batched statistics into one vector."""
         return np.concatenate([np.ravel(field) for field in stats])
+
+    def absolute(self, stats):
+        """``stats`` with their means made absolute (see ``reference``)."""
+        if self.reference is None:
+            return stats
+        return stats._replace(mean=stats.mean + self.reference)
 
     def unpack(self, vector):
         """Inverse of ``pack``."""

@@ -175,6 +175,34 @@ def test_clusters_far_apart_keep_their_covariances(covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_separated_clusters_far_from_origin_are_exact_to_rounding(covariance_type):
+    """Clusters 1e4 spreads apart at an offset of 1e6, in three dimensions and
+    several chunkings: the covariances equal each cluster's own centred scatter
+    (np.cov of its rows) to 1e-12, whatever the BLAS kernel, and a tied one is
+    exactly symmetric. Raw moments about one centre lose (1e4)^2 eps = 2e-8 here."""
+    rng = np.random.default_rng(5)
+    centres = np.array([[0.0, 0.0, 0.0], [1e4, 0.0, 0.0], [0.0, 1e4, 0.0], [0, 0, -1e4]]) + 1e6
+    labels = np.repeat(np.arange(4), 500)
+    X = centres[labels] + rng.normal(size=(2000, 3)) * [1.0, 2.0, 0.5]
+    spread = np.stack([np.cov(X[labels == k].T, bias=True) for k in range(4)])
+    expected = {
+        "full": spread,
+        "tied": spread.mean(axis=0),
+        "diag": np.diagonal(spread, axis1=1, axis2=2),
+        "spherical": np.diagonal(spread, axis1=1, axis2=2).mean(axis=1),
+    }[covariance_type]
+    for chunks in (2000, 333, 64):
+        fit = _fit(GaussianMixture(4, covariance_type=covariance_type, means_init=centres,
+                                   reg_covar=0, max_iter=3, tol=0),
+                   da.from_array(X, chunks=chunks))
+        np.testing.assert_allclose(fit.covariances_, expected, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(fit.means_, [X[labels == k].mean(0) for k in range(4)],
+                                   rtol=1e-15, atol=0)
+        if covariance_type == "tied":
+            np.testing.assert_array_equal(fit.covariances_, fit.covariances_.T)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_integer_sample_weight_equals_repeated_rows(X, covariance_type):
     start = _start(X, covariance_type)
     counts = np.random.default_rng(0).integers(0, 4, size=X.shape[0])
