@@ -8,8 +8,10 @@ cluster starts.
 """
 
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
 import tempfile
 import textwrap
@@ -218,10 +220,23 @@ def _checked_model_and_data(args):
     return gm, data
 
 
+@contextlib.contextmanager
 def _connect(args):
+    """Connect to the cluster of ``--cluster``; the workers it starts ignore Ctrl-C.
+
+    Ctrl-C on a terminal interrupts the whole process group. Worker
+    processes started while SIGINT is ignored keep ignoring it, so only this
+    process stops, and it closes them.
+    """
     from ._cluster import connect
 
-    return connect(args.cluster)
+    with contextlib.ExitStack() as stack:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            client = stack.enter_context(connect(args.cluster))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        yield client
 
 
 # -- commands ---------------------------------------------------------------
