@@ -382,13 +382,14 @@ def test_progress_bars_of_fit_predict_and_score(tmp_path, dataset, local_config)
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_with_one_line(tmp_path):
+def test_ctrl_c_stops_cleanly_with_one_line(tmp_path, local_config):
     data = str(tmp_path / "x.zarr")
     assert main(["make-data", data, "--n-samples", "200000", "--n-features", "8",
                  "--chunk-rows", "25000", "--quiet"]) == 0
     process = subprocess.Popen(
         [sys.executable, "-m", "daskgmm.cli", "fit", data, "--n-components", "4", "--tol", "0",
-         "--max-iter", "100000", "--cache", "false", "--output", str(tmp_path / "m.zarr")],
+         "--max-iter", "100000", "--cache", "false", "--output", str(tmp_path / "m.zarr"),
+         "--cluster", local_config],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
         start_new_session=True,
     )

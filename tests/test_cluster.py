@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import dask.array as da
@@ -74,6 +75,7 @@ def test_config_path_prefers_files(tmp_path, monkeypatch):
         config_path("lokal")
 
 
+@pytest.mark.slow
 def test_shipped_local_config_is_sized_to_the_machine():
     options = read_config("local")["cluster"]
     assert "n_workers" not in options and "memory_limit" not in options
@@ -81,6 +83,7 @@ def test_shipped_local_config_is_sized_to_the_machine():
         assert len(cluster.workers) == CPU_COUNT
 
 
+@pytest.mark.slow
 def test_local_config_end_to_end(tmp_path, capsys):
     config = read_config("local")
     config["cluster"].update(
@@ -92,10 +95,15 @@ def test_local_config_end_to_end(tmp_path, capsys):
         threads = client.nthreads()
         assert sorted(threads.values()) == [1, 1]
         cluster = client.cluster
+        # The dashboard link works: bokeh is installed with daskgmm.
+        with urllib.request.urlopen(client.dashboard_link, timeout=30) as response:
+            page = response.read().decode()
+        assert response.status == 200 and "Bokeh" in page and "needs bokeh" not in page
     assert cluster.status.name == "closed"
     assert "Dask dashboard: http" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_default_cluster_is_sized_to_the_machine(monkeypatch):
     monkeypatch.setattr(_cluster, "CPU_COUNT", 2)
     with connect() as client:
@@ -173,6 +181,7 @@ def running_scheduler(tmp_path_factory):
         logs.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["address", "scheduler_file"])
 def test_existing_scheduler(running_scheduler, tmp_path, target):
     address = json.loads(running_scheduler.read_text())["address"]
