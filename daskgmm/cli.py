@@ -9,6 +9,7 @@ cluster starts.
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -32,6 +33,9 @@ MAX_SEED = 2**32 - 1
 
 # Width of the wrapped lines of `daskgmm info` (a terminal's usual 100 columns).
 INFO_WIDTH = 100
+
+# Loggers silenced when Ctrl-C closes a cluster under running tasks.
+_SHUTDOWN_LOGGERS = ("asyncio", "distributed")
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Files that make a directory a zarr store (v3, then v2 array and group).
@@ -236,7 +240,14 @@ def _connect(args):
             client = stack.enter_context(connect(args.cluster))
         finally:
             signal.signal(signal.SIGINT, previous)
-        yield client
+        try:
+            yield client
+        except KeyboardInterrupt:
+            # The cluster closes under running tasks: what asyncio and distributed would
+            # log about them ("Task exception was never retrieved", ...) is expected.
+            for name in _SHUTDOWN_LOGGERS:
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            raise
 
 
 # -- commands ---------------------------------------------------------------
