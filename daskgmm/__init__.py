@@ -1,8 +1,28 @@
 """Gaussian mixture models fitted by single-pass EM on Dask, with scikit-learn's interface."""
 
+import importlib
+
 __version__ = "0.1.0"
 
-from ._gaussian_mixture import GaussianMixture  # noqa: E402
-from ._persist import load  # noqa: E402
+# Public names and the modules that define them. They are imported on first
+# use, so that ``import daskgmm.cli`` (and ``daskgmm --help``) does not pay
+# for Dask, scikit-learn and zarr.
+_EXPORTS = {
+    "GaussianMixture": "._gaussian_mixture",
+    "load": "._persist",
+    "show_progress": "._progress",
+}
 
-__all__ = ["GaussianMixture", "load", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'daskgmm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

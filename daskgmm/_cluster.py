@@ -1,12 +1,15 @@
-"""Cluster configuration files (``cluster_configs/*.yaml``) and connection.
+"""Cluster configuration files and connection.
 
 A configuration file holds one top-level ``cluster`` mapping whose ``type``
 selects the kind of cluster and whose other keys are the options of that
-kind (see the commented files shipped in ``cluster_configs/``).
+kind. One commented file per type ships inside the package
+(``daskgmm/cluster_configs/NAME.yaml``); wherever a configuration file is
+taken, the bare ``NAME`` of a shipped one is taken too.
 """
 
 import contextlib
 import importlib
+import importlib.resources
 import os
 import re
 import sys
@@ -17,7 +20,14 @@ from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
 from distributed.system import MEMORY_LIMIT
 
-__all__ = ["read_config", "cluster_from_config", "kubernetes_spec", "connect"]
+__all__ = [
+    "CONFIG_DIR", "shipped_configs", "config_path", "read_config", "cluster_from_config",
+    "kubernetes_spec", "connect",
+]
+
+# The configuration files installed with the package (package data).
+CONFIG_DIR = importlib.resources.files(__package__) / "cluster_configs"
+_CONFIG_SUFFIX = ".yaml"
 
 
 # -- value checks: (predicate, description used in error messages) ----------
@@ -235,14 +245,61 @@ def _check_one_scheduler_target(options, source):
         )
 
 
+def shipped_configs():
+    """Names of the configuration files shipped with daskgmm.
+
+    Returns
+    -------
+    list of str
+        Sorted names such as ``"local"``; the file of each is
+        ``CONFIG_DIR / (name + ".yaml")``.
+    """
+    return sorted(
+        entry.name.removesuffix(_CONFIG_SUFFIX)
+        for entry in CONFIG_DIR.iterdir()
+        if entry.name.endswith(_CONFIG_SUFFIX)
+    )
+
+
+def config_path(config):
+    """The file of a cluster configuration given by path or by shipped name.
+
+    Parameters
+    ----------
+    config : str or os.PathLike
+        An existing file, or the name of a shipped configuration (``"local"``
+        or ``"local.yaml"``; see `shipped_configs`).
+
+    Returns
+    -------
+    str or os.PathLike
+        ``config`` itself when it is a file, else the shipped file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``config`` is neither; the message lists the shipped names.
+    """
+    source = os.fspath(config)
+    if os.path.isfile(source):
+        return config
+    name = source.removesuffix(_CONFIG_SUFFIX)
+    if name in shipped_configs():
+        return CONFIG_DIR / (name + _CONFIG_SUFFIX)
+    raise FileNotFoundError(
+        f"cluster configuration {source!r} is neither a file nor a shipped configuration "
+        f"({', '.join(shipped_configs())})"
+    )
+
+
 def read_config(path):
     """Read and validate a cluster configuration file.
 
     Parameters
     ----------
     path : str or os.PathLike
-        YAML file with a top-level ``cluster`` mapping (see
-        ``cluster_configs/``).
+        YAML file with a top-level ``cluster`` mapping, or the name of a
+        shipped configuration (see `config_path`).
 
     Returns
     -------
@@ -258,7 +315,7 @@ def read_config(path):
     OSError
         If the file cannot be read.
     """
-    source = os.fspath(path)
+    source = os.fspath(config_path(path))
     with open(source, encoding="utf-8") as file:
         try:
             config = yaml.safe_load(file)
@@ -409,7 +466,7 @@ def connect(config_path=None):
     Parameters
     ----------
     config_path : str or os.PathLike, optional
-        Cluster configuration file (see `read_config`).  None starts a
+        Cluster configuration file or shipped name (see `read_config`).  None starts a
         ``LocalCluster`` sized to the machine: one single-threaded worker
         process per core, the machine's memory split evenly between them.
 

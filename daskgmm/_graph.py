@@ -23,7 +23,7 @@ from dask.sizeof import sizeof
 from distributed import KilledWorker
 from threadpoolctl import ThreadpoolController
 
-from . import _kernels
+from . import _kernels, _progress
 from ._stats import Layout, stack
 
 # Times a distributed task is retried after an error (a transient failure of a worker).
@@ -84,15 +84,19 @@ def compute(*lazy, scheduler=None):
     """Compute on ``scheduler`` (None: the active one).
 
     On local threads BLAS gets one thread per task; on a distributed
-    cluster a task that fails is retried ``RETRIES`` times.
+    cluster a task that fails is retried ``RETRIES`` times. Inside
+    `daskgmm.show_progress` every call draws a progress bar.
     """
     get = dask.base.get_scheduler(scheduler=scheduler, collections=lazy)
     if get is dask.threaded.get:
-        with _blas_threads().limit(limits=1, user_api="blas"):
+        with _blas_threads().limit(limits=1, user_api="blas"), _progress.local_bar():
             return dask.compute(*lazy, scheduler=scheduler)
     if on_cluster(scheduler):
+        if _progress.enabled():
+            return _progress.compute_on_client(_active_client(), lazy, retries=RETRIES)
         return dask.compute(*lazy, retries=RETRIES)
-    return dask.compute(*lazy, scheduler=scheduler)
+    with _progress.local_bar():
+        return dask.compute(*lazy, scheduler=scheduler)
 
 
 @lru_cache(maxsize=1)

@@ -51,6 +51,7 @@ def store(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_killed_fit_resumes_to_the_uninterrupted_result(store, tmp_path):
     max_iter = 40
     checkpoint = str(tmp_path / "fit.ckpt")

@@ -1,21 +1,32 @@
 """Tests of the cluster configuration files and of `daskgmm._cluster`."""
 
+import fnmatch
 import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import dask.array as da
 import pytest
 import yaml
+from dask.system import CPU_COUNT
 from dask.utils import parse_bytes
 
 from daskgmm import _cluster
-from daskgmm._cluster import cluster_from_config, connect, kubernetes_spec, read_config
+from daskgmm._cluster import (
+    CONFIG_DIR,
+    cluster_from_config,
+    config_path,
+    connect,
+    kubernetes_spec,
+    read_config,
+    shipped_configs,
+)
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "cluster_configs"
-SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(Path(CONFIG_DIR).glob("*.yaml"))
 
 
 def _write(path, config):
@@ -39,10 +50,42 @@ def test_shipped_configs_cover_every_type():
 def test_shipped_config_parses(path):
     config = read_config(path)
     assert config["cluster"]["type"] == path.stem
+    assert read_config(path.stem) == read_config(path.name) == config
 
 
+def test_shipped_configs_are_package_data():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["daskgmm"]
+    package = ROOT / "daskgmm"
+    for path in SHIPPED:
+        relative = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
+    assert shipped_configs() == ["kubernetes", "local", "pbs", "scheduler", "slurm"]
+    assert not (ROOT / "cluster_configs").exists()
+
+
+def test_config_path_prefers_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert config_path("local") == CONFIG_DIR / "local.yaml"
+    _write(tmp_path / "local", {"cluster": {"type": "local", "n_workers": 1}})
+    assert config_path("local") == "local"
+    assert read_config("local") == {"cluster": {"type": "local", "n_workers": 1}}
+    with pytest.raises(FileNotFoundError, match="kubernetes, local, pbs, scheduler, slurm"):
+        config_path("lokal")
+
+
+@pytest.mark.slow
+def test_shipped_local_config_is_sized_to_the_machine():
+    options = read_config("local")["cluster"]
+    assert "n_workers" not in options and "memory_limit" not in options
+    with cluster_from_config({"cluster": dict(options, dashboard_address=":0")}) as cluster:
+        assert len(cluster.workers) == CPU_COUNT
+
+
+@pytest.mark.slow
 def test_local_config_end_to_end(tmp_path, capsys):
-    config = read_config(CONFIG_DIR / "local.yaml")
+    config = read_config("local")
     config["cluster"].update(
         n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0"
     )
@@ -52,10 +95,15 @@ def test_local_config_end_to_end(tmp_path, capsys):
         threads = client.nthreads()
         assert sorted(threads.values()) == [1, 1]
         cluster = client.cluster
+        # The dashboard link works: bokeh is installed with daskgmm.
+        with urllib.request.urlopen(client.dashboard_link, timeout=30) as response:
+            page = response.read().decode()
+        assert response.status == 200 and "Bokeh" in page and "needs bokeh" not in page
     assert cluster.status.name == "closed"
     assert "Dask dashboard: http" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_default_cluster_is_sized_to_the_machine(monkeypatch):
     monkeypatch.setattr(_cluster, "CPU_COUNT", 2)
     with connect() as client:
@@ -133,6 +181,7 @@ def running_scheduler(tmp_path_factory):
         logs.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["address", "scheduler_file"])
 def test_existing_scheduler(running_scheduler, tmp_path, target):
     address = json.loads(running_scheduler.read_text())["address"]

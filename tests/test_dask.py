@@ -27,6 +27,7 @@ def _explicit_init(X, covariance_type):
                 means_init=fit.means_, precisions_init=fit.precisions_)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_fit_on_local_cluster_matches_in_memory(client, data, covariance_type):
     X, _ = data
@@ -42,6 +43,7 @@ def test_fit_on_local_cluster_matches_in_memory(client, data, covariance_type):
     assert len(client.cluster.workers) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_dask_init_params_on_cluster(client, init_params):
     X, _ = make_mixture(n_samples=3000, n_features=3, n_components=3, seed=2, separation=10)

@@ -25,6 +25,7 @@ def blobs():
     return make_mixture(n_samples=1500, n_features=4, n_components=3, seed=5, separation=6)
 
 
+@pytest.mark.slow
 def test_check_estimator():
     failures = [r for r in check_estimator(GaussianMixture(), on_fail=None)
                 if r["status"] == "failed"]

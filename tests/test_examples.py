@@ -8,6 +8,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 import numpy as np
+import pytest
 import zarr
 
 import daskgmm
@@ -34,6 +35,7 @@ def test_notebook_is_saved_without_outputs():
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
 
 
+@pytest.mark.slow
 def test_notebook_runs(tmp_path, monkeypatch):
     for name, value in _env_with_package().items():
         monkeypatch.setenv(name, value)
@@ -99,11 +101,13 @@ def _run_job(tmp_path, *target):
     return out
 
 
+@pytest.mark.slow
 def test_cluster_job_with_local_cluster(tmp_path):
     out = _run_job(tmp_path, "--local-workers", "2")
     assert "cluster: 2 workers" in out
 
 
+@pytest.mark.slow
 def test_cluster_job_with_scheduler_address(tmp_path, cluster):
     out = _run_job(tmp_path, "--address", cluster.scheduler_address)
     assert "cluster: 2 workers" in out

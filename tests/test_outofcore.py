@@ -49,6 +49,7 @@ def big_store(tmp_path_factory):
     return path, parameters
 
 
+@pytest.mark.slow
 def test_fit_streams_a_store_larger_than_the_cluster(big_store):
     path, (weights, means, covariances) = big_store
     stored = zarr.open_array(path, mode="r")

@@ -82,6 +82,7 @@ def _during_fit(seconds, action, fit):
     return result
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_fit_costs_time_not_the_fit(data, three_workers):
     cluster, client = three_workers
     X = da.from_array(data, chunks=(2000, 6))
@@ -92,6 +93,7 @@ def test_worker_killed_mid_fit_costs_time_not_the_fit(data, three_workers):
     assert_same(fit, _quiet_fit(_model(max_iter=40), data))
 
 
+@pytest.mark.slow
 def test_worker_added_mid_fit(data, three_workers):
     cluster, client = three_workers
     X = da.from_array(data, chunks=(2000, 6))
@@ -122,6 +124,7 @@ def test_transient_task_error_is_retried(data, tmp_path, client):
     assert_same(fit, _quiet_fit(_model(max_iter=3), data))
 
 
+@pytest.mark.slow
 def test_cluster_gone_names_the_last_iteration(data):
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                            dashboard_address=None)
@@ -147,6 +150,7 @@ def test_same_random_state_same_model(data, init_params):
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
 
 
+@pytest.mark.slow
 def test_same_fit_on_every_scheduler_chunking_and_worker_count(data):
     start = GaussianMixture(4, random_state=0, max_iter=0).fit(data)
     model = dict(weights_init=start.weights_, means_init=start.means_,
