@@ -98,9 +98,19 @@ class _Full:
         return means, prec_chol, halves, const[:, None]
 
     @staticmethod
+    def in_float32(coefficients):
+        """The coefficients for whitening in float32 (see `em_statistics`)."""
+        means, prec_chol, halves, const = coefficients
+        halves = None if halves is None else tuple(h.astype(np.float32) for h in halves)
+        return means, prec_chol.astype(np.float32), halves, const
+
+    @staticmethod
     def log_prob(xc, coefficients, workspace):
         means, prec_chol, halves, const = coefficients
         xd = workspace.deviations(xc, means)
+        single = prec_chol.dtype == np.float32
+        if single:  # the float64 deviations, exact, rounded once to float32
+            xd = workspace.in_float32(xd)
         y = workspace.scratch(xd)
         if halves is None:
             np.matmul(xd, prec_chol, out=y)
@@ -109,8 +119,13 @@ class _Full:
             half = upper_left.shape[-1]
             np.matmul(xd[..., :half], upper_left, out=y[..., :half])
             np.matmul(xd, right, out=y[..., half:])
-        log_prob = np.einsum("kni,kni->kn", y, y, out=workspace.by_component(xc, means, 0))
-        log_prob *= -0.5
+        log_prob = workspace.by_component(xc, means, 0)
+        if single:
+            squares = np.einsum("kni,kni->kn", y, y, out=workspace.in_float32(log_prob))
+            np.multiply(squares, -0.5, out=log_prob)
+        else:
+            np.einsum("kni,kni->kn", y, y, out=log_prob)
+            log_prob *= -0.5
         log_prob += const
         return log_prob
 
@@ -423,6 +438,7 @@ class _Workspace:
         self.wide = [None, None]
         self.flags = None
         self.top_flags = None
+        self.singles = None
         self.components = (np.empty(rows * n_components), np.empty(rows * n_components))
         self.per_component = None
         self.per_component_moments = None
@@ -505,8 +521,20 @@ class _Workspace:
         return self.per_component_moments
 
     def scratch(self, like):
-        """A second (K, rows, D) buffer, shaped like ``like``."""
+        """A second (K, rows, D) buffer, shaped and typed like ``like``."""
+        if like.dtype == np.float32:
+            return self.singles[1][: like.size].reshape(like.shape)
         return self.per_component[1][: like.size].reshape(like.shape)
+
+    def in_float32(self, values):
+        """``values`` (K, rows, D) or (K, rows) rounded to float32, in a buffer."""
+        if self.singles is None:
+            self.singles = tuple(np.empty(self.per_component[0].size, dtype=np.float32)
+                                 for _ in range(3))
+        buffer = self.singles[0 if values.ndim == 3 else 2]
+        out = buffer[: values.size].reshape(values.shape)
+        np.copyto(out, values, casting="same_kind")
+        return out
 
 
 def check_finite(X):
@@ -606,6 +634,10 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     Parameters
     ----------
     X : ndarray of shape (n_rows, n_features)
+        float32 rows are whitened in float32 for ``full``, its costliest
+        product, from deviations from the means taken in float64; everything
+        else, and all of the other kinds (whose E-step expands about one
+        centre, too inexact in float32), runs in float64.
     sample_weight : ndarray of shape (n_rows,) or None
         Finite and non-negative (checked by the caller).
     weights, means, prec_chol : current mixture parameters
@@ -622,6 +654,8 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
     centre = _centre(weights, means)
     means_c = means - centre
     coefficients = _coefficients(kind, weights, means_c, prec_chol)
+    if X.dtype == np.float32 and kind is _Full:
+        coefficients = _Full.in_float32(coefficients)
     moments = _Moments(covariance_type, centre, means_c)
     workspace = _Workspace.of_thread(kind, *means.shape)
     ones = np.ones(means.shape[0])
