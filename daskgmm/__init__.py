@@ -2,7 +2,6 @@
 
 __version__ = "0.1.0"
 
-from ._gaussian_mixture import GaussianMixture  # noqa: E402
-from ._persist import load  # noqa: E402
+from ._gaussian_mixture import GaussianMixture, load  # noqa: E402
 
 __all__ = ["GaussianMixture", "load", "__version__"]
