@@ -3,5 +3,6 @@
 __version__ = "0.1.0"
 
 from ._gaussian_mixture import GaussianMixture, load  # noqa: E402
+from ._ic import GaussianMixtureIC  # noqa: E402
 
-__all__ = ["GaussianMixture", "load", "__version__"]
+__all__ = ["GaussianMixture", "GaussianMixtureIC", "load", "__version__"]

@@ -265,10 +265,12 @@ def best_model(models, max_iter):
 
 
 def score(data, models, checkpoint):
-    """Per-row mean log-likelihood of every model on the data (unweighted), in one pass."""
-    unweighted = data._replace(sample_weight=None)
-    lazy, layouts = _graph.em_statistics(
-        unweighted, [model.parameters for model in models], None
-    )
-    return [float(stats.loglik / stats.weight)
-            for stats in statistics(unweighted, lazy, layouts, checkpoint)]
+    """Log-likelihood of the data under every model, and the data's weight, in one pass.
+
+    Returns one ``(total log-likelihood, total weight)`` per model; rows
+    count with their ``sample_weight``, if any (else the weight is the
+    number of rows).
+    """
+    lazy, layouts = _graph.em_statistics(data, [model.parameters for model in models], None)
+    return [(float(stats.loglik), float(stats.weight))
+            for stats in statistics(data, lazy, layouts, checkpoint)]
