@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import __version__, load
 from ._cluster import connect
 from ._gaussian_mixture import GaussianMixture
+from ._ic import GaussianMixtureIC
 from .datasets import make_mixture
 
 
@@ -37,13 +38,45 @@ def _make_data(args):
           f"{X.numblocks[0]} chunk(s) of up to {X.chunks[0][0]} rows")
 
 
+def _search(args, X):
+    """``fit --select MIN:MAX``: a GaussianMixtureIC search; prints its table, saves the best."""
+    try:
+        low, high = (int(side) for side in args.select.split(":"))
+    except ValueError:
+        raise ValueError(f"--select takes MIN:MAX (two integers); got {args.select!r}") from None
+    types = args.covariance_type if args.covariance_type == "all" else \
+        args.covariance_type.split(",")
+    with connect(args.cluster):
+        ic = GaussianMixtureIC(low, high, covariance_type=types, max_iter=args.max_iter,
+                               tol=args.tol, n_init=args.n_init, init_params=args.init_params,
+                               random_state=args.random_state, verbose=1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            ic.fit(X)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    results = ic.results_
+    print("n_components covariance_type          bic          aic  n_iter converged")
+    for row in zip(*(results[name] for name in ("n_components", "covariance_type", "bic",
+                                                 "aic", "n_iter", "converged"))):
+        print("{:12d} {:15s} {:12.2f} {:12.2f} {:7d} {}".format(*row))
+    ic.save(args.output)
+    print(f"best: {ic.n_components_} {ic.covariance_type_} components, {ic.criterion} "
+          f"{ic.criterion_:.2f}; saved to {args.output}")
+    return ic.best_estimator_
+
+
 def _fit(args):
     X = open_data(args.data)
+    if getattr(args, "select", None):  # demo's arguments have none
+        return _search(args, X)
+    if args.n_components is None:
+        raise ValueError("fit needs --n-components K, or --select MIN:MAX for a search")
     with connect(args.cluster):
         gm = GaussianMixture(
             args.n_components, covariance_type=args.covariance_type, max_iter=args.max_iter,
             tol=args.tol, n_init=args.n_init, init_params=args.init_params,
-            random_state=args.random_state, verbose=1, verbose_interval=1,
+            random_state=args.random_state, verbose=2, verbose_interval=1,
         )
         tic = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
@@ -130,9 +163,12 @@ def _parser():
 
     fit = commands.add_parser("fit", help="fit a model to a zarr store or .npy file")
     fit.add_argument("data")
-    fit.add_argument("--n-components", type=int, required=True)
+    fit.add_argument("--n-components", type=int, default=None)
     fit.add_argument("--covariance-type", default="full",
-                     choices=["full", "tied", "diag", "spherical"])
+                     help="full, tied, diag or spherical; with --select also 'all' or a "
+                          "comma-separated list")
+    fit.add_argument("--select", default=None, metavar="MIN:MAX",
+                     help="search n_components in MIN..MAX (GaussianMixtureIC) and save the best")
     fit.add_argument("--max-iter", type=int, default=100)
     fit.add_argument("--tol", type=float, default=1e-3)
     fit.add_argument("--n-init", type=int, default=1)

@@ -122,3 +122,19 @@ def test_check_estimator():
     estimator = GaussianMixtureIC(1, 3, covariance_type=["full", "diag"], random_state=0)
     failures = [r for r in check_estimator(estimator, on_fail=None) if r["status"] == "failed"]
     assert failures == []
+
+
+def test_cli_select_prints_the_table_and_saves_the_best(tmp_path, blobs, capsys):
+    from daskgmm.cli import main
+
+    data, model, config = tmp_path / "x.npy", str(tmp_path / "model"), tmp_path / "local.yaml"
+    np.save(data, blobs)
+    config.write_text("cluster:\n  type: local\n  n_workers: 1\n  threads_per_worker: 1\n"
+                      "  processes: false\n  dashboard_address: ':0'\n")
+    assert main(["fit", str(data), "--select", "2:4", "--covariance-type", "full,diag",
+                 "--random-state", "0", "--cluster", str(config), "--output", model]) == 0
+    out = capsys.readouterr().out
+    assert "best: 3 full components" in out and len([line for line in out.splitlines()
+                                                    if line.lstrip().startswith(("2 ", "3 ", "4 "))]) == 6
+    assert load(model).means_.shape == (3, 3)
+    assert main(["fit", str(data), "--select", "2-4", "--output", model]) == 2
