@@ -6,10 +6,9 @@ engine (`_em.run_em`); their starts come from shared passes (`_init`); a
 final pass scores every candidate with its final parameters.
 """
 
-import os
 import warnings
 from functools import partial
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
@@ -19,11 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 from . import _checkpoint, _em, _init, _input
 from ._covariance import COVARIANCE_TYPES, n_parameters
 from ._gaussian_mixture import GaussianMixture
-from ._sklearn import Interval, StrOptions
+from ._sklearn import Interval
 from ._stats import Layout
-
-_INIT_METHODS = {"kmeans", "k-means++", "random", "random_from_data"}
-
 
 class GaussianMixtureIC(DensityMixin, BaseEstimator):
     """Gaussian mixture whose number of components and covariance type minimise BIC or AIC.
@@ -72,18 +68,11 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         "max_components": [Interval(Integral, 1, None, closed="left")],
         "covariance_type": [str, list, tuple],
         "criterion": [str],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_params": [StrOptions(_INIT_METHODS)],
-        "tol": [Interval(Real, 0.0, None, closed="left")],
-        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
         "algorithm": [str],
-        "verbose": ["verbose"],
-        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
-        "split_every": [Interval(Integral, 2, None, closed="left"), None],
-        "checkpoint": [str, os.PathLike, None],
-        "cache": [StrOptions({"auto"}), "boolean"],
+        # As GaussianMixture's, for every candidate.
+        **{name: GaussianMixture._parameter_constraints[name] for name in (
+            "n_init", "init_params", "tol", "reg_covar", "max_iter", "random_state", "verbose",
+            "verbose_interval", "split_every", "checkpoint", "cache")},
     }
 
     def __init__(
