@@ -1,8 +1,8 @@
 """EM state between iterations, and its checkpoint files.
 
 A checkpoint is a store written by ``_persist.write_group`` (atomically)
-after every iteration: the state of every model of the fit (``_em.EMState``),
-and a fingerprint of the data shape and the hyperparameters, so that a fit resumes only from its own checkpoint.
+after every iteration: the state of every model of the fit
+(``_em.EMState``), and a fingerprint of the data shape and the hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
 import os

@@ -96,7 +96,9 @@ class Layouts(NamedTuple):
 
     def pack(self, stats_list):
         """One vector from the statistics of every model, in order."""
-        return np.concatenate([layout.pack(stats) for layout, stats in zip(self.layouts, stats_list)])
+        return np.concatenate(
+            [layout.pack(stats) for layout, stats in zip(self.layouts, stats_list)]
+        )
 
     def unpack(self, vector):
         """The ``Stats`` of every model from one vector."""

@@ -134,7 +134,7 @@ def test_cli_select_prints_the_table_and_saves_the_best(tmp_path, blobs, capsys)
     assert main(["fit", str(data), "--select", "2:4", "--covariance-type", "full,diag",
                  "--random-state", "0", "--cluster", str(config), "--output", model]) == 0
     out = capsys.readouterr().out
-    assert "best: 3 full components" in out and len([line for line in out.splitlines()
-                                                    if line.lstrip().startswith(("2 ", "3 ", "4 "))]) == 6
+    rows = [line for line in out.splitlines() if line.lstrip().startswith(("2 ", "3 ", "4 "))]
+    assert "best: 3 full components" in out and len(rows) == 6
     assert load(model).means_.shape == (3, 3)
     assert main(["fit", str(data), "--select", "2-4", "--output", model]) == 2
