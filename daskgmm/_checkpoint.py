@@ -2,7 +2,8 @@
 
 A checkpoint is a store written by ``_persist.write_group`` (atomically)
 after every iteration: the state of every model of the fit
-(``_em.EMState``), and a fingerprint of the data shape and the hyperparameters, so that a fit resumes only from its own checkpoint.
+(``_em.EMState``), and a fingerprint of the data shape and the
+hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
 import os
