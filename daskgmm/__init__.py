@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 # for Dask, scikit-learn and zarr.
 _EXPORTS = {
     "GaussianMixture": "._gaussian_mixture",
-    "load": "._persist",
+    "GaussianMixtureIC": "._ic",
+    "load": "._gaussian_mixture",
     "show_progress": "._progress",
 }
 

@@ -1,55 +1,43 @@
 """EM state between iterations, and its checkpoint files.
 
 A checkpoint is a store written by ``_persist.write_group`` (atomically)
-after every iteration: the parameters of every initialisation still in the
-batch, their lower bounds, and a fingerprint of the data shape and the
+after every iteration: the state of every model of the fit
+(``_em.EMState``), and a fingerprint of the data shape and the
 hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
+from ._em import EMState, Model
+from ._mstep import Parameters
 from ._persist import decode_json, encode_json, read_group, recover, write_group
 
 _PARAMETER_NAMES = ("weights", "means", "covariances", "prec_chol")
 
+# Version of the state record in a checkpoint; version 1 (per-initialisation
+# lists, before the engine) is refused.
+STATE_VERSION = 2
 
-@dataclass
-class EMState:
-    """Where EM stands for each initialisation after ``iteration`` iterations."""
 
-    params: list
-    lower_bounds: list
-    history: list
-    converged: list
-    n_iter: list
-    iteration: int = 0
-
-    @classmethod
-    def start(cls, starts, lower_bound):
-        """State before the first iteration."""
-        n_init = len(starts)
-        return cls(
-            params=list(starts),
-            lower_bounds=[lower_bound] * n_init,
-            history=[[] for _ in range(n_init)],
-            converged=[False] * n_init,
-            n_iter=[0] * n_init,
-        )
-
-    @property
-    def active(self):
-        """Initialisations that still iterate."""
-        return [i for i, done in enumerate(self.converged) if not done]
+# Parameters that do not change the fit's result, or may change on resume.
+_NOT_IDENTIFYING = ("max_iter", "verbose", "verbose_interval", "checkpoint", "cache",
+                    "split_every", "random_state")
+_USER_INIT = ("weights_init", "means_init", "precisions_init")
 
 
 def fingerprint(estimator, n_samples, n_features, classes, weighted):
-    """What a checkpoint must share with a fit to be resumed by it (JSON)."""
-    params = estimator.get_params()
+    """What a checkpoint must share with a fit to be resumed by it (JSON).
+
+    ``estimator`` is any daskgmm estimator: its parameters, except those in
+    ``_NOT_IDENTIFYING``, must match (a random_state that is not an int by
+    its type).
+    """
+    params = estimator.get_params(deep=False)
     random_state = params["random_state"]
     identity = {
+        "estimator": type(estimator).__name__,
         "n_samples": n_samples,
         "n_features": n_features,
         "sample_weight": weighted,
@@ -57,29 +45,36 @@ def fingerprint(estimator, n_samples, n_features, classes, weighted):
         "random_state": random_state if random_state is None or isinstance(random_state, int)
         else type(random_state).__name__,
     }
-    for name in ("n_components", "covariance_type", "tol", "reg_covar", "n_init",
-                 "init_params", "params", "weights_init", "means_init", "precisions_init",
-                 "warm_start"):
-        value = params[name]
-        identity[name] = None if value is None else (
-            np.asarray(value, dtype=np.float64) if name.endswith("_init") else value)
+    for name, value in params.items():
+        if name not in _NOT_IDENTIFYING:
+            identity[name] = (np.asarray(value, dtype=np.float64)
+                              if name in _USER_INIT and value is not None else value)
     return {name: encode_json(value) for name, value in identity.items()}
 
 
 def save(path, state, identity):
-    """Write ``state`` to the checkpoint at ``path``, atomically."""
+    """Write ``state`` (an ``EMState``) to the checkpoint at ``path``, atomically."""
     arrays = {}
-    for i, params in enumerate(state.params):
-        for name, value in zip(_PARAMETER_NAMES, params):
-            arrays[f"{name}_{i}"] = np.asarray(value, dtype=np.float64)
+    for i, model in enumerate(state.models):
+        for name in _PARAMETER_NAMES:
+            arrays[f"{name}_{i}"] = np.asarray(getattr(model.parameters, name), dtype=np.float64)
     attrs = {
         "kind": "checkpoint",
+        "state_version": STATE_VERSION,
         "fingerprint": identity,
         "iteration": state.iteration,
-        "lower_bounds": encode_json(state.lower_bounds),
-        "history": encode_json(state.history),
-        "converged": state.converged,
-        "n_iter": state.n_iter,
+        "models": [
+            {
+                "label": model.label,
+                "covariance_type": model.covariance_type,
+                "lower_bound": encode_json(model.lower_bound),
+                "history": encode_json(model.history),
+                "n_iter": model.n_iter,
+                "converged": model.converged,
+                "error": model.error,
+            }
+            for model in state.models
+        ],
     }
     write_group(path, arrays, attrs)
 
@@ -88,12 +83,17 @@ def load(path, identity):
     """The state saved at ``path``, or None when there is no checkpoint yet.
 
     Raises ValueError when the checkpoint was written for other data or
-    parameters, naming what differs.
+    parameters, naming what differs, or by an older daskgmm.
     """
     recover(path)
     if not os.path.exists(path):
         return None
     arrays, attrs = read_group(path, "checkpoint")
+    if attrs.get("state_version") != STATE_VERSION:
+        raise ValueError(
+            f"The checkpoint {path} was written by an older daskgmm, in a format this one "
+            "does not resume. Remove it or choose another checkpoint path."
+        )
     saved = attrs["fingerprint"]
     differences = [
         f"{name} is {saved.get(name)!r} there and {identity.get(name)!r} here"
@@ -106,12 +106,17 @@ def load(path, identity):
             + "; ".join(differences)
             + ". Remove it or choose another checkpoint path."
         )
-    n_init = len(attrs["converged"])
-    return EMState(
-        params=[tuple(arrays[f"{name}_{i}"] for name in _PARAMETER_NAMES) for i in range(n_init)],
-        lower_bounds=decode_json(attrs["lower_bounds"]),
-        history=decode_json(attrs["history"]),
-        converged=list(attrs["converged"]),
-        n_iter=list(attrs["n_iter"]),
-        iteration=int(attrs["iteration"]),
-    )
+    models = [
+        Model(
+            label=record["label"],
+            parameters=Parameters(record["covariance_type"],
+                                  *(arrays[f"{name}_{i}"] for name in _PARAMETER_NAMES)),
+            lower_bound=decode_json(record["lower_bound"]),
+            history=decode_json(record["history"]),
+            n_iter=record["n_iter"],
+            converged=record["converged"],
+            error=record["error"],
+        )
+        for i, record in enumerate(attrs["models"])
+    ]
+    return EMState(models, iteration=int(attrs["iteration"]))

@@ -2,7 +2,6 @@
 
 import math
 import os
-import time
 import warnings
 from functools import partial
 from numbers import Integral
@@ -10,74 +9,16 @@ from numbers import Integral
 import dask.array as da
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
-from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky_from_precisions
-from sklearn.utils import assert_all_finite, check_random_state
-from sklearn.utils._array_api import get_namespace
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import (
-    check_is_fitted,
-    check_non_negative,
-    column_or_1d,
-)
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _checkpoint, _graph, _input, _kernels, _persist
-from ._mstep import (
-    covariances_from_precision_cholesky,
-    estimate_parameters,
-    m_step,
-    precision_cholesky,
-)
-from ._stats import Stats, m2_shape
-
-# scikit-learn's array-API namespace for NumPy, which its mixture helpers expect.
-_NUMPY = get_namespace(np.empty(0))[0]
-
-# Largest sufficient statistics (all initialisations together) a fit accepts.
-MAX_STATISTICS_BYTES = 2**30
-
-# 'auto' caching persists Dask input taking at most this share of the workers' memory.
-CACHE_FRACTION = 0.5
-
-# Rows (at most) and bytes (at most) drawn for k-means and k-means++ initialisation
-# on Dask input.
-KMEANS_SAMPLE_SIZE = 100_000
-KMEANS_SAMPLE_BYTES = 2**27
-
-
-def _checked_weights(sample_weight):
-    """``sample_weight``, after scikit-learn's checks: finite and non-negative."""
-    assert_all_finite(sample_weight, input_name="sample_weight")
-    check_non_negative(sample_weight, "`sample_weight`")
-    return sample_weight
-
-
-def _check_sample_weight(sample_weight, n_samples):
-    """Validate weights; in-memory weights are checked here, Dask ones per block.
-
-    A Dask block is checked when it is computed: once if the data is cached,
-    else in each pass, next to its read.
-    """
-    if isinstance(sample_weight, da.Array):
-        if sample_weight.shape != (n_samples,):
-            raise ValueError(
-                f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
-            )
-        return sample_weight.astype(np.float64).map_blocks(_checked_weights, dtype=np.float64)
-    sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    if sample_weight.ndim == 0:
-        sample_weight = np.full(n_samples, float(sample_weight))
-    if sample_weight.shape != (n_samples,):
-        raise ValueError(
-            f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
-        )
-    _checked_weights(sample_weight)
-    if not sample_weight.sum() > 0:
-        raise ValueError("sample_weight must not sum to zero.")
-    return sample_weight
+from . import _checkpoint, _em, _graph, _init, _input, _kernels, _persist
+from ._covariance import n_parameters
+from ._mstep import Parameters
+from ._sklearn import NUMPY, Interval, StrOptions
+from ._stats import Layout
 
 
 def _encode_labels(y, data):
@@ -102,23 +43,6 @@ def _encode_labels(y, data):
     if isinstance(y, da.Array):
         return classes, y.map_blocks(partial(np.searchsorted, classes), dtype=np.intp)
     return classes, da.from_array(np.searchsorted(classes, y), chunks=(data.X.chunks[0],))
-
-
-def _start_from_stats(stats, total_weight, reg_covar, covariance_type):
-    """Initial parameters from statistics of initial responsibilities.
-
-    As scikit-learn's ``_initialize``: weights are ``nk / n_samples``.
-    """
-    nk, means, covariances = estimate_parameters(stats, reg_covar, covariance_type)
-    prec_chol = precision_cholesky(covariances, covariance_type)
-    return nk / total_weight, means, covariances, prec_chol
-
-
-def _point_stats(points, covariance_type):
-    """Statistics of one unit-weight row per component (k-means++, random_from_data)."""
-    n_components, n_features = points.shape
-    m2 = np.zeros(m2_shape(n_components, n_features, covariance_type))
-    return Stats(np.ones(n_components), points, m2, 0.0, 0.0)
 
 
 def _weighted_log_prob(X, params, covariance_type):
@@ -310,7 +234,7 @@ class GaussianMixture(_SklearnGaussianMixture):
             raise ValueError(
                 f"params must be made of the letters 'w', 'm' and 'c'; got {self.params!r}."
             )
-        data, X_memory = self._fit_data(X, sample_weight)
+        data, X_memory = _input.fit_data(self, X, sample_weight)
         labels = None
         if y is not None:
             classes, labels = _encode_labels(_input.vector(y), data)
@@ -322,8 +246,11 @@ class GaussianMixture(_SklearnGaussianMixture):
                 "Expected n_samples >= n_components but got "
                 f"n_components = {n_components}, n_samples = {data.n_samples}"
             )
-        self._check_parameters(data.X, xp=_NUMPY)
-        self._check_statistics_size(n_components, data.X.shape[1])
+        self._check_parameters(data.X, xp=NUMPY)
+        _em.check_statistics_size({
+            f"initialisation {init}": Layout(n_components, data.X.shape[1], self.covariance_type)
+            for init in range(self.n_init)
+        })
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if labels is not None:
@@ -339,6 +266,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         elif hasattr(self, "classes_") and do_init:
             del self.classes_
 
+        settings = self._settings()
         identity, state = None, None
         if self.checkpoint:
             identity = _checkpoint.fingerprint(
@@ -347,263 +275,74 @@ class GaussianMixture(_SklearnGaussianMixture):
             )
             state = _checkpoint.load(self.checkpoint, identity)
         if state is None or (state.active and state.iteration < self.max_iter):
-            data = self._cached(data)
+            data = _em.cached(data, self.cache, settings)
         if state is not None:
-            self._print(f"resuming from {self.checkpoint} after iteration {state.iteration}")
+            settings.print(f"resuming from {self.checkpoint} after iteration {state.iteration}")
         elif do_init:
-            random_state = check_random_state(self.random_state)
-            starts = self._initial_parameters(data, X_memory, labels, n_components, random_state)
-            state = _checkpoint.EMState.start(starts, -np.inf)
+            starts = self._initial_parameters(data, X_memory, labels, n_components)
+            state = _em.EMState([_em.Model(str(i), start) for i, start in enumerate(starts)])
         else:
-            state = _checkpoint.EMState.start([self._get_parameters()], self.lower_bound_)
-        self._run_em(data, state, identity)
+            fitted = Parameters(self.covariance_type, *self._get_parameters())
+            state = _em.EMState([_em.Model("0", fitted, lower_bound=self.lower_bound_)])
+        save = None
+        if self.checkpoint:
+            save = partial(_checkpoint.save, self.checkpoint, identity=identity)
+        _em.run_em(data, state, settings, save)
+        self._set_fitted(_em.best_model(state.models, self.max_iter))
 
-    def _fit_data(self, X, sample_weight):
-        """Validate X (and weights); returns RowData and the in-memory X or None."""
-        X, _ = _input.validate(self, X, reset=True)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(_input.vector(sample_weight), X.shape[0])
-        if isinstance(X, da.Array):
-            return _graph.from_dask(X, sample_weight), None
-        return _graph.from_numpy(X, sample_weight), X
+    def _settings(self):
+        return _em.Settings(
+            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter, params=self.params,
+            split_every=self.split_every, verbose=self.verbose,
+            verbose_interval=self.verbose_interval, checkpoint=self.checkpoint,
+        )
 
     # ------------------------------------------------------- initialisation
 
-    def _initial_parameters(self, data, X_memory, labels, n_components, random_state):
-        """One ``(weights, means, covariances, prec_chol)`` per initialisation."""
+    def _initial_parameters(self, data, X_memory, labels, n_components):
+        """One ``Parameters`` per initialisation."""
+        user_init = dict(weights_init=self.weights_init, means_init=self.means_init,
+                         precisions_init=self.precisions_init)
         if labels is not None:
-            lazy, layout = _graph.label_statistics(
-                data, labels, n_components, self.covariance_type, self.split_every
-            )
-            stats = self._statistics(lazy, layout, data)
-            return [self._start(Stats(*(f[0] for f in stats)), stats.weight[0])]
+            return [_init.class_start(data, labels, n_components, self.covariance_type,
+                                      self.reg_covar, self.split_every, self.checkpoint)]
+        candidate = _init.Candidate(n_components, self.covariance_type)
         if X_memory is not None:
-            return [self._sklearn_start(X_memory, random_state) for _ in range(self.n_init)]
-        if all(p is not None for p in (self.weights_init, self.means_init, self.precisions_init)):
-            return [self._apply_user_init(None)] * self.n_init
-        return [self._apply_user_init(start) for start in self._dask_starts(data, random_state)]
-
-    def _start(self, stats, total_weight):
-        return _start_from_stats(stats, total_weight, self.reg_covar, self.covariance_type)
-
-    def _sklearn_start(self, X, random_state):
-        """scikit-learn's own initialisation, for in-memory input."""
-        init = _SklearnGaussianMixture(
-            n_components=self.n_components,
-            covariance_type=self.covariance_type,
-            reg_covar=self.reg_covar,
-            init_params=self.init_params,
-            weights_init=self.weights_init,
-            means_init=self.means_init,
-            precisions_init=self.precisions_init,
-        )
-        init._initialize_parameters(X, random_state)
-        prec_chol = np.asarray(init.precisions_cholesky_, dtype=np.float64)
-        covariances = getattr(init, "covariances_", None)
-        if covariances is None:
-            covariances = covariances_from_precision_cholesky(prec_chol, self.covariance_type)
-        return (
-            np.asarray(init.weights_, dtype=np.float64),
-            np.asarray(init.means_, dtype=np.float64),
-            np.asarray(covariances, dtype=np.float64),
-            prec_chol,
-        )
-
-    def _apply_user_init(self, start):
-        """Replace parts of a start by weights_init, means_init, precisions_init."""
-        weights, means, covariances, prec_chol = start or (None,) * 4
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-        if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=np.float64)
-        if self.precisions_init is not None:
-            prec_chol = _compute_precision_cholesky_from_precisions(
-                np.asarray(self.precisions_init, dtype=np.float64),
-                self.covariance_type,
-                xp=_NUMPY,
-            )
-            covariances = covariances_from_precision_cholesky(prec_chol, self.covariance_type)
-        return weights, means, covariances, prec_chol
-
-    def _dask_starts(self, data, random_state):
-        """Initialisations at scale: a sample, or one pass, never all rows in memory."""
-        n_samples, n_components = data.n_samples, self.n_components
-        method = self.init_params
-        if method == "random_from_data":
-            indices = [random_state.choice(n_samples, n_components, replace=False)
-                       for _ in range(self.n_init)]
-            points = np.split(_graph.take_rows(data, np.concatenate(indices)), self.n_init)
-            return [self._start(_point_stats(p, self.covariance_type), n_samples) for p in points]
-        if method == "random":
-            seeds = [random_state.randint(2**31 - 1) for _ in range(self.n_init)]
-            lazy, layout = _graph.random_statistics(
-                data, seeds, n_components, self.covariance_type, self.split_every
-            )
-            return self._starts_from_batch(data, lazy, layout)
-        sample = self._sample(data, random_state)
-        if method == "k-means++":
-            points = [
-                kmeans_plusplus(sample, n_components, random_state=random_state)[0]
-                for _ in range(self.n_init)
-            ]
-            return [self._start(_point_stats(p, self.covariance_type), n_samples) for p in points]
-        centres = [
-            KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-            .fit(sample)
-            .cluster_centers_
-            for _ in range(self.n_init)
-        ]
-        lazy, layout = _graph.nearest_statistics(
-            data, centres, self.covariance_type, self.split_every
-        )
-        return self._starts_from_batch(data, lazy, layout)
-
-    def _starts_from_batch(self, data, lazy, layout):
-        stats = self._statistics(lazy, layout, data)
-        return [self._start(Stats(*(field[i] for field in stats)), stats.weight[i])
-                for i in range(layout.n_batch)]
-
-    def _sample(self, data, random_state):
-        """A uniform sample of rows, read in one pass (all rows if few)."""
-        n_samples = data.n_samples
-        size = min(KMEANS_SAMPLE_SIZE, KMEANS_SAMPLE_BYTES // (8 * data.X.shape[1]))
-        if n_samples <= size:
-            indices = np.arange(n_samples)
-        else:
-            indices = np.unique(random_state.randint(0, n_samples, size))
-        sample = _graph.take_rows(data, indices)
-        _kernels.check_finite(sample)
-        return sample
+            starts = _init.memory_starts(X_memory, [candidate], self.n_init, self.init_params,
+                                         self.reg_covar, self.random_state, **user_init)
+            return [starts[candidate, init] for init in range(self.n_init)]
+        if all(value is not None for value in user_init.values()):
+            return [_init.with_user_init(None, self.covariance_type, **user_init)] * self.n_init
+        starts = _init.dask_starts(data, [candidate], self.n_init, self.init_params,
+                                   self.reg_covar, self.random_state, self.split_every,
+                                   self.checkpoint)
+        return [_init.with_user_init(starts[candidate, init], self.covariance_type, **user_init)
+                for init in range(self.n_init)]
 
     # ------------------------------------------------------------------- EM
 
-    def _run_em(self, data, state, identity):
-        """EM on all initialisations at once: one pass per iteration for all."""
-        n_init = len(state.params)
-        for iteration in range(state.iteration + 1, self.max_iter + 1):
-            active = state.active
-            if not active:
-                break
-            tic = time.perf_counter()
-            lazy, layout = _graph.em_statistics(
-                data,
-                [(state.params[i][0], state.params[i][1], state.params[i][3]) for i in active],
-                self.covariance_type,
-                self.split_every,
-            )
-            stats = self._statistics(lazy, layout, data, iteration)
-            for j, i in enumerate(active):
-                init_stats = Stats(*(field[j] for field in stats))
-                if not init_stats.weight > 0:
-                    raise ValueError("sample_weight must not sum to zero.")
-                new_bound = float(init_stats.loglik / init_stats.weight)
-                state.params[i] = m_step(
-                    init_stats, self.reg_covar, self.covariance_type, self.params,
-                    state.params[i], iteration,
-                )
-                change = new_bound - state.lower_bounds[i]
-                state.lower_bounds[i] = new_bound
-                state.history[i].append(new_bound)
-                state.n_iter[i] = iteration
-                state.converged[i] = abs(change) < self.tol
-                if iteration % self.verbose_interval == 0:
-                    prefix = f"init {i}: " if n_init > 1 else ""
-                    self._print(
-                        f"{prefix}iteration {iteration}: lower bound {new_bound:.6f}, "
-                        f"change {change:.3e}, {time.perf_counter() - tic:.2f} s"
-                    )
-            state.iteration = iteration
-            if self.checkpoint:
-                _checkpoint.save(self.checkpoint, state, identity)
-        self._keep_best(state)
-
-    def _statistics(self, lazy, layout, data, iteration=None):
-        """One pass's statistics; a cluster that cannot run it is a RuntimeError saying where."""
-        on_cluster = _graph.on_cluster(data.scheduler)
-        try:
-            return _graph.merged(_graph.compute(*lazy, scheduler=data.scheduler), layout)
-        except _graph.CLUSTER_ERRORS as error:
-            if not on_cluster:
-                raise
-            step = "the initialisation" if iteration is None else f"iteration {iteration}"
-            resume = (f"fit again with checkpoint={self.checkpoint!r} to resume"
-                      if self.checkpoint else "pass checkpoint=path to be able to resume")
-            raise RuntimeError(
-                f"The cluster could not run {step} of the fit ({type(error).__name__}: "
-                f"{error}); the last completed iteration is {max(0, (iteration or 1) - 1)}; "
-                f"{resume}."
-            ) from error
-
-    def _check_statistics_size(self, n_components, n_features):
-        """Refuse, before any work, statistics too large for one task's memory."""
-        per_set = n_components * (1 + n_features) + np.prod(
-            m2_shape(n_components, n_features, self.covariance_type))
-        size = 8 * self.n_init * per_set
-        if size > MAX_STATISTICS_BYTES:
-            raise ValueError(
-                f"The sufficient statistics of {self.n_init} initialisation(s) of "
-                f"{n_components} {self.covariance_type} components in {n_features} dimensions "
-                f"take {size / 2**30:.1f} GiB, more than the {MAX_STATISTICS_BYTES / 2**30:.0f} "
-                "GiB one task may hold; use fewer components or features, or a diagonal "
-                "covariance."
-            )
-
-    def _keep_best(self, state):
-        """Set the fitted attributes from the best initialisation, as scikit-learn."""
-        n_init = len(state.params)
-        best, max_lower_bound = n_init - 1, -np.inf
-        if self.max_iter > 0:
-            for i in range(n_init):
-                if state.lower_bounds[i] > max_lower_bound or max_lower_bound == -np.inf:
-                    best, max_lower_bound = i, state.lower_bounds[i]
-        self.converged_ = bool(state.converged[best]) if self.max_iter > 0 else False
-        if not self.converged_ and self.max_iter > 0:
+    def _set_fitted(self, model):
+        """Set the fitted attributes from an engine ``Model``, as scikit-learn does."""
+        fitted = self.max_iter > 0
+        self.converged_ = bool(model.converged) if fitted else False
+        if not self.converged_ and fitted:
             warnings.warn(
                 "Best performing initialization did not converge. "
                 "Try different init parameters, or increase max_iter, "
                 "tol, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        self._set_parameters(state.params[best])
-        self.n_iter_ = state.n_iter[best]
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = list(state.history[best])
-
-    def _print(self, message):
-        if self.verbose:
-            print(message, flush=True)
-
-    def _cached(self, data):
-        """The data persisted for the fit, or as it is when streaming (see ``cache``)."""
-        if data.scheduler is not None:  # in memory already
-            return data
-        size = f"{data.X.nbytes / 2**30:.2f} GiB"
-        if self.cache is False:
-            self._print(f"cache: off, streaming the data ({size}) from its source every iteration")
-            return data
-        if self.cache == "auto":
-            if not _graph.on_cluster():
-                self._print(f"cache: streaming the data ({size}); 'auto' persists on a "
-                            "distributed cluster only, never in this process")
-                return data
-            budget = _graph.cluster_memory()
-            if data.X.nbytes > CACHE_FRACTION * budget:
-                self._print(f"cache: streaming, the data ({size}) exceeds {CACHE_FRACTION:.0%} "
-                            f"of the workers' memory ({budget / 2**30:.2f} GiB)")
-                return data
-        self._print(f"cache: persisting the data ({size}) for the fit")
-        return _graph.persist(data)
+        parameters = model.parameters
+        self._set_parameters(
+            (parameters.weights, parameters.means, parameters.covariances, parameters.prec_chol)
+        )
+        self.n_iter_ = model.n_iter
+        self.lower_bound_ = model.lower_bound if fitted else -np.inf
+        self.lower_bounds_ = list(model.history)
 
     def _n_parameters(self):
         """Number of free parameters (one component per class when fitted with y)."""
-        n_components, n_features = self.means_.shape
-        cov_params = {
-            "full": n_components * n_features * (n_features + 1) / 2.0,
-            "diag": n_components * n_features,
-            "tied": n_features * (n_features + 1) / 2.0,
-            "spherical": n_components,
-        }[self.covariance_type]
-        return int(cov_params + n_features * n_components + n_components - 1)
+        return n_parameters(*self.means_.shape, self.covariance_type)
 
     def save(self, path):
         """Write the fitted model to a zarr store at ``path``, atomically.
@@ -681,3 +420,33 @@ class GaussianMixture(_SklearnGaussianMixture):
             _predict_proba_block, params=self._parameters(), covariance_type=self.covariance_type
         )
         return self._apply(X, block, n_columns=self.means_.shape[0])
+
+
+def load(path):
+    """Load a model saved by :meth:`GaussianMixture.save` (or a search's ``save``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Local directory of the model store.
+
+    Returns
+    -------
+    GaussianMixture
+        A fitted estimator with the saved hyperparameters and fitted
+        attributes, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is missing, corrupt, foreign, of another format version,
+        or not a consistent model.
+    """
+    params, fitted = _persist.read_model(path)
+    try:
+        estimator = GaussianMixture().set_params(**params)
+        estimator._validate_params()
+    except (TypeError, ValueError) as error:
+        raise _persist.invalid_model(path, error) from error
+    vars(estimator).update(fitted)
+    return estimator

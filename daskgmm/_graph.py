@@ -24,7 +24,7 @@ from distributed import KilledWorker
 from threadpoolctl import ThreadpoolController
 
 from . import _kernels, _progress
-from ._stats import Layout, stack
+from ._stats import Layout, Layouts
 
 # Times a distributed task is retried after an error (a transient failure of a worker).
 RETRIES = 2
@@ -197,7 +197,7 @@ def _reduce(data, block_stats, layout, args, split_every):
 
 
 def merged(parts, layout):
-    """``Stats`` of all rows from the computed values of `_reduce`'s collections."""
+    """The ``Stats`` of all rows, one per model, from the values of `_reduce`'s collections."""
     return layout.absolute(layout.unpack(layout.merge_rows(np.concatenate(parts))))
 
 
@@ -212,89 +212,104 @@ def _for_every_task(block_stats, name, value):
     return block_stats, [(dask.delayed(value, pure=True, traverse=False), None)]
 
 
-def _em_block(x, sample_weight, param_sets, covariance_type):
-    return stack(
-        [
-            _kernels.em_statistics(x, sample_weight, *params, covariance_type)
-            for params in param_sets
-        ]
-    )
+def _em_block(x, sample_weight, models):
+    return [
+        _kernels.em_statistics(x, sample_weight, model.weights, model.means, model.prec_chol,
+                               model.covariance_type)
+        for model in models
+    ]
 
 
-def em_statistics(data, param_sets, covariance_type, split_every=None):
-    """Lazy statistics of one EM iteration for each parameter set.
+def em_statistics(data, models, split_every=None):
+    """Lazy statistics of one EM iteration of every model, all in the same pass.
 
-    ``param_sets`` is a list of ``(weights, means, prec_chol)``; all advance
-    in the same pass. Returns ``(lazy, Layout)``, ``lazy`` as for `merged`.
+    ``models`` is a list of ``_mstep.Parameters``, of any numbers of
+    components and covariance types. Returns ``(lazy, Layouts)``, ``lazy``
+    as for `merged`.
     """
-    n_components, n_features = param_sets[0][1].shape
-    reference = np.stack([_kernels.reference_means(weights, means)
-                          for weights, means, _ in param_sets])
-    layout = Layout(len(param_sets), n_components, n_features, covariance_type, reference)
-    block, args = _for_every_task(
-        partial(_em_block, covariance_type=covariance_type), "param_sets", param_sets
-    )
-    return _reduce(data, block, layout, args, split_every), layout
+    n_features = data.X.shape[1]
+    layouts = Layouts(tuple(
+        Layout(model.n_components, n_features, model.covariance_type,
+               _kernels.reference_means(model.weights, model.means))
+        for model in models))
+    models = [model._replace(covariances=None) for model in models]  # not needed by the E-step
+    block, args = _for_every_task(_em_block, "models", models)
+    return _reduce(data, block, layouts, args, split_every), layouts
 
 
 def _label_block(x, sample_weight, labels, n_components, covariance_type):
     resp = _kernels.one_hot(labels, n_components)
-    return stack([_kernels.resp_statistics(x, sample_weight, resp, covariance_type)])
+    return [_kernels.resp_statistics(x, sample_weight, resp, covariance_type)]
 
 
 def label_statistics(data, labels, n_components, covariance_type, split_every=None):
     """Lazy statistics of hard assignments ``labels`` (Dask ints aligned with rows)."""
-    layout = Layout(1, n_components, data.X.shape[1], covariance_type)
+    layouts = Layouts((Layout(n_components, data.X.shape[1], covariance_type),))
     labels = labels.rechunk((data.X.chunks[0],))
     block = partial(_label_block, n_components=n_components, covariance_type=covariance_type)
-    return _reduce(data, block, layout, [(labels, "i")], split_every), layout
+    return _reduce(data, block, layouts, [(labels, "i")], split_every), layouts
 
 
-def _nearest_block(x, sample_weight, centre_sets, covariance_type):
-    return stack(
-        [
-            _kernels.resp_statistics(
-                x, sample_weight, _kernels.nearest_resp(x, centres), covariance_type
-            )
-            for centres in centre_sets
-        ]
-    )
+class Centres(NamedTuple):
+    """A set of k-means centres, and the covariance types whose statistics it starts."""
+
+    centres: np.ndarray
+    covariance_types: tuple
 
 
-def nearest_statistics(data, centre_sets, covariance_type, split_every=None):
-    """Lazy statistics of the assignment of every row to its nearest centre."""
-    n_components, n_features = centre_sets[0].shape
-    layout = Layout(len(centre_sets), n_components, n_features, covariance_type)
-    block, args = _for_every_task(
-        partial(_nearest_block, covariance_type=covariance_type), "centre_sets", centre_sets
-    )
-    return _reduce(data, block, layout, args, split_every), layout
+def _nearest_block(x, sample_weight, centre_sets):
+    stats = []
+    for centre_set in centre_sets:
+        resp = _kernels.nearest_resp(x, centre_set.centres)
+        stats += [_kernels.resp_statistics(x, sample_weight, resp, covariance_type)
+                  for covariance_type in centre_set.covariance_types]
+    return stats
 
 
-def _random_block(x, sample_weight, row_index, seeds, n_components, covariance_type):
+def nearest_statistics(data, centre_sets, split_every=None):
+    """Lazy statistics of the assignment of every row to its nearest centre.
+
+    ``centre_sets`` is a list of `Centres`; each row is assigned once per
+    set, and the statistics come once per set and covariance type, in that
+    order, all in one pass.
+    """
+    n_features = data.X.shape[1]
+    layouts = Layouts(tuple(
+        Layout(len(centre_set.centres), n_features, covariance_type)
+        for centre_set in centre_sets for covariance_type in centre_set.covariance_types
+    ))
+    block, args = _for_every_task(_nearest_block, "centre_sets", centre_sets)
+    return _reduce(data, block, layouts, args, split_every), layouts
+
+
+class RandomStart(NamedTuple):
+    """Uniform random responsibilities drawn from ``seed`` for one model."""
+
+    seed: int
+    n_components: int
+    covariance_type: str
+
+
+def _random_block(x, sample_weight, row_index, random_starts):
     start = int(row_index[0])
-    return stack(
-        [
-            _kernels.resp_statistics(
-                x,
-                sample_weight,
-                _kernels.random_resp(start, start + x.shape[0], n_components, seed),
-                covariance_type,
-            )
-            for seed in seeds
-        ]
-    )
+    return [
+        _kernels.resp_statistics(
+            x,
+            sample_weight,
+            _kernels.random_resp(start, start + x.shape[0], random.n_components, random.seed),
+            random.covariance_type,
+        )
+        for random in random_starts
+    ]
 
 
-def random_statistics(data, seeds, n_components, covariance_type, split_every=None):
-    """Lazy statistics of uniform random responsibilities, one set per seed."""
-    layout = Layout(len(seeds), n_components, data.X.shape[1], covariance_type)
+def random_statistics(data, random_starts, split_every=None):
+    """Lazy statistics of uniform random responsibilities, one set per `RandomStart`."""
+    layouts = Layouts(tuple(Layout(random.n_components, data.X.shape[1], random.covariance_type)
+                            for random in random_starts))
     row_index = da.arange(data.n_samples, chunks=(data.X.chunks[0],))
-    block = partial(
-        _random_block, seeds=tuple(seeds), n_components=n_components,
-        covariance_type=covariance_type,
-    )
-    return _reduce(data, block, layout, [(row_index, "i")], split_every), layout
+    block = partial(_random_block, random_starts=tuple(random_starts))
+    return _reduce(data, block, layouts, [(row_index, "i")], split_every), layouts
 
 
 def take_rows(data, indices):

@@ -25,7 +25,8 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from sklearn.utils.validation import validate_data
+from sklearn.utils import assert_all_finite
+from sklearn.utils.validation import check_non_negative, validate_data
 
 from . import _graph
 
@@ -192,3 +193,45 @@ def _check_dask_array(X, estimator_name):
             f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
             f"is required by {estimator_name}."
         )
+
+
+def _checked_weights(sample_weight):
+    """``sample_weight``, after scikit-learn's checks: finite and non-negative."""
+    assert_all_finite(sample_weight, input_name="sample_weight")
+    check_non_negative(sample_weight, "`sample_weight`")
+    return sample_weight
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Validate weights; in-memory weights are checked here, Dask ones per block.
+
+    A Dask block is checked when it is computed: once if the data is cached,
+    else in each pass, next to its read.
+    """
+    if isinstance(sample_weight, da.Array):
+        if sample_weight.shape != (n_samples,):
+            raise ValueError(
+                f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
+            )
+        return sample_weight.astype(np.float64).map_blocks(_checked_weights, dtype=np.float64)
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.ndim == 0:
+        sample_weight = np.full(n_samples, float(sample_weight))
+    if sample_weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight.shape == {sample_weight.shape}, expected ({n_samples},)!"
+        )
+    _checked_weights(sample_weight)
+    if not sample_weight.sum() > 0:
+        raise ValueError("sample_weight must not sum to zero.")
+    return sample_weight
+
+
+def fit_data(estimator, X, sample_weight):
+    """``X`` (and weights) validated for fit: ``(RowData, X in memory or None)``."""
+    X, _ = validate(estimator, X, reset=True)
+    if sample_weight is not None:
+        sample_weight = check_sample_weight(vector(sample_weight), X.shape[0])
+    if isinstance(X, da.Array):
+        return _graph.from_dask(X, sample_weight), None
+    return _graph.from_numpy(X, sample_weight), X

@@ -24,7 +24,8 @@ import numpy as np
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import assert_all_finite
 
-from ._stats import Stats, m2_shape, weighted_outer
+from ._covariance import m2_shape, weighted_outer
+from ._stats import Stats
 
 LOG_2PI = np.log(2 * np.pi)
 

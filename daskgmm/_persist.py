@@ -31,6 +31,8 @@ import zarr
 from sklearn.utils.validation import check_is_fitted
 from zarr.storage import LocalStore
 
+from ._covariance import COVARIANCE_TYPES, m2_shape
+
 FORMAT = "daskgmm"
 FORMAT_VERSION = 1
 
@@ -448,7 +450,7 @@ def _read_array(group, name, dtype, shape, path):
 
 
 def save(estimator, path):
-    """Save a fitted GaussianMixture as a model store at ``path``.
+    """Save a fitted GaussianMixture as a model store at ``path`` (read it with `read_model`).
 
     Parameters
     ----------
@@ -515,8 +517,8 @@ def _encode_params(params):
     return encoded
 
 
-def load(path):
-    """Load a model saved by :func:`save`.
+def read_model(path):
+    """Read and check a model saved by :func:`save`.
 
     Parameters
     ----------
@@ -525,9 +527,10 @@ def load(path):
 
     Returns
     -------
-    daskgmm.GaussianMixture
-        A fitted estimator with the saved hyperparameters and fitted
-        attributes, bit for bit.
+    params : dict
+        The estimator's saved hyperparameters.
+    fitted : dict
+        Its fitted attributes, bit for bit, shapes checked.
 
     Raises
     ------
@@ -537,34 +540,35 @@ def load(path):
     """
     arrays, attrs = read_group(path, MODEL_KIND)
     try:
-        estimator = _model(arrays, attrs)
+        return _model(arrays, attrs)
     except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{_local_path(path)} is not a valid daskgmm model: {error}") from error
-    return estimator
+        raise invalid_model(path, error) from error
+
+
+def invalid_model(path, error):
+    """The ValueError for a store that is not a consistent model."""
+    return ValueError(f"{_local_path(path)} is not a valid daskgmm model: {error}")
 
 
 def _model(arrays, attrs):
-    """A fitted GaussianMixture from a store's verified arrays and attributes."""
-    from ._gaussian_mixture import GaussianMixture
-
+    """Hyperparameters and fitted attributes from a store's verified arrays and attributes."""
     missing = [name for name in MODEL_REQUIRED_ARRAYS if name not in arrays]
     if missing:
         raise ValueError(f"missing arrays {missing}")
     params = {name: decode_json(value) for name, value in attrs["params"].items()}
-    estimator = GaussianMixture().set_params(**params)
-    estimator._validate_params()
     object_arrays = attrs["object_arrays"]
-    for name in (*MODEL_PARAMETER_ARRAYS, *MODEL_OPTIONAL_ARRAYS):
-        if name in arrays:
-            array = arrays[name]
-            setattr(estimator, name, array.astype(object) if name in object_arrays else array)
-    estimator.lower_bounds_ = arrays["lower_bounds_"].tolist()
-    estimator.converged_ = _typed(attrs["converged_"], bool, "converged_")
-    estimator.n_iter_ = _typed(attrs["n_iter_"], int, "n_iter_")
-    estimator.lower_bound_ = _typed(decode_json(attrs["lower_bound_"]), float, "lower_bound_")
-    estimator.n_features_in_ = _typed(attrs["n_features_in_"], int, "n_features_in_")
-    _check_shapes(estimator)
-    return estimator
+    fitted = {
+        name: arrays[name].astype(object) if name in object_arrays else arrays[name]
+        for name in (*MODEL_PARAMETER_ARRAYS, *MODEL_OPTIONAL_ARRAYS)
+        if name in arrays
+    }
+    fitted["lower_bounds_"] = arrays["lower_bounds_"].tolist()
+    fitted["converged_"] = _typed(attrs["converged_"], bool, "converged_")
+    fitted["n_iter_"] = _typed(attrs["n_iter_"], int, "n_iter_")
+    fitted["lower_bound_"] = _typed(decode_json(attrs["lower_bound_"]), float, "lower_bound_")
+    fitted["n_features_in_"] = _typed(attrs["n_features_in_"], int, "n_features_in_")
+    _check_shapes(fitted, params.get("covariance_type"))
+    return params, fitted
 
 
 def _typed(value, expected_type, name):
@@ -573,15 +577,12 @@ def _typed(value, expected_type, name):
     return value
 
 
-def _check_shapes(estimator):
+def _check_shapes(fitted, covariance_type):
     """The fitted arrays agree with each other and with the covariance type."""
-    n_components, n_features = len(estimator.weights_), estimator.n_features_in_
-    covariance_shape = {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[estimator.covariance_type]
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"unknown covariance_type {covariance_type!r}")
+    n_components, n_features = len(fitted["weights_"]), fitted["n_features_in_"]
+    covariance_shape = m2_shape(n_components, n_features, covariance_type)
     expected = {
         "means_": (n_components, n_features),
         "covariances_": covariance_shape,
@@ -591,5 +592,5 @@ def _check_shapes(estimator):
         "feature_names_in_": (n_features,),
     }
     for name, shape in expected.items():
-        if hasattr(estimator, name) and getattr(estimator, name).shape != shape:
-            raise ValueError(f"{name} has shape {getattr(estimator, name).shape}, expected {shape}")
+        if name in fitted and fitted[name].shape != shape:
+            raise ValueError(f"{name} has shape {fitted[name].shape}, expected {shape}")

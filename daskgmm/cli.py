@@ -214,7 +214,7 @@ def _check_parent(option, path):
 
 def _checked_model_and_data(args):
     """Load MODEL and open DATA, checking that their feature counts agree."""
-    from ._persist import load
+    from ._gaussian_mixture import load
 
     gm = load(args.model)
     data = open_data(args.data, args.columns)
@@ -271,38 +271,84 @@ def _make_data(args):
           + (f"; true labels to {args.labels}" if args.labels else ""))
 
 
+def _select(text):
+    """An argparse type: ``MIN:MAX``, two positive integers, MIN <= MAX."""
+    try:
+        low, high = (int(side) for side in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX (two integers), got {text!r}") from None
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text!r}")
+    return low, high
+
+
+def _covariance_types(text):
+    """An argparse type: one covariance type, ``all``, or a comma-separated list of types."""
+    types = list(COVARIANCE_TYPES) if text == "all" else text.split(",")
+    unknown = [name for name in types if name not in COVARIANCE_TYPES]
+    if unknown or not types:
+        raise argparse.ArgumentTypeError(
+            f"unknown covariance type(s) {unknown}; choose from {', '.join(COVARIANCE_TYPES)}, "
+            "'all', or a comma-separated list")
+    return types
+
+
+def _fitted_table(results):
+    """The lines of a search's results table."""
+    names = ("n_components", "covariance_type", "bic", "aic", "n_iter", "converged")
+    lines = ["n_components covariance_type          bic          aic  n_iter converged"]
+    for row in zip(*(results[name] for name in names)):
+        lines.append("{:12d} {:15s} {:12.2f} {:12.2f} {:7d} {}".format(*row))
+    return lines
+
+
 def _fit(args):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
     from ._gaussian_mixture import GaussianMixture
+    from ._ic import GaussianMixtureIC
 
     _check_distinct(DATA=args.data, **{"--output": args.output, "--checkpoint": args.checkpoint})
     _check_parent("--checkpoint", args.checkpoint)
+    if (args.n_components is None) == (args.select is None):
+        raise ValueError("fit takes --n-components K, or --select MIN:MAX for a search: one of them")
+    if args.select is None and len(args.covariance_type) > 1:
+        raise ValueError("several covariance types need --select MIN:MAX")
+    most, option = ((args.n_components, "--n-components") if args.select is None
+                    else (args.select[1], "--select's MAX"))
     data = open_data(args.data, args.columns)
-    if not hasattr(data, "columns") and data.shape[0] < args.n_components:
-        raise ValueError(f"{args.data} has {data.shape[0]} rows, fewer than "
-                         f"--n-components {args.n_components}")
-    gm = GaussianMixture(
-        args.n_components, covariance_type=args.covariance_type, tol=args.tol,
-        reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
+    if not hasattr(data, "columns") and data.shape[0] < most:
+        raise ValueError(f"{args.data} has {data.shape[0]} rows, fewer than {option} {most}")
+    common = dict(
+        tol=args.tol, reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
         init_params=args.init_params, random_state=args.random_state,
         verbose=0 if args.quiet else args.verbose, verbose_interval=args.verbose_interval,
         split_every=args.split_every, checkpoint=args.checkpoint,
         cache=CACHE_CHOICES[args.cache],
     )
+    if args.select is not None:
+        model = GaussianMixtureIC(*args.select, covariance_type=args.covariance_type, **common)
+    else:
+        model = GaussianMixture(args.n_components, covariance_type=args.covariance_type[0],
+                                **common)
     with _connect(args):
         X = rows(data)
         tic = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            gm.fit(X)
+            model.fit(X)
         seconds = time.perf_counter() - tic
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    gm.save(args.output)
-    print(f"fitted {gm.means_.shape[0]} {args.covariance_type} components in {gm.n_iter_} "
+    model.save(args.output)
+    if args.select is not None:
+        print("\n".join(_fitted_table(model.results_)))
+        print(f"best: {model.n_components_} {model.covariance_type_} components, "
+              f"{model.criterion} {model.criterion_:.2f}")
+    gm = model.best_estimator_ if args.select is not None else model
+    print(f"fitted {gm.means_.shape[0]} {gm.covariance_type} components in {gm.n_iter_} "
           f"iterations ({seconds:.1f} s), converged: {gm.converged_}, "
           f"lower bound {gm.lower_bound_:.6f}; saved to {args.output}")
     return gm
@@ -379,7 +425,7 @@ def _describe(value):
 def _info(args):
     import numpy as np
 
-    from ._persist import load
+    from ._gaussian_mixture import load
 
     gm = load(args.model)
     n_components, n_features = gm.means_.shape
@@ -501,12 +547,16 @@ def _parser():
     fit = _command(commands, "fit", _fit, "fit a Gaussian mixture to DATA and save the model",
                    data_options)
     fit.add_argument("data", type=_existing, metavar="DATA", help=data_help)
-    fit.add_argument("--n-components", type=_number(int, 1), required=True,
-                     help="number of Gaussians (required)")
+    fit.add_argument("--n-components", type=_number(int, 1), default=None,
+                     help="number of Gaussians (this or --select is required)")
+    fit.add_argument("--select", type=_select, default=None, metavar="MIN:MAX",
+                     help="search the numbers of Gaussians MIN..MAX (and the covariance "
+                          "types given) in the same passes; save the best by BIC")
     fit.add_argument("--output", required=True, metavar="MODEL",
                      help="model store to write, read by `daskgmm.load` (required)")
-    fit.add_argument("--covariance-type", default="full", choices=COVARIANCE_TYPES,
-                     help="form of each component's covariance")
+    fit.add_argument("--covariance-type", type=_covariance_types, default="full",
+                     help="form of each component's covariance: full, tied, diag or "
+                          "spherical; with --select also 'all' or several, comma separated")
     fit.add_argument("--max-iter", type=_number(int, 0), default=100,
                      help="most EM iterations (passes over DATA)")
     fit.add_argument("--tol", type=_number(float, 0), default=1e-3,

@@ -217,7 +217,7 @@ def test_every_option_has_help_and_its_default(command):
         (["--n-components", "2", "--n-init", "0"], "--n-init: must be at least 1"),
         (["--n-components", "2", "--random-state", "-3"], "--random-state: must be at least 0"),
         (["--n-components", "2", "--verbose", "3"], "--verbose: must be at most 2"),
-        (["--n-components", "2", "--covariance-type", "ful"], "invalid choice: 'ful'"),
+        (["--n-components", "2", "--covariance-type", "ful"], "unknown covariance type(s) ['ful']"),
         (["--n-components", "2", "--cache", "yes"], "invalid choice: 'yes'"),
         (["--n-components", "2", "--columns", "a,,b"], "empty column name"),
         (["--n-components", "2", "--columns", "a,a"], "a column is named twice"),

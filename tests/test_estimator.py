@@ -151,7 +151,7 @@ def test_params_without_means_centres_covariances_on_fixed_means(blobs):
 
 def test_verbose_prints_iteration_bound_change_and_seconds(blobs, capsys):
     X, _ = blobs
-    GaussianMixture(3, random_state=0, verbose=1, verbose_interval=1, max_iter=100).fit(X)
+    GaussianMixture(3, random_state=0, verbose=2, verbose_interval=1, max_iter=100).fit(X)
     lines = [line for line in capsys.readouterr().out.splitlines() if "iteration" in line]
     assert lines
     assert re.search(r"iteration 1: lower bound -?\d+\.\d+, change inf, \d+\.\d+ s", lines[0])

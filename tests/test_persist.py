@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture, _persist
-from daskgmm._persist import load, read_group, save, write_group
+from daskgmm import load
+from daskgmm._persist import read_group, save, write_group
 
 from .conftest import COVARIANCE_TYPES, make_mixture
 

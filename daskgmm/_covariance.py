@@ -1,0 +1,122 @@
+"""Everything that depends on the covariance type, in one place.
+
+Shapes (K components, D features): ``full`` (K, D, D), ``tied`` (D, D)
+pooled over components, ``diag`` (K, D), ``spherical`` (K,). The second
+moments of the statistics (``Stats.m2``), the covariances, the precisions
+and their Cholesky factors all have that shape.
+"""
+
+import numpy as np
+from scipy import linalg
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have "
+    "ill-defined empirical covariance (for instance caused by singleton "
+    "or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+
+
+def m2_shape(n_components, n_features, covariance_type):
+    """Shape of the second moments (and of the covariances) of one model."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+def statistics_size(n_components, n_features, covariance_type):
+    """Floats in one model's packed statistics: nk, means, m2, log-likelihood, weight."""
+    m2_size = int(np.prod(m2_shape(n_components, n_features, covariance_type)))
+    return n_components * (1 + n_features) + m2_size + 2
+
+
+def n_parameters(n_components, n_features, covariance_type):
+    """Number of free parameters of a mixture (for BIC and AIC)."""
+    covariance_parameters = {
+        "full": n_components * n_features * (n_features + 1) / 2.0,
+        "diag": n_components * n_features,
+        "tied": n_features * (n_features + 1) / 2.0,
+        "spherical": n_components,
+    }[covariance_type]
+    return int(covariance_parameters + n_features * n_components + n_components - 1)
+
+
+def weighted_outer(coef, delta, covariance_type):
+    """Sum of ``coef_k * delta_k delta_k^T`` in the layout of ``m2``.
+
+    ``coef`` has shape (..., K) and ``delta`` (..., K, D).
+    """
+    if covariance_type == "full":
+        return coef[..., None, None] * (delta[..., :, None] * delta[..., None, :])
+    if covariance_type == "tied":
+        return np.einsum("...k,...ki,...kj->...ij", coef, delta, delta)
+    if covariance_type == "spherical":
+        return coef * np.einsum("...ki,...ki->...k", delta, delta)
+    return coef[..., None] * np.square(delta)
+
+
+def covariances(nk, scatter, reg_covar, covariance_type, means):
+    """Covariances from the weighted scatter about the means (scikit-learn's estimators).
+
+    ``diag`` and ``spherical`` variances are at least the square of the
+    floating-point spacing at the means (eps |mu|)^2: finer spreads cannot be
+    told from rounding. scikit-learn's raw formula E[x^2] - mu^2 leaves about
+    eps mu^2 of rounding there, so that a component collapsed on one row still
+    has a variance (its issue #18216); the exact scatter is then 0.
+    """
+    n_features = means.shape[1]
+    if covariance_type in ("full", "tied"):
+        # Exactly symmetric: (A + A^T) / 2 rounds the same at [i, j] and [j, i].
+        scatter = 0.5 * (scatter + np.swapaxes(scatter, -1, -2))
+        cov = scatter / (nk[:, None, None] if covariance_type == "full" else nk.sum())
+        diagonal = np.arange(n_features)
+        cov[..., diagonal, diagonal] += reg_covar
+        return cov
+    resolution = np.square(np.finfo(np.float64).eps * means)
+    if covariance_type == "spherical":
+        return np.maximum(scatter / (nk * n_features), resolution.mean(axis=1)) + reg_covar
+    return np.maximum(scatter / nk[:, None], resolution) + reg_covar
+
+
+def _where(component, iteration):
+    at = f" (component {component}"
+    return at + (f", iteration {iteration})" if iteration is not None else ", initialisation)")
+
+
+def _cholesky_inverse(covariance, component, iteration):
+    try:
+        cov_chol = linalg.cholesky(covariance, lower=True)
+    except linalg.LinAlgError:
+        raise ValueError(_ILL_DEFINED + _where(component, iteration)) from None
+    return linalg.solve_triangular(cov_chol, np.eye(covariance.shape[0]), lower=True).T
+
+
+def precision_cholesky(covariances, covariance_type, iteration=None):
+    """Cholesky factors of the precisions, as scikit-learn stores them.
+
+    Raises scikit-learn's "ill-defined empirical covariance" ValueError,
+    naming the component and the iteration, when a covariance is not
+    positive definite.
+    """
+    if covariance_type == "full":
+        return np.stack(
+            [_cholesky_inverse(cov, k, iteration) for k, cov in enumerate(covariances)]
+        )
+    if covariance_type == "tied":
+        return _cholesky_inverse(covariances, "shared", iteration)
+    bad = np.flatnonzero(np.reshape(covariances <= 0, (covariances.shape[0], -1)).any(1))
+    if bad.size:
+        raise ValueError(_ILL_DEFINED + _where(int(bad[0]), iteration))
+    return 1.0 / np.sqrt(covariances)
+
+
+def covariances_from_precision_cholesky(prec_chol, covariance_type):
+    """Covariances implied by precision Cholesky factors."""
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(prec_chol @ np.swapaxes(prec_chol, -1, -2))
+    return 1.0 / np.square(prec_chol)

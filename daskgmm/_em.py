@@ -1,0 +1,276 @@
+"""The EM engine: every model of a list advances in the same pass over the data.
+
+A pass serves a list of `Model` records, each with its own number of
+components, covariance type and state. One task per row chunk computes the
+E-step and the statistics of every running model (each in its own layout,
+concatenated); a tree reduction merges them model by model; each model's
+M-step then runs on its own reduced statistics. A model that has converged
+leaves the next pass, so a fit costs as many passes as its slowest model.
+``GaussianMixture`` (its ``n_init`` starts) and ``GaussianMixtureIC`` (every
+candidate of a search) are layers on `run_em`.
+"""
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from . import _graph
+from ._mstep import Parameters, m_step
+from ._stats import Layout
+
+# Largest sufficient statistics (all models of a pass together) a fit accepts.
+MAX_STATISTICS_BYTES = 2**30
+
+# 'auto' caching persists Dask input taking at most this share of the workers' memory.
+CACHE_FRACTION = 0.5
+
+
+@dataclass
+class Model:
+    """One model's EM state: its parameters and where its iterations stand."""
+
+    label: str
+    parameters: Parameters
+    lower_bound: float = -np.inf
+    history: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    error: Optional[str] = None  # why the model stopped when its M-step failed
+
+    @property
+    def n_components(self):
+        return self.parameters.n_components
+
+    @property
+    def covariance_type(self):
+        return self.parameters.covariance_type
+
+    @property
+    def active(self):
+        """Whether the model takes part in the next pass."""
+        return not self.converged and self.error is None
+
+
+@dataclass
+class EMState:
+    """Every model of a fit after ``iteration`` passes."""
+
+    models: list
+    iteration: int = 0
+
+    @property
+    def active(self):
+        """The models that still iterate."""
+        return [model for model in self.models if model.active]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How EM runs: scikit-learn's parameters and daskgmm's own.
+
+    With ``drop_failed``, a model whose covariance becomes ill-defined stops
+    (its ``error`` says why) while the others go on; else the error is raised.
+    """
+
+    tol: float
+    reg_covar: float
+    max_iter: int
+    params: str = "wmc"
+    split_every: Optional[int] = None
+    verbose: int = 0
+    verbose_interval: int = 10
+    checkpoint: Optional[str] = None
+    drop_failed: bool = False
+
+    def print(self, message, level=1):
+        if self.verbose >= level:
+            print(message, flush=True)
+
+
+@contextlib.contextmanager
+def cluster_failures(data, checkpoint, iteration=None):
+    """A cluster that cannot run a pass is a RuntimeError saying where the fit stands.
+
+    ``iteration`` is None for the initialisation passes.
+    """
+    on_cluster = _graph.on_cluster(data.scheduler)
+    try:
+        yield
+    except _graph.CLUSTER_ERRORS as error:
+        if not on_cluster:
+            raise
+        step = "the initialisation" if iteration is None else f"iteration {iteration}"
+        resume = (f"fit again with checkpoint={checkpoint!r} to resume"
+                  if checkpoint else "pass checkpoint=path to be able to resume")
+        raise RuntimeError(
+            f"The cluster could not run {step} of the fit ({type(error).__name__}: "
+            f"{error}); the last completed iteration is {max(0, (iteration or 1) - 1)}; "
+            f"{resume}."
+        ) from error
+
+
+def statistics(data, lazy, layouts, checkpoint, iteration=None):
+    """One pass's statistics, one ``Stats`` per model (see `cluster_failures`)."""
+    with cluster_failures(data, checkpoint, iteration):
+        return _graph.merged(_graph.compute(*lazy, scheduler=data.scheduler), layouts)
+
+
+def check_statistics_size(layouts):
+    """Refuse, before any pass, statistics too large for one task's memory.
+
+    ``layouts`` maps each model's label to its `Layout`; the message names
+    the models to drop, largest first, for the rest to fit.
+    """
+    sizes = {label: 8 * layout.size for label, layout in layouts.items()}
+    total = sum(sizes.values())
+    if total <= MAX_STATISTICS_BYTES:
+        return
+    drop, left = [], total
+    for label in sorted(sizes, key=sizes.get, reverse=True):
+        if left <= MAX_STATISTICS_BYTES:
+            break
+        drop.append(label)
+        left -= sizes[label]
+    n_features = next(iter(layouts.values())).n_features
+    raise ValueError(
+        f"The sufficient statistics of {len(sizes)} model(s) in {n_features} dimensions take "
+        f"{total / 2**30:.1f} GiB, more than the {MAX_STATISTICS_BYTES / 2**30:.0f} GiB one "
+        f"task may hold; drop {', '.join(drop)}, or use fewer components or features, or a "
+        "diagonal covariance."
+    )
+
+
+def model_layouts(models, n_features):
+    """``{label: Layout}`` of models, for `check_statistics_size`."""
+    return {model.label: Layout(model.n_components, n_features, model.covariance_type)
+            for model in models}
+
+
+def cached(data, cache, settings):
+    """The data persisted for the fit, or as it is when streaming.
+
+    ``cache`` is the estimators' parameter: ``'auto'`` persists on the
+    workers of a distributed cluster when the data takes at most
+    ``CACHE_FRACTION`` of their memory; ``True`` persists on the active
+    scheduler; ``False`` streams.
+    """
+    if data.scheduler is not None:  # in memory already
+        return data
+    size = f"{data.X.nbytes / 2**30:.2f} GiB"
+    if cache is False:
+        settings.print(f"cache: off, streaming the data ({size}) from its source every iteration")
+        return data
+    if cache == "auto":
+        if not _graph.on_cluster():
+            settings.print(f"cache: streaming the data ({size}); 'auto' persists on a "
+                           "distributed cluster only, never in this process")
+            return data
+        budget = _graph.cluster_memory()
+        if data.X.nbytes > CACHE_FRACTION * budget:
+            settings.print(f"cache: streaming, the data ({size}) exceeds {CACHE_FRACTION:.0%} "
+                           f"of the workers' memory ({budget / 2**30:.2f} GiB)")
+            return data
+    settings.print(f"cache: persisting the data ({size}) for the fit")
+    return _graph.persist(data)
+
+
+def _converged_message(model, settings):
+    outcome = "converged" if model.converged else "did not converge"
+    if model.error is not None:
+        outcome = f"failed ({model.error})"
+    bound = f" lower bound {model.lower_bound:.5f}." if settings.verbose >= 2 else ""
+    return f"Initialization {model.label} {outcome}.{bound}"
+
+
+def run_em(data, state, settings, save=None):
+    """Run EM on every active model of ``state``, one pass per iteration for all.
+
+    Parameters
+    ----------
+    data : _graph.RowData
+    state : EMState
+        Updated in place; ``state.iteration`` counts the passes done.
+    settings : Settings
+    save : callable, optional
+        Called with ``state`` after every pass (checkpoints).
+    """
+    n_models = len(state.models)
+    if state.iteration == 0:
+        for model in state.models:
+            settings.print(f"Initialization {model.label}")
+    for iteration in range(state.iteration + 1, settings.max_iter + 1):
+        running = state.active
+        if not running:
+            break
+        tic = time.perf_counter()
+        lazy, layouts = _graph.em_statistics(
+            data, [model.parameters for model in running], settings.split_every
+        )
+        for model, stats in zip(running, statistics(data, lazy, layouts, settings.checkpoint,
+                                                     iteration)):
+            change = _advance(model, stats, settings, iteration)
+            seconds = time.perf_counter() - tic
+            if iteration % settings.verbose_interval == 0:
+                prefix = f"{model.label}: " if n_models > 1 else ""
+                settings.print(f"  {prefix}iteration {iteration}: lower bound "
+                               f"{model.lower_bound:.6f}, change {change:.3e}, "
+                               f"{seconds:.2f} s", level=2)
+            if not model.active:
+                settings.print(_converged_message(model, settings))
+        state.iteration = iteration
+        still = len(state.active)
+        if iteration % settings.verbose_interval == 0 or still < len(running):
+            settings.print(f"  Iteration {iteration}" + (
+                f": {still} of {n_models} models still running" if n_models > 1 else ""))
+        if save is not None:
+            save(state)
+    for model in state.active:
+        settings.print(_converged_message(model, settings))
+
+
+def _advance(model, stats, settings, iteration):
+    """One iteration of one model from its reduced statistics; returns the bound's change."""
+    if not stats.weight > 0:
+        raise ValueError("sample_weight must not sum to zero.")
+    bound = float(stats.loglik / stats.weight)
+    try:
+        model.parameters = m_step(stats, settings.reg_covar, settings.params, model.parameters,
+                                  iteration)
+    except ValueError as error:
+        if not settings.drop_failed:
+            raise
+        model.error = str(error)
+    change = bound - model.lower_bound
+    model.lower_bound = bound
+    model.history.append(bound)
+    model.n_iter = iteration
+    model.converged = model.error is None and abs(change) < settings.tol
+    return change
+
+
+def best_model(models, max_iter):
+    """The model with the highest lower bound, as scikit-learn picks among its starts.
+
+    With ``max_iter=0`` nothing has been scored: the last start is kept.
+    """
+    best, max_lower_bound = models[-1], -np.inf
+    if max_iter > 0:
+        for model in models:
+            if model.lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                best, max_lower_bound = model, model.lower_bound
+    return best
+
+
+def score(data, models, checkpoint):
+    """Log-likelihood of the data under every model, and the data's weight, in one pass.
+
+    Returns one ``(total log-likelihood, total weight)`` per model; rows
+    count with their ``sample_weight``, if any (else the weight is the
+    number of rows).
+    """
+    lazy, layouts = _graph.em_statistics(data, [model.parameters for model in models], None)
+    return [(float(stats.loglik), float(stats.weight))
+            for stats in statistics(data, lazy, layouts, checkpoint)]

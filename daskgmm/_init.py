@@ -1,0 +1,191 @@
+"""Initialisation strategies: the starting parameters of the models of a fit.
+
+Starts are computed for a list of `Candidate` shapes (numbers of components
+and covariance types) and ``n_init`` starts of each, in shared passes: one
+sample of rows and one assignment pass serve every k-means start; one pass
+draws every random start. Each candidate gets the start a standalone fit
+with the same ``random_state`` would get: the random state after the shared
+sample is copied for every number of components, and covariance types with
+the same number of components share their k-means centres, as standalone
+fits would.
+"""
+
+import copy
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+from sklearn.utils import check_random_state
+
+from . import _graph, _kernels
+from ._covariance import covariances_from_precision_cholesky, m2_shape
+from ._em import cluster_failures, statistics
+from ._mstep import Parameters, start_from_stats
+from ._sklearn import precision_cholesky_from_precisions
+from ._stats import Stats
+
+# Rows (at most) and bytes (at most) drawn for k-means and k-means++ initialisation
+# on Dask input.
+KMEANS_SAMPLE_SIZE = 100_000
+KMEANS_SAMPLE_BYTES = 2**27
+
+
+class Candidate(NamedTuple):
+    """The shape of a model: its number of components and covariance type."""
+
+    n_components: int
+    covariance_type: str
+
+
+def memory_starts(X, candidates, n_init, init_params, reg_covar, random_state, **user_init):
+    """scikit-learn's own initialisation, for in-memory input.
+
+    Returns ``{(candidate, init): Parameters}``; ``user_init`` holds
+    ``weights_init``, ``means_init`` and ``precisions_init``.
+    """
+    base = check_random_state(random_state)
+    starts = {}
+    for candidate in candidates:
+        stream = copy.deepcopy(base)
+        for init in range(n_init):
+            starts[candidate, init] = _sklearn_start(
+                X, candidate, init_params, reg_covar, stream, user_init
+            )
+    return starts
+
+
+def _sklearn_start(X, candidate, init_params, reg_covar, random_state, user_init):
+    init = SklearnGaussianMixture(
+        n_components=candidate.n_components,
+        covariance_type=candidate.covariance_type,
+        reg_covar=reg_covar,
+        init_params=init_params,
+        **user_init,
+    )
+    init._initialize_parameters(X, random_state)
+    prec_chol = np.asarray(init.precisions_cholesky_, dtype=np.float64)
+    covariances = getattr(init, "covariances_", None)
+    if covariances is None:
+        covariances = covariances_from_precision_cholesky(prec_chol, candidate.covariance_type)
+    return Parameters(
+        candidate.covariance_type,
+        np.asarray(init.weights_, dtype=np.float64),
+        np.asarray(init.means_, dtype=np.float64),
+        np.asarray(covariances, dtype=np.float64),
+        prec_chol,
+    )
+
+
+def with_user_init(start, covariance_type, weights_init, means_init, precisions_init):
+    """``start`` (None: nothing) with parts replaced by the user's initial parameters."""
+    parts = start._asdict() if start is not None else {}
+    if weights_init is not None:
+        parts["weights"] = np.asarray(weights_init, dtype=np.float64)
+    if means_init is not None:
+        parts["means"] = np.asarray(means_init, dtype=np.float64)
+    if precisions_init is not None:
+        parts["prec_chol"] = precision_cholesky_from_precisions(precisions_init, covariance_type)
+        parts["covariances"] = covariances_from_precision_cholesky(
+            parts["prec_chol"], covariance_type
+        )
+    parts["covariance_type"] = covariance_type
+    return Parameters(**parts)
+
+
+def class_start(data, labels, n_components, covariance_type, reg_covar, split_every, checkpoint):
+    """The start of ``fit(X, y)``: each component from its class's statistics, in one pass."""
+    lazy, layouts = _graph.label_statistics(data, labels, n_components, covariance_type,
+                                            split_every)
+    (stats,) = statistics(data, lazy, layouts, checkpoint)
+    return start_from_stats(stats, reg_covar, covariance_type)
+
+
+def _point_stats(points, covariance_type, n_samples):
+    """Statistics of one unit-weight row per component (k-means++, random_from_data).
+
+    The total weight is ``n_samples``, so that weights are ``1 / n_samples``
+    as scikit-learn's.
+    """
+    n_components, n_features = points.shape
+    m2 = np.zeros(m2_shape(n_components, n_features, covariance_type))
+    return Stats(np.ones(n_components), points, m2, 0.0, float(n_samples))
+
+
+def dask_starts(data, candidates, n_init, init_params, reg_covar, random_state, split_every,
+                checkpoint):
+    """Starts at scale, from a sample or one shared pass; never all rows in memory.
+
+    Returns ``{(candidate, init): Parameters}`` (see the module docstring).
+    """
+    base = check_random_state(random_state)
+    sizes = sorted({candidate.n_components for candidate in candidates})
+    if init_params == "random":
+        seeds = _per_size(base, sizes, lambda size, stream: stream.randint(2**31 - 1), n_init)
+        starts = [(candidate, init) for candidate in candidates for init in range(n_init)]
+        random_starts = [_graph.RandomStart(seeds[candidate.n_components][init], *candidate)
+                         for candidate, init in starts]
+        lazy, layouts = _graph.random_statistics(data, random_starts, split_every)
+        return _from_stats(starts, statistics(data, lazy, layouts, checkpoint), reg_covar)
+    if init_params == "random_from_data":
+        indices = _per_size(base, sizes, lambda size, stream: stream.choice(
+            data.n_samples, size, replace=False), n_init)
+        flat = np.concatenate([rows for size in sizes for rows in indices[size]])
+        with cluster_failures(data, checkpoint):
+            points = iter(np.split(_graph.take_rows(data, flat), np.cumsum(
+                [len(rows) for size in sizes for rows in indices[size]])[:-1]))
+        return _from_points(candidates, n_init, {size: [next(points) for _ in range(n_init)]
+                                                 for size in sizes}, data.n_samples, reg_covar)
+    sample = _sample(data, base, checkpoint)
+    if init_params == "k-means++":
+        points = _per_size(base, sizes, lambda size, stream: kmeans_plusplus(
+            sample, size, random_state=stream)[0], n_init)
+        return _from_points(candidates, n_init, points, data.n_samples, reg_covar)
+    centres = _per_size(base, sizes, lambda size, stream: KMeans(
+        n_clusters=size, n_init=1, random_state=stream).fit(sample).cluster_centers_, n_init)
+    types = {size: tuple(candidate.covariance_type for candidate in candidates
+                         if candidate.n_components == size) for size in sizes}
+    centre_sets = [_graph.Centres(centres_of_init, types[size])
+                   for size in sizes for centres_of_init in centres[size]]
+    starts = [(Candidate(size, covariance_type), init) for size in sizes
+              for init in range(n_init) for covariance_type in types[size]]
+    lazy, layouts = _graph.nearest_statistics(data, centre_sets, split_every)
+    return _from_stats(starts, statistics(data, lazy, layouts, checkpoint), reg_covar)
+
+
+def _per_size(base, sizes, draw, n_init):
+    """``{size: [draw(size, stream) for each init]}``, each size from its own copy of ``base``."""
+    draws = {}
+    for size in sizes:
+        stream = copy.deepcopy(base)
+        draws[size] = [draw(size, stream) for _ in range(n_init)]
+    return draws
+
+
+def _from_stats(starts, stats_list, reg_covar):
+    return {(candidate, init): start_from_stats(stats, reg_covar, candidate.covariance_type)
+            for (candidate, init), stats in zip(starts, stats_list)}
+
+
+def _from_points(candidates, n_init, points, n_samples, reg_covar):
+    return {
+        (candidate, init): start_from_stats(
+            _point_stats(points[candidate.n_components][init], candidate.covariance_type,
+                         n_samples),
+            reg_covar, candidate.covariance_type)
+        for candidate in candidates for init in range(n_init)
+    }
+
+
+def _sample(data, random_state, checkpoint):
+    """A uniform sample of rows, read in one pass (all rows if few)."""
+    n_samples = data.n_samples
+    size = min(KMEANS_SAMPLE_SIZE, KMEANS_SAMPLE_BYTES // (8 * data.X.shape[1]))
+    if n_samples <= size:
+        indices = np.arange(n_samples)
+    else:
+        indices = np.unique(random_state.randint(0, n_samples, size))
+    with cluster_failures(data, checkpoint):
+        sample = _graph.take_rows(data, indices)
+    _kernels.check_finite(sample)
+    return sample
