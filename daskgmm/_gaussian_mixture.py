@@ -50,13 +50,20 @@ def _weighted_log_prob(X, params, covariance_type):
     return _kernels.estimate_weighted_log_prob(X, *params, covariance_type)
 
 
+def float_dtype(X):
+    """The dtype of results for X, as scikit-learn's: float32 for float32 X, else float64."""
+    return np.float32 if X.dtype == np.float32 else np.float64
+
+
 def _score_samples_block(X, params, covariance_type):
-    return logsumexp(_weighted_log_prob(X, params, covariance_type), axis=1)
+    scores = logsumexp(_weighted_log_prob(X, params, covariance_type), axis=1)
+    return scores.astype(float_dtype(X), copy=False)
 
 
 def _predict_proba_block(X, params, covariance_type):
     weighted = _weighted_log_prob(X, params, covariance_type)
-    return np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
+    proba = np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
+    return proba.astype(float_dtype(X), copy=False)
 
 
 def _predict_block(X, params, covariance_type, classes):
@@ -282,13 +289,14 @@ class GaussianMixture(_SklearnGaussianMixture):
             starts = self._initial_parameters(data, X_memory, labels, n_components)
             state = _em.EMState([_em.Model(str(i), start) for i, start in enumerate(starts)])
         else:
-            fitted = Parameters(self.covariance_type, *self._get_parameters())
+            fitted = Parameters(self.covariance_type, *(
+                np.asarray(value, dtype=np.float64) for value in self._get_parameters()))
             state = _em.EMState([_em.Model("0", fitted, lower_bound=self.lower_bound_)])
         save = None
         if self.checkpoint:
             save = partial(_checkpoint.save, self.checkpoint, identity=identity)
         _em.run_em(data, state, settings, save)
-        self._set_fitted(_em.best_model(state.models, self.max_iter))
+        self._set_fitted(_em.best_model(state.models, self.max_iter), float_dtype(data.X))
 
     def _settings(self):
         return _em.Settings(
@@ -321,8 +329,12 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     # ------------------------------------------------------------------- EM
 
-    def _set_fitted(self, model):
-        """Set the fitted attributes from an engine ``Model``, as scikit-learn does."""
+    def _set_fitted(self, model, dtype):
+        """Set the fitted attributes from an engine ``Model``, as scikit-learn does.
+
+        The statistics and M-steps are float64; the attributes are then cast
+        to ``dtype``: float32 for float32 input, as scikit-learn keeps it.
+        """
         fitted = self.max_iter > 0
         self.converged_ = bool(model.converged) if fitted else False
         if not self.converged_ and fitted:
@@ -336,8 +348,10 @@ class GaussianMixture(_SklearnGaussianMixture):
         self._set_parameters(
             (parameters.weights, parameters.means, parameters.covariances, parameters.prec_chol)
         )
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
+            setattr(self, name, getattr(self, name).astype(dtype, copy=False))
         self.n_iter_ = model.n_iter
-        self.lower_bound_ = model.lower_bound if fitted else -np.inf
+        self.lower_bound_ = dtype(model.lower_bound) if fitted else -np.inf
         self.lower_bounds_ = list(model.history)
 
     def _n_parameters(self):
@@ -357,13 +371,15 @@ class GaussianMixture(_SklearnGaussianMixture):
         check_is_fitted(self)
         return self.weights_, self.means_, self.precisions_cholesky_
 
-    def _apply(self, X, block_fn, n_columns=None, dtype=np.float64, wrap=True):
+    def _apply(self, X, block_fn, n_columns=None, dtype=None, wrap=True):
         """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy.
 
-        With ``wrap``, the result comes back in X's form (a DataArray for a DataArray).
+        ``dtype`` is that of the result (None: ``float_dtype(X)``). With
+        ``wrap``, the result comes back in X's form (a DataArray for a DataArray).
         """
         X, wrapper = _input.validate(self, X, reset=False)
         if isinstance(X, da.Array):
+            dtype = float_dtype(X) if dtype is None else dtype
             result = _graph.map_rows(X.rechunk({1: -1}), block_fn, n_columns, dtype)
         else:
             result = block_fn(X)

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _em, _init, _input
 from ._covariance import COVARIANCE_TYPES, n_parameters
-from ._gaussian_mixture import GaussianMixture
+from ._gaussian_mixture import GaussianMixture, float_dtype
 from ._sklearn import Interval
 from ._stats import Layout
 
@@ -233,7 +233,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         }
         values = bic if self.criterion == "bic" else aic
         best = int(np.argmin(values))
-        self.best_estimator_ = self._estimator(candidates[best], chosen[best])
+        self.best_estimator_ = self._estimator(candidates[best], chosen[best],
+                                               float_dtype(data.X))
         self.n_components_ = candidates[best].n_components
         self.covariance_type_ = candidates[best].covariance_type
         self.criterion_ = float(values[best])
@@ -245,8 +246,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
             )
 
-    def _estimator(self, candidate, model):
-        """A fitted GaussianMixture holding a candidate's final model."""
+    def _estimator(self, candidate, model, dtype):
+        """A fitted GaussianMixture holding a candidate's final model, attributes of ``dtype``."""
         estimator = GaussianMixture(
             candidate.n_components, covariance_type=candidate.covariance_type, tol=self.tol,
             reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init,
@@ -256,7 +257,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            estimator._set_fitted(model)
+            estimator._set_fitted(model, dtype)
         for name in ("n_features_in_", "feature_names_in_"):
             if hasattr(self, name):
                 setattr(estimator, name, getattr(self, name))
