@@ -18,11 +18,14 @@ width is K, expanding (x - mu)' L (x - mu) = x'Lx - 2 x'L mu + mu'L mu.
 Responsibilities are held component-major, shape (K, rows).
 """
 
+import functools
+import sys
 import threading
 
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import assert_all_finite
+from threadpoolctl import threadpool_info
 
 from ._covariance import m2_shape, weighted_outer
 from ._stats import Stats
@@ -39,12 +42,15 @@ LOG_2PI = np.log(2 * np.pi)
 _SUB_BLOCK_ELEMENTS = {"full": 2**18, "rows": 2**17}
 
 # Multiply-adds of one matrix product over rows. OpenBLAS runs products of
-# up to 10**6 through its small-matrix kernels (SkylakeX, which this Zen 4
-# uses), 1.6-2.4x faster on these tall, narrow shapes than its general path.
-# ``tied``, ``diag`` and ``spherical`` cut a sub-block's products into pieces
-# of that size, all in one batched ``np.matmul`` call: one GIL release,
-# however many pieces.
+# up to 10**6 through small-matrix kernels on the architectures below (it
+# picks SkylakeX on Zen 4), 1.5-2.4x faster on these tall, narrow shapes
+# than its general path; ``tied``, ``diag`` and ``spherical`` then cut a
+# sub-block's products into pieces of that size, all in one batched
+# ``np.matmul`` call (one GIL release, however many pieces). Elsewhere
+# (OpenBLAS's Haswell kernels on Zen 3, measured: the pieces 5-16 % slower,
+# or another BLAS) the products stay whole.
 _SMALL_PRODUCT = 10**6
+_SMALL_MATRIX_ARCHITECTURES = {"skylakex", "cooperlake", "sapphirerapids"}
 
 # Below this many features the per-component products of ``full`` are not
 # cut in halves. From it on, they skip the zero block of the triangular
@@ -366,8 +372,20 @@ class _Spherical(_Diag):
 COVARIANCE_KINDS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
 
 
+@functools.lru_cache(maxsize=1)
+def _small_matrix_kernels():
+    """Whether the BLAS that NumPy uses has OpenBLAS's small-matrix kernels."""
+    return any(
+        info.get("internal_api") == "openblas"
+        and str(info.get("architecture")).lower() in _SMALL_MATRIX_ARCHITECTURES
+        for info in threadpool_info()
+    )
+
+
 def _piece_rows(kind, n_components, n_features):
-    """Rows of one product within OpenBLAS's small-matrix kernels."""
+    """Rows of one product within OpenBLAS's small-matrix kernels (all rows where none)."""
+    if not _small_matrix_kernels():
+        return sys.maxsize
     return max(16, _SMALL_PRODUCT // (n_features * kind.product_width(n_components, n_features)))
 
 
