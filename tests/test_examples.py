@@ -50,14 +50,14 @@ def test_notebook_runs(tmp_path, monkeypatch):
     for cell in code_cells:
         assert not [out for out in cell.outputs if out.output_type == "error"]
     figure_cells = [cell for cell in code_cells if "plt.show()" in cell.source]
-    assert len(figure_cells) == 3  # convergence, components, BIC
+    assert len(figure_cells) == 3  # convergence, components, the search
     for cell in figure_cells:
         images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
         assert images, f"no image from the cell:\n{cell.source[:200]}"
 
     printed = "".join(out.get("text", "") for cell in code_cells for out in cell.outputs)
     assert "Dashboard: http" in printed
-    assert "best number of components: 4" in printed
+    assert "chosen: 4 full components" in printed
 
 
 def _tiny_store(tmp_path):
