@@ -358,16 +358,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         return self.weights_, self.means_, self.precisions_cholesky_
 
     def _apply(self, X, block_fn, n_columns=None, dtype=np.float64, wrap=True):
-        """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy.
-
-        With ``wrap``, the result comes back in X's form (a DataArray for a DataArray).
-        """
-        X, wrapper = _input.validate(self, X, reset=False)
-        if isinstance(X, da.Array):
-            result = _graph.map_rows(X.rechunk({1: -1}), block_fn, n_columns, dtype)
-        else:
-            result = block_fn(X)
-        return wrapper(result) if wrap else result
+        """`_input.apply_rows` on this estimator."""
+        return _input.apply_rows(self, X, block_fn, n_columns, dtype, wrap)
 
     def score_samples(self, X):
         """Log-likelihood of every row; lazy for Dask input."""
