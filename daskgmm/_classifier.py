@@ -198,7 +198,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         models = [[_em.Model(f"class {label!r}" + (f" init {init}" if len(inits) > 1 else ""),
                              start, class_code=code)
                    for init, start in enumerate(inits)]
-                  for code, (label, inits) in enumerate(zip(classes, starts))]
+                  for code, (label, inits) in enumerate(zip(classes.tolist(), starts))]
         if self.n_components_per_class > 1:
             _em.run_em(data, _em.EMState([model for inits in models for model in inits]),
                        settings)
@@ -212,7 +212,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         weights = counts if data.sample_weight is None else da.bincount(
             codes, weights=data.sample_weight, minlength=n_classes)
         counts, weights = _graph.compute(counts, weights, scheduler=data.scheduler)
-        for label, count, weight in zip(classes, counts, weights):
+        for label, count, weight in zip(classes.tolist(), counts, weights):
             if count < self.n_components_per_class:
                 raise ValueError(
                     f"The class {label!r} has {count} row(s), fewer than "

@@ -231,7 +231,7 @@ def class_starts(data, X_memory, classes, n_components, covariance_type, n_init,
         (row_codes,) = _graph.compute(data.class_codes[indices], scheduler=data.scheduler)
         streams = [copy.deepcopy(base) for _ in codes]  # each class as if alone
     rows_of = [sampled[row_codes == code] for code in codes]
-    for label, rows in zip(classes, rows_of):
+    for label, rows in zip(classes.tolist(), rows_of):
         if len(rows) < n_components:
             raise ValueError(
                 f"Class {label!r} has {len(rows)} rows in the sample of {len(sampled)} rows "
