@@ -91,7 +91,8 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
     converged_ : ndarray of bool, shape (n_classes,)
         True with one component per class (the class statistics are final).
     n_iter_ : ndarray of int, shape (n_classes,)
-        EM iterations of each class's kept start (0 with one component).
+        EM iterations of each class's kept start; 1 with one component per
+        class (the class statistics, EM's fixed point after one M-step).
     lower_bound_ : ndarray of shape (n_classes,)
         Mean log-likelihood of each class's rows at its last E-step (NaN
         with one component per class, where no E-step runs).
@@ -246,6 +247,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         self.lower_bound_ = np.array([model.lower_bound if fitted else np.nan
                                       for model in models])
         if self.n_components_per_class == 1:
+            self.n_iter_ = np.ones(len(models), dtype=int)
             self.converged_ = np.ones(len(models), dtype=bool)
             return
         self.converged_ = np.array([model.converged for model in models]) & fitted
