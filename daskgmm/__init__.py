@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 # for Dask, scikit-learn and zarr.
 _EXPORTS = {
     "GaussianMixture": "._gaussian_mixture",
+    "GaussianMixtureClassifier": "._classifier",
     "GaussianMixtureIC": "._ic",
     "load": "._gaussian_mixture",
     "show_progress": "._progress",

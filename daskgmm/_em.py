@@ -30,7 +30,11 @@ CACHE_FRACTION = 0.5
 
 @dataclass
 class Model:
-    """One model's EM state: its parameters and where its iterations stand."""
+    """One model's EM state: its parameters and where its iterations stand.
+
+    A model with a ``class_code`` is fitted on the rows of that class only
+    (``RowData.class_codes``); its lower bound is their mean log-likelihood.
+    """
 
     label: str
     parameters: Parameters
@@ -39,6 +43,7 @@ class Model:
     n_iter: int = 0
     converged: bool = False
     error: Optional[str] = None  # why the model stopped when its M-step failed
+    class_code: Optional[int] = None
 
     @property
     def n_components(self):
@@ -207,7 +212,8 @@ def run_em(data, state, settings, save=None):
             break
         tic = time.perf_counter()
         lazy, layouts = _graph.em_statistics(
-            data, [model.parameters for model in running], settings.split_every
+            data, [model.parameters for model in running], settings.split_every,
+            _class_codes(running),
         )
         for model, stats in zip(running, statistics(data, lazy, layouts, settings.checkpoint,
                                                      iteration)):
@@ -229,6 +235,12 @@ def run_em(data, state, settings, save=None):
             save(state)
     for model in state.active:
         settings.print(_converged_message(model, settings))
+
+
+def _class_codes(models):
+    """The class code of every model, or None when they are fitted on all rows."""
+    codes = [model.class_code for model in models]
+    return None if None in codes else codes
 
 
 def _advance(model, stats, settings, iteration):

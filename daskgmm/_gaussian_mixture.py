@@ -50,20 +50,15 @@ def _weighted_log_prob(X, params, covariance_type):
     return _kernels.estimate_weighted_log_prob(X, *params, covariance_type)
 
 
-def float_dtype(X):
-    """The dtype of results for X, as scikit-learn's: float32 for float32 X, else float64."""
-    return np.float32 if X.dtype == np.float32 else np.float64
-
-
 def _score_samples_block(X, params, covariance_type):
     scores = logsumexp(_weighted_log_prob(X, params, covariance_type), axis=1)
-    return scores.astype(float_dtype(X), copy=False)
+    return scores.astype(_input.float_dtype(X), copy=False)
 
 
 def _predict_proba_block(X, params, covariance_type):
     weighted = _weighted_log_prob(X, params, covariance_type)
     proba = np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
-    return proba.astype(float_dtype(X), copy=False)
+    return proba.astype(_input.float_dtype(X), copy=False)
 
 
 def _predict_block(X, params, covariance_type, classes):
@@ -296,7 +291,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         if self.checkpoint:
             save = partial(_checkpoint.save, self.checkpoint, identity=identity)
         _em.run_em(data, state, settings, save)
-        self._set_fitted(_em.best_model(state.models, self.max_iter), float_dtype(data.X))
+        self._set_fitted(_em.best_model(state.models, self.max_iter), _input.float_dtype(data.X))
 
     def _settings(self):
         return _em.Settings(
@@ -372,18 +367,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         return self.weights_, self.means_, self.precisions_cholesky_
 
     def _apply(self, X, block_fn, n_columns=None, dtype=None, wrap=True):
-        """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy.
-
-        ``dtype`` is that of the result (None: ``float_dtype(X)``). With
-        ``wrap``, the result comes back in X's form (a DataArray for a DataArray).
-        """
-        X, wrapper = _input.validate(self, X, reset=False)
-        if isinstance(X, da.Array):
-            dtype = float_dtype(X) if dtype is None else dtype
-            result = _graph.map_rows(X.rechunk({1: -1}), block_fn, n_columns, dtype)
-        else:
-            result = block_fn(X)
-        return wrapper(result) if wrap else result
+        """`_input.apply_rows` on this estimator."""
+        return _input.apply_rows(self, X, block_fn, n_columns, dtype, wrap)
 
     def score_samples(self, X):
         """Log-likelihood of every row; lazy for Dask input."""

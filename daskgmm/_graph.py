@@ -50,11 +50,17 @@ _INLINE_BYTES = 2**20
 
 
 class RowData(NamedTuple):
-    """Validated input: rows chunked any way, features in one chunk."""
+    """Validated input: rows chunked any way, features in one chunk.
+
+    ``class_codes`` (ints aligned with the rows of ``X``), when given, let
+    the statistics of a model be restricted to the rows of one class (see
+    `em_statistics`).
+    """
 
     X: da.Array
     sample_weight: Optional[da.Array]
     scheduler: Optional[str]
+    class_codes: Optional[da.Array] = None
 
     @property
     def n_samples(self):
@@ -128,8 +134,8 @@ def cluster_memory():
 
 def persist(data):
     """The data persisted on the active scheduler (the workers, or local memory)."""
-    X, sample_weight = dask.persist(data.X, data.sample_weight)
-    return RowData(X, sample_weight, data.scheduler)
+    X, sample_weight, class_codes = dask.persist(data.X, data.sample_weight, data.class_codes)
+    return RowData(X, sample_weight, data.scheduler, class_codes)
 
 
 def _packed(block_stats, layout, x, *args):
@@ -212,6 +218,32 @@ def _for_every_task(block_stats, name, value):
     return block_stats, [(dask.delayed(value, pure=True, traverse=False), None)]
 
 
+def _each_on_its_class(block_stats, x, sample_weight, class_codes, items, classes):
+    """``block_stats(x, sample_weight, items)``, each item given only the rows
+    whose class code is its entry of ``classes``."""
+    stats = []
+    for item, code in zip(items, classes):
+        rows = class_codes == code
+        stats += block_stats(x[rows], None if sample_weight is None else sample_weight[rows],
+                             [item])
+    return stats
+
+
+def _per_task(data, block_stats, name, items, classes):
+    """``(block_stats, args)`` for `_reduce` of ``block_stats(x, sample_weight, items)``.
+
+    ``items`` is ``block_stats``' argument ``name``. With ``classes`` (one
+    class code per item), each item sees only the rows of its class
+    (``data.class_codes``); None: all rows.
+    """
+    if classes is None:
+        return _for_every_task(block_stats, name, items)
+    block, args = _for_every_task(
+        partial(_each_on_its_class, block_stats, classes=tuple(classes)), "items", items
+    )
+    return block, [(data.class_codes, "i"), *args]
+
+
 def _em_block(x, sample_weight, models):
     return [
         _kernels.em_statistics(x, sample_weight, model.weights, model.means, model.prec_chol,
@@ -220,11 +252,14 @@ def _em_block(x, sample_weight, models):
     ]
 
 
-def em_statistics(data, models, split_every=None):
+def em_statistics(data, models, split_every=None, classes=None):
     """Lazy statistics of one EM iteration of every model, all in the same pass.
 
     ``models`` is a list of ``_mstep.Parameters``, of any numbers of
-    components and covariance types. Returns ``(lazy, Layouts)``, ``lazy``
+    components and covariance types. With ``classes``, one class code per
+    model, each model sees only the rows of its class in
+    ``data.class_codes`` (its responsibilities, log-likelihood and weight
+    are those of its class's rows). Returns ``(lazy, Layouts)``, ``lazy``
     as for `merged`.
     """
     n_features = data.X.shape[1]
@@ -233,7 +268,7 @@ def em_statistics(data, models, split_every=None):
                _kernels.reference_means(model.weights, model.means))
         for model in models))
     models = [model._replace(covariances=None) for model in models]  # not needed by the E-step
-    block, args = _for_every_task(_em_block, "models", models)
+    block, args = _per_task(data, _em_block, "models", models, classes)
     return _reduce(data, block, layouts, args, split_every), layouts
 
 
@@ -266,19 +301,20 @@ def _nearest_block(x, sample_weight, centre_sets):
     return stats
 
 
-def nearest_statistics(data, centre_sets, split_every=None):
+def nearest_statistics(data, centre_sets, split_every=None, classes=None):
     """Lazy statistics of the assignment of every row to its nearest centre.
 
     ``centre_sets`` is a list of `Centres`; each row is assigned once per
     set, and the statistics come once per set and covariance type, in that
-    order, all in one pass.
+    order, all in one pass. With ``classes`` (one class code per set), a
+    set sees only the rows of its class, as in `em_statistics`.
     """
     n_features = data.X.shape[1]
     layouts = Layouts(tuple(
         Layout(len(centre_set.centres), n_features, covariance_type)
         for centre_set in centre_sets for covariance_type in centre_set.covariance_types
     ))
-    block, args = _for_every_task(_nearest_block, "centre_sets", centre_sets)
+    block, args = _per_task(data, _nearest_block, "centre_sets", centre_sets, classes)
     return _reduce(data, block, layouts, args, split_every), layouts
 
 

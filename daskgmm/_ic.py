@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _em, _init, _input
 from ._covariance import COVARIANCE_TYPES, n_parameters
-from ._gaussian_mixture import GaussianMixture, float_dtype
+from ._gaussian_mixture import GaussianMixture
 from ._sklearn import Interval
 from ._stats import Layout
 
@@ -234,7 +234,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         values = bic if self.criterion == "bic" else aic
         best = int(np.argmin(values))
         self.best_estimator_ = self._estimator(candidates[best], chosen[best],
-                                               float_dtype(data.X))
+                                               _input.float_dtype(data.X))
         self.n_components_ = candidates[best].n_components
         self.covariance_type_ = candidates[best].covariance_type
         self.criterion_ = float(values[best])

@@ -136,7 +136,7 @@ def dask_starts(data, candidates, n_init, init_params, reg_covar, random_state, 
                 [len(rows) for size in sizes for rows in indices[size]])[:-1]))
         return _from_points(candidates, n_init, {size: [next(points) for _ in range(n_init)]
                                                  for size in sizes}, data.n_samples, reg_covar)
-    sample = _sample(data, base, checkpoint)
+    _, sample = _sample(data, base, checkpoint)
     if init_params == "k-means++":
         points = _per_size(base, sizes, lambda size, stream: kmeans_plusplus(
             sample, size, random_state=stream)[0], n_init)
@@ -178,7 +178,7 @@ def _from_points(candidates, n_init, points, n_samples, reg_covar):
 
 
 def _sample(data, random_state, checkpoint):
-    """A uniform sample of rows, read in one pass (all rows if few)."""
+    """A uniform sample of rows, read in one pass (all rows if few): ``(indices, rows)``."""
     n_samples = data.n_samples
     size = min(KMEANS_SAMPLE_SIZE, KMEANS_SAMPLE_BYTES // (8 * data.X.shape[1]))
     if n_samples <= size:
@@ -188,4 +188,74 @@ def _sample(data, random_state, checkpoint):
     with cluster_failures(data, checkpoint):
         sample = _graph.take_rows(data, indices)
     _kernels.check_finite(sample)
-    return sample
+    return indices, sample
+
+
+def class_starts(data, X_memory, classes, n_components, covariance_type, n_init, init_params,
+                 reg_covar, random_state, split_every, checkpoint):
+    """The starts of a classifier's class models, each within its class's rows.
+
+    Parameters
+    ----------
+    data : _graph.RowData
+        With ``class_codes``, the index in ``classes`` of every row.
+    X_memory : ndarray or None
+        The rows when in memory.
+    classes : ndarray
+        The class labels (named in errors).
+
+    Returns
+    -------
+    list of list of Parameters
+        ``starts[code]``: the ``n_init`` starts of class ``classes[code]``
+        (one with one component: the class statistics, in one pass for all
+        classes). In memory: scikit-learn's start on the class's rows, as a
+        standalone fit on them with the same ``random_state``. Dask: one
+        sample pass serves every class; k-means centres from each class's
+        sampled rows and one assignment pass for all classes, or (other
+        ``init_params``) scikit-learn's start on the class's sampled rows.
+    """
+    codes = range(len(classes))
+    if n_components == 1:
+        centre_sets = [_graph.Centres(np.zeros((1, data.X.shape[1])), (covariance_type,))
+                       for _ in codes]
+        return [[start] for start in _assigned_starts(
+            data, centre_sets, codes, reg_covar, covariance_type, split_every, checkpoint)]
+    candidate = Candidate(n_components, covariance_type)
+    if X_memory is not None:
+        (row_codes,) = _graph.compute(data.class_codes, scheduler=data.scheduler)
+        sampled, streams = X_memory, [random_state] * len(classes)
+    else:
+        base = check_random_state(random_state)
+        indices, sampled = _sample(data, base, checkpoint)
+        (row_codes,) = _graph.compute(data.class_codes[indices], scheduler=data.scheduler)
+        streams = [copy.deepcopy(base) for _ in codes]  # each class as if alone
+    rows_of = [sampled[row_codes == code] for code in codes]
+    for label, rows in zip(classes.tolist(), rows_of):
+        if len(rows) < n_components:
+            raise ValueError(
+                f"Class {label!r} has {len(rows)} rows in the sample of {len(sampled)} rows "
+                f"drawn to initialise, fewer than n_components_per_class={n_components}; "
+                "use fewer components per class."
+            )
+    if X_memory is not None or init_params != "kmeans":
+        return [[starts[candidate, init] for init in range(n_init)] for starts in (
+            memory_starts(rows, [candidate], n_init, init_params, reg_covar, stream)
+            for rows, stream in zip(rows_of, streams))]
+    centre_sets = [
+        _graph.Centres(KMeans(n_clusters=n_components, n_init=1, random_state=stream)
+                       .fit(rows).cluster_centers_, (covariance_type,))
+        for rows, stream in zip(rows_of, streams) for _ in range(n_init)
+    ]
+    starts = _assigned_starts(data, centre_sets, [code for code in codes for _ in range(n_init)],
+                              reg_covar, covariance_type, split_every, checkpoint)
+    return [starts[code * n_init:(code + 1) * n_init] for code in codes]
+
+
+def _assigned_starts(data, centre_sets, set_codes, reg_covar, covariance_type, split_every,
+                     checkpoint):
+    """One start per centre set, from the rows of its class (``set_codes``) assigned to
+    their nearest centre, all in one pass."""
+    lazy, layouts = _graph.nearest_statistics(data, centre_sets, split_every, set_codes)
+    return [start_from_stats(stats, reg_covar, covariance_type)
+            for stats in statistics(data, lazy, layouts, checkpoint)]

@@ -227,6 +227,27 @@ def check_sample_weight(sample_weight, n_samples):
     return sample_weight
 
 
+def float_dtype(X):
+    """The dtype of results for X, as scikit-learn's: float32 for float32 X, else float64."""
+    return np.float32 if X.dtype == np.float32 else np.float64
+
+
+def apply_rows(estimator, X, block_fn, n_columns=None, dtype=None, wrap=True):
+    """Run ``block_fn`` on X (checked against the fitted ``estimator``): lazily per
+    row chunk for Dask, at once for NumPy.
+
+    ``dtype`` is that of the result (None: ``float_dtype(X)``). With ``wrap``, the
+    result comes back in X's form (a DataArray for a DataArray).
+    """
+    X, wrapper = validate(estimator, X, reset=False)
+    if isinstance(X, da.Array):
+        dtype = float_dtype(X) if dtype is None else dtype
+        result = _graph.map_rows(X.rechunk({1: -1}), block_fn, n_columns, dtype)
+    else:
+        result = block_fn(X)
+    return wrapper(result) if wrap else result
+
+
 def fit_data(estimator, X, sample_weight):
     """``X`` (and weights) validated for fit: ``(RowData, X in memory or None)``."""
     X, _ = validate(estimator, X, reset=True)

@@ -751,6 +751,8 @@ def one_hot(labels, n_components):
 def nearest_resp(X, centres):
     """Hard responsibilities of the nearest centre (Euclidean), as k-means."""
     check_finite(X)
+    if X.shape[0] == 0:
+        return np.zeros((0, centres.shape[0]))
     return one_hot(pairwise_distances_argmin(X, centres), centres.shape[0])
 
 

@@ -1,0 +1,291 @@
+"""GaussianMixtureClassifier: one Gaussian mixture per class, all fitted in the same passes.
+
+Each class is one engine `Model` (`_em.Model.class_code`) whose statistics
+come from its class's rows only, so every row's responsibilities are
+restricted to its class's components. One component per class is quadratic
+discriminant analysis: the class statistics, in one pass. More is mixture
+discriminant analysis (Hastie & Tibshirani 1996): EM on every class at
+once, one pass per iteration of the slowest class.
+"""
+
+import warnings
+from functools import partial
+from numbers import Integral
+
+import dask.array as da
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from . import _em, _graph, _init, _input, _kernels
+from ._gaussian_mixture import GaussianMixture, _encode_labels
+from ._sklearn import Interval
+
+
+def _log_joint_block(X, class_parameters, log_prior, covariance_type):
+    """log p(x, class) of every row (n, n_classes): each class's mixture density plus its prior."""
+    _kernels.check_finite(X)
+    return log_prior + np.stack([
+        logsumexp(_kernels.estimate_weighted_log_prob(X, *parameters, covariance_type), axis=1)
+        for parameters in class_parameters
+    ], axis=1).reshape(X.shape[0], len(class_parameters))
+
+
+def _predict_log_proba_block(X, log_joint):
+    joint = log_joint(X)
+    return joint - logsumexp(joint, axis=1, keepdims=True)
+
+
+def _predict_proba_block(X, log_joint):
+    return np.exp(_predict_log_proba_block(X, log_joint))
+
+
+def _predict_block(X, log_joint, classes):
+    return classes[log_joint(X).argmax(axis=1)]
+
+
+class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier modelling each class by a Gaussian mixture, all classes in the same passes.
+
+    With ``n_components_per_class=1`` this is quadratic discriminant analysis
+    (with maximum-likelihood covariances), fitted in one pass over the data;
+    with more, mixture discriminant analysis (Hastie & Tibshirani 1996): each
+    class's mixture is fitted by EM on its own rows, every class advancing
+    in the same pass, so a fit costs the initialisation passes plus the
+    iterations of the slowest class. Each class's mixture equals a
+    standalone :class:`daskgmm.GaussianMixture` fitted on that class's rows
+    from the same start. Inputs are those of ``GaussianMixture.fit``.
+
+    Parameters
+    ----------
+    n_components_per_class : int, default=1
+        Mixture components of every class.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        Of each class's mixture ('tied': shared by the components of one class).
+    tol, reg_covar, max_iter, n_init, random_state, verbose, verbose_interval, split_every, cache
+        As :class:`daskgmm.GaussianMixture`, for every class's mixture.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        Each class starts within its own rows. In-memory input: scikit-learn's
+        start on the class's rows, as a standalone fit on them with the same
+        ``random_state``. Dask input: one sample pass serves every class;
+        'kmeans' clusters each class's sampled rows, then one pass assigns
+        every row to its class's nearest centre; the other methods start from
+        each class's sampled rows. Unused with one component per class.
+    priors : array-like of shape (n_classes,), default=None
+        Class prior probabilities (summing to 1); None: the classes'
+        shares of the total sample weight (of the rows, without weights).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    class_prior_ : ndarray of shape (n_classes,)
+    weights_ : ndarray of shape (n_classes, n_components_per_class)
+    means_ : ndarray of shape (n_classes, n_components_per_class, n_features)
+    covariances_, precisions_cholesky_ : ndarray
+        Per class (first axis), shaped as ``GaussianMixture``'s for its
+        covariance type: ``(n_classes, K, D, D)`` full, ``(n_classes, D, D)``
+        tied, ``(n_classes, K, D)`` diag, ``(n_classes, K)`` spherical.
+    converged_ : ndarray of bool, shape (n_classes,)
+        True with one component per class (the class statistics are final).
+    n_iter_ : ndarray of int, shape (n_classes,)
+        EM iterations of each class's kept start; 1 with one component per
+        class (the class statistics, EM's fixed point after one M-step).
+    lower_bound_ : ndarray of shape (n_classes,)
+        Mean log-likelihood of each class's rows at its last E-step (NaN
+        with one component per class, where no E-step runs).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components_per_class": [Interval(Integral, 1, None, closed="left")],
+        "priors": ["array-like", None],
+        **{name: GaussianMixture._parameter_constraints[name] for name in (
+            "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
+            "random_state", "verbose", "verbose_interval", "split_every", "cache")},
+    }
+
+    def __init__(
+        self,
+        n_components_per_class=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        priors=None,
+        random_state=None,
+        verbose=0,
+        verbose_interval=10,
+        split_every=None,
+        cache="auto",
+    ):
+        self.n_components_per_class = n_components_per_class
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.priors = priors
+        self.random_state = random_state
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.split_every = split_every
+        self.cache = cache
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = False
+        return tags
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit every class's mixture on its rows, all classes in the same passes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NumPy, pandas, Dask or zarr array, Dask DataFrame or xarray DataArray.
+        y : array-like of shape (n_samples,)
+            Class labels (NumPy, pandas or Dask).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights; integer weights equal repeated rows.
+
+        Returns
+        -------
+        self
+        """
+        state = self.__dict__.copy()
+        try:
+            self._fit(X, y, sample_weight)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+        return self
+
+    def _fit(self, X, y, sample_weight):
+        self._validate_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        data, X_memory = _input.fit_data(self, X, sample_weight)
+        y = _input.vector(y)
+        if not isinstance(y, da.Array):
+            check_classification_targets(y)
+        classes, codes = _encode_labels(y, data)
+        data = data._replace(class_codes=codes.rechunk((data.X.chunks[0],)))
+        self._check_classes(data, classes)
+        settings = _em.Settings(
+            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
+            split_every=self.split_every, verbose=self.verbose,
+            verbose_interval=self.verbose_interval,
+        )
+        data = _em.cached(data, self.cache, settings)
+        starts = _init.class_starts(
+            data, X_memory, classes, self.n_components_per_class, self.covariance_type,
+            self.n_init, self.init_params, self.reg_covar, self.random_state, self.split_every,
+            None,
+        )
+        models = [[_em.Model(f"class {label!r}" + (f" init {init}" if len(inits) > 1 else ""),
+                             start, class_code=code)
+                   for init, start in enumerate(inits)]
+                  for code, (label, inits) in enumerate(zip(classes.tolist(), starts))]
+        if self.n_components_per_class > 1:
+            _em.run_em(data, _em.EMState([model for inits in models for model in inits]),
+                       settings)
+        self.classes_ = classes
+        self._set_fitted([_em.best_model(inits, self.max_iter) for inits in models])
+
+    def _check_classes(self, data, classes):
+        """Every class has enough rows and some weight; sets ``class_prior_``."""
+        codes, n_classes = data.class_codes, len(classes)
+        counts = da.bincount(codes, minlength=n_classes)
+        weights = counts if data.sample_weight is None else da.bincount(
+            codes, weights=data.sample_weight, minlength=n_classes)
+        counts, weights = _graph.compute(counts, weights, scheduler=data.scheduler)
+        for label, count, weight in zip(classes.tolist(), counts, weights):
+            if count < self.n_components_per_class:
+                raise ValueError(
+                    f"The class {label!r} has {count} row(s), fewer than "
+                    f"n_components_per_class={self.n_components_per_class}."
+                )
+            if not weight > 0:
+                raise ValueError(
+                    f"The class {label!r} has a total sample_weight of zero; every class "
+                    "needs some weight (drop its rows instead)."
+                )
+        if self.priors is None:
+            self.class_prior_ = weights / weights.sum()
+            return
+        priors = np.asarray(self.priors, dtype=np.float64)
+        if priors.shape != (n_classes,) or (priors < 0).any() or not np.isclose(priors.sum(), 1):
+            raise ValueError(
+                f"priors must hold {n_classes} non-negative probabilities summing to 1, one "
+                f"per class of {classes.tolist()}; got {self.priors!r}."
+            )
+        self.class_prior_ = priors
+
+    def _set_fitted(self, models):
+        """The fitted attributes from each class's kept ``Model`` (in class order)."""
+        fitted = self.max_iter > 0 and self.n_components_per_class > 1
+        parameters = [model.parameters for model in models]
+        self.weights_ = np.stack([p.weights for p in parameters])
+        self.means_ = np.stack([p.means for p in parameters])
+        self.covariances_ = np.stack([p.covariances for p in parameters])
+        self.precisions_cholesky_ = np.stack([p.prec_chol for p in parameters])
+        self.n_iter_ = np.array([model.n_iter for model in models])
+        self.lower_bound_ = np.array([model.lower_bound if fitted else np.nan
+                                      for model in models])
+        if self.n_components_per_class == 1:
+            self.n_iter_ = np.ones(len(models), dtype=int)
+            self.converged_ = np.ones(len(models), dtype=bool)
+            return
+        self.converged_ = np.array([model.converged for model in models]) & fitted
+        if fitted and not self.converged_.all():
+            warnings.warn(
+                f"The mixtures of the classes {self.classes_[~self.converged_].tolist()} did "
+                "not converge. Try different init parameters, or increase max_iter, tol, or "
+                "check for degenerate data.",
+                ConvergenceWarning,
+            )
+
+    # ------------------------------------------------------------- predict
+
+    def _log_joint(self):
+        """The block function giving log p(x, class) of every row."""
+        check_is_fitted(self)
+        with np.errstate(divide="ignore"):  # a class with prior 0 is never predicted
+            log_prior = np.log(self.class_prior_)
+        return partial(
+            _log_joint_block,
+            class_parameters=list(zip(self.weights_, self.means_, self.precisions_cholesky_)),
+            log_prior=log_prior,
+            covariance_type=self.covariance_type,
+        )
+
+    def predict(self, X):
+        """The most probable class of every row; lazy for Dask input."""
+        block = partial(_predict_block, log_joint=self._log_joint(), classes=self.classes_)
+        return _input.apply_rows(self, X, block, dtype=self.classes_.dtype)
+
+    def predict_proba(self, X):
+        """Posterior probability of every class (columns as ``classes_``); lazy for Dask."""
+        block = partial(_predict_proba_block, log_joint=self._log_joint())
+        return _input.apply_rows(self, X, block, n_columns=len(self.classes_),
+                                 dtype=np.float64)
+
+    def predict_log_proba(self, X):
+        """Log of `predict_proba`, computed without underflow; lazy for Dask."""
+        block = partial(_predict_log_proba_block, log_joint=self._log_joint())
+        return _input.apply_rows(self, X, block, n_columns=len(self.classes_),
+                                 dtype=np.float64)
