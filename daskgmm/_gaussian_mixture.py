@@ -47,7 +47,7 @@ def _encode_labels(y, data):
 
 def _weighted_log_prob(X, params, covariance_type):
     _kernels.check_finite(X)
-    return _kernels.estimate_weighted_log_prob(X, *params, covariance_type)
+    return _kernels.estimate_weighted_log_prob(X, covariance_type=covariance_type, **params)
 
 
 def _score_samples_block(X, params, covariance_type):
@@ -332,13 +332,14 @@ class GaussianMixture(_SklearnGaussianMixture):
                 "tol, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        parameters = model.parameters
-        self._set_parameters(
-            (parameters.weights, parameters.means, parameters.covariances, parameters.prec_chol)
-        )
+        self._set_parameters(self._sklearn_parameters(model.parameters))
         self.n_iter_ = model.n_iter
         self.lower_bound_ = model.lower_bound if fitted else -np.inf
         self.lower_bounds_ = list(model.history)
+
+    def _sklearn_parameters(self, parameters):
+        """scikit-learn's ``_set_parameters`` tuple of an engine ``Parameters``."""
+        return parameters.weights, parameters.means, parameters.covariances, parameters.prec_chol
 
     def _n_parameters(self):
         """Number of free parameters (one component per class when fitted with y)."""
@@ -354,8 +355,9 @@ class GaussianMixture(_SklearnGaussianMixture):
     # ------------------------------------------------------------- predict
 
     def _parameters(self):
+        """The fitted parameters the E-step needs, as keywords of ``estimate_weighted_log_prob``."""
         check_is_fitted(self)
-        return self.weights_, self.means_, self.precisions_cholesky_
+        return dict(weights=self.weights_, means=self.means_, prec_chol=self.precisions_cholesky_)
 
     def _apply(self, X, block_fn, n_columns=None, dtype=np.float64, wrap=True):
         """Run ``block_fn`` on X: lazily per row chunk for Dask, at once for NumPy.

@@ -215,7 +215,7 @@ def _for_every_task(block_stats, name, value):
 def _em_block(x, sample_weight, models):
     return [
         _kernels.em_statistics(x, sample_weight, model.weights, model.means, model.prec_chol,
-                               model.covariance_type)
+                               model.covariance_type, model.log_weights)
         for model in models
     ]
 
