@@ -425,7 +425,8 @@ class GaussianMixture(_SklearnGaussianMixture):
 
 
 def load(path):
-    """Load a model saved by :meth:`GaussianMixture.save` (or a search's ``save``).
+    """Load a model saved by :meth:`GaussianMixture.save` (or a search's, or a
+    :class:`BayesianGaussianMixture`'s ``save``).
 
     Parameters
     ----------
@@ -434,9 +435,9 @@ def load(path):
 
     Returns
     -------
-    GaussianMixture
-        A fitted estimator with the saved hyperparameters and fitted
-        attributes, bit for bit.
+    GaussianMixture or BayesianGaussianMixture
+        A fitted estimator of the class saved, with the saved
+        hyperparameters and fitted attributes, bit for bit.
 
     Raises
     ------
@@ -444,11 +445,15 @@ def load(path):
         If ``path`` is missing, corrupt, foreign, of another format version,
         or not a consistent model.
     """
-    params, fitted = _persist.read_model(path)
+    from ._bayesian_mixture import BayesianGaussianMixture
+
+    name, params, fitted = _persist.read_model(path)
+    classes = {"GaussianMixture": GaussianMixture,
+               "BayesianGaussianMixture": BayesianGaussianMixture}
     try:
-        estimator = GaussianMixture().set_params(**params)
+        estimator = classes[name]().set_params(**params)
         estimator._validate_params()
-    except (TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise _persist.invalid_model(path, error) from error
     vars(estimator).update(fitted)
     return estimator
