@@ -1,14 +1,12 @@
 """BayesianGaussianMixture: scikit-learn's variational mixture, fitted on Dask."""
 
 import threading
-import warnings
 
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
 from sklearn.utils.estimator_checks import check_estimator
 from zarr.storage import LocalStore
@@ -17,6 +15,7 @@ import daskgmm
 from daskgmm import BayesianGaussianMixture, cli
 
 from .conftest import COVARIANCE_TYPES, InstrumentedStore, make_mixture
+from .test_parity import _fit
 
 PRIOR_TYPES = ["dirichlet_process", "dirichlet_distribution"]
 FITTED = ["weights_", "mean_precision_", "means_", "degrees_of_freedom_", "covariances_",
@@ -26,12 +25,6 @@ FITTED = ["weights_", "mean_precision_", "means_", "degrees_of_freedom_", "covar
 @pytest.fixture(scope="module")
 def X():
     return make_mixture(n_samples=2500, n_features=3, n_components=3, seed=1)[0]
-
-
-def _fit(estimator, X, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return estimator.fit(X, **kwargs)
 
 
 def assert_same_fit(ours, theirs, rtol):
