@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 # use, so that ``import daskgmm.cli`` (and ``daskgmm --help``) does not pay
 # for Dask, scikit-learn and zarr.
 _EXPORTS = {
+    "BayesianGaussianMixture": "._bayesian_mixture",
     "GaussianMixture": "._gaussian_mixture",
     "GaussianMixtureClassifier": "._classifier",
     "GaussianMixtureIC": "._ic",

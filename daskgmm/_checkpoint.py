@@ -11,10 +11,11 @@ import os
 import numpy as np
 
 from ._em import EMState, Model
-from ._mstep import Parameters
+from ._mstep import Parameters, Posterior
 from ._persist import decode_json, encode_json, read_group, recover, write_group
 
 _PARAMETER_NAMES = ("weights", "means", "covariances", "prec_chol")
+_POSTERIOR_NAMES = Posterior._fields  # variational models only
 
 # Version of the state record in a checkpoint; version 1 (per-initialisation
 # lists, before the engine) is refused.
@@ -58,6 +59,10 @@ def save(path, state, identity):
     for i, model in enumerate(state.models):
         for name in _PARAMETER_NAMES:
             arrays[f"{name}_{i}"] = np.asarray(getattr(model.parameters, name), dtype=np.float64)
+        if model.parameters.posterior is not None:
+            for name in _POSTERIOR_NAMES:
+                arrays[f"{name}_{i}"] = np.asarray(getattr(model.parameters.posterior, name),
+                                                   dtype=np.float64)
     attrs = {
         "kind": "checkpoint",
         "state_version": STATE_VERSION,
@@ -109,8 +114,10 @@ def load(path, identity):
     models = [
         Model(
             label=record["label"],
-            parameters=Parameters(record["covariance_type"],
-                                  *(arrays[f"{name}_{i}"] for name in _PARAMETER_NAMES)),
+            parameters=Parameters(
+                record["covariance_type"], *(arrays[f"{name}_{i}"] for name in _PARAMETER_NAMES),
+                Posterior(*(arrays[f"{name}_{i}"] for name in _POSTERIOR_NAMES))
+                if f"log_weights_{i}" in arrays else None),
             lower_bound=decode_json(record["lower_bound"]),
             history=decode_json(record["history"]),
             n_iter=record["n_iter"],

@@ -30,9 +30,9 @@ def m2_shape(n_components, n_features, covariance_type):
 
 
 def statistics_size(n_components, n_features, covariance_type):
-    """Floats in one model's packed statistics: nk, means, m2, log-likelihood, weight."""
+    """Floats in one model's packed statistics: nk, means, m2, log-likelihood, weight, entropy."""
     m2_size = int(np.prod(m2_shape(n_components, n_features, covariance_type)))
-    return n_components * (1 + n_features) + m2_size + 2
+    return n_components * (1 + n_features) + m2_size + 3
 
 
 def n_parameters(n_components, n_features, covariance_type):
@@ -120,3 +120,40 @@ def covariances_from_precision_cholesky(prec_chol, covariance_type):
     if covariance_type in ("full", "tied"):
         return np.linalg.inv(prec_chol @ np.swapaxes(prec_chol, -1, -2))
     return 1.0 / np.square(prec_chol)
+
+
+def _per_component(covariance_type):
+    """Index that broadcasts (K,) values (a scalar for ``tied``) against the covariances."""
+    return {"full": (..., None, None), "diag": (..., None)}.get(covariance_type, ...)
+
+
+def wishart(nk, means, covariances, prior, mean_precision, covariance_type):
+    """Degrees of freedom and normalised covariances of the variational Wishart posterior.
+
+    scikit-learn's ``BayesianGaussianMixture._estimate_wishart_*``: ``nk``,
+    ``means`` and ``covariances`` as `_mstep.estimate_parameters` gives them,
+    ``prior`` a `_mstep.Prior`, ``mean_precision`` the posterior's (K,).
+    ``tied`` pools ``nk`` as ``nk.sum() / K`` per component.
+    """
+    n_components, n_features = means.shape
+    counts = nk.sum() / n_components if covariance_type == "tied" else nk
+    degrees_of_freedom = prior.degrees_of_freedom + counts
+    shrink = nk * prior.mean_precision / mean_precision
+    shrink = shrink / {"tied": n_components, "spherical": n_features}.get(covariance_type, 1)
+    at = _per_component(covariance_type)
+    scatter = (prior.covariance + np.asarray(counts)[at] * covariances
+               + weighted_outer(shrink, means - prior.mean, covariance_type))
+    return degrees_of_freedom, scatter / np.asarray(degrees_of_freedom)[at]
+
+def covariance_prior(moments, covariance_type):
+    """scikit-learn's default ``covariance_prior_`` from the statistics of all rows.
+
+    ``moments`` are the statistics of one all-ones component, with ``full``
+    second moments for ``full`` and ``tied``, ``diag`` ones otherwise: the
+    unbiased covariance (or variances, or their mean for ``spherical``) of
+    the data, as ``np.cov`` and ``np.var(ddof=1)`` give them.
+    """
+    covariance = moments.m2[0] / (moments.weight - 1)
+    if covariance_type == "spherical":
+        return covariance.mean()
+    return covariance

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import _graph
-from ._mstep import Parameters, m_step
+from ._mstep import Parameters, Prior, m_step, variational_lower_bound, variational_step
 from ._stats import Layout
 
 # Largest sufficient statistics (all models of a pass together) a fit accepts.
@@ -78,6 +78,8 @@ class Settings:
 
     With ``drop_failed``, a model whose covariance becomes ill-defined stops
     (its ``error`` says why) while the others go on; else the error is raised.
+    With a ``prior``, the models are variational mixtures: their M-step and
+    lower bound are scikit-learn's ``BayesianGaussianMixture``'s.
     """
 
     tol: float
@@ -89,6 +91,7 @@ class Settings:
     verbose_interval: int = 10
     checkpoint: Optional[str] = None
     drop_failed: bool = False
+    prior: Optional[Prior] = None
 
     def print(self, message, level=1):
         if self.verbose >= level:
@@ -249,8 +252,14 @@ def _advance(model, stats, settings, iteration):
         raise ValueError("sample_weight must not sum to zero.")
     bound = float(stats.loglik / stats.weight)
     try:
-        model.parameters = m_step(stats, settings.reg_covar, settings.params, model.parameters,
-                                  iteration)
+        if settings.prior is None:
+            model.parameters = m_step(stats, settings.reg_covar, settings.params,
+                                      model.parameters, iteration)
+        else:
+            model.parameters = variational_step(stats, settings.reg_covar, settings.prior,
+                                                model.covariance_type, iteration)
+            bound = variational_lower_bound(model.parameters, stats.entropy,
+                                            settings.prior.weight_concentration_type)
     except ValueError as error:
         if not settings.drop_failed:
             raise

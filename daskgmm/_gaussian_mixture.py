@@ -47,7 +47,7 @@ def _encode_labels(y, data):
 
 def _weighted_log_prob(X, params, covariance_type):
     _kernels.check_finite(X)
-    return _kernels.estimate_weighted_log_prob(X, *params, covariance_type)
+    return _kernels.estimate_weighted_log_prob(X, covariance_type=covariance_type, **params)
 
 
 def _score_samples_block(X, params, covariance_type):
@@ -339,15 +339,16 @@ class GaussianMixture(_SklearnGaussianMixture):
                 "tol, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        parameters = model.parameters
-        self._set_parameters(
-            (parameters.weights, parameters.means, parameters.covariances, parameters.prec_chol)
-        )
+        self._set_parameters(self._sklearn_parameters(model.parameters))
         for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
             setattr(self, name, getattr(self, name).astype(dtype, copy=False))
         self.n_iter_ = model.n_iter
         self.lower_bound_ = dtype(model.lower_bound) if fitted else -np.inf
         self.lower_bounds_ = list(model.history)
+
+    def _sklearn_parameters(self, parameters):
+        """scikit-learn's ``_set_parameters`` tuple of an engine ``Parameters``."""
+        return parameters.weights, parameters.means, parameters.covariances, parameters.prec_chol
 
     def _n_parameters(self):
         """Number of free parameters (one component per class when fitted with y)."""
@@ -363,8 +364,9 @@ class GaussianMixture(_SklearnGaussianMixture):
     # ------------------------------------------------------------- predict
 
     def _parameters(self):
+        """The fitted parameters the E-step needs, as keywords of ``estimate_weighted_log_prob``."""
         check_is_fitted(self)
-        return self.weights_, self.means_, self.precisions_cholesky_
+        return dict(weights=self.weights_, means=self.means_, prec_chol=self.precisions_cholesky_)
 
     def _apply(self, X, block_fn, n_columns=None, dtype=None, wrap=True):
         """`_input.apply_rows` on this estimator."""
@@ -424,7 +426,8 @@ class GaussianMixture(_SklearnGaussianMixture):
 
 
 def load(path):
-    """Load a model saved by :meth:`GaussianMixture.save` (or a search's ``save``).
+    """Load a model saved by :meth:`GaussianMixture.save` (or a search's, or a
+    :class:`BayesianGaussianMixture`'s ``save``).
 
     Parameters
     ----------
@@ -433,9 +436,9 @@ def load(path):
 
     Returns
     -------
-    GaussianMixture
-        A fitted estimator with the saved hyperparameters and fitted
-        attributes, bit for bit.
+    GaussianMixture or BayesianGaussianMixture
+        A fitted estimator of the class saved, with the saved
+        hyperparameters and fitted attributes, bit for bit.
 
     Raises
     ------
@@ -443,11 +446,15 @@ def load(path):
         If ``path`` is missing, corrupt, foreign, of another format version,
         or not a consistent model.
     """
-    params, fitted = _persist.read_model(path)
+    from ._bayesian_mixture import BayesianGaussianMixture
+
+    name, params, fitted = _persist.read_model(path)
+    classes = {"GaussianMixture": GaussianMixture,
+               "BayesianGaussianMixture": BayesianGaussianMixture}
     try:
-        estimator = GaussianMixture().set_params(**params)
+        estimator = classes[name]().set_params(**params)
         estimator._validate_params()
-    except (TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise _persist.invalid_model(path, error) from error
     vars(estimator).update(fitted)
     return estimator

@@ -247,7 +247,7 @@ def _per_task(data, block_stats, name, items, classes):
 def _em_block(x, sample_weight, models):
     return [
         _kernels.em_statistics(x, sample_weight, model.weights, model.means, model.prec_chol,
-                               model.covariance_type)
+                               model.covariance_type, model.log_weights)
         for model in models
     ]
 

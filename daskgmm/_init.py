@@ -77,6 +77,29 @@ def _sklearn_start(X, candidate, init_params, reg_covar, random_state, user_init
     )
 
 
+class _Responsibilities(SklearnGaussianMixture):
+    """scikit-learn's initialisation, keeping the responsibilities it starts from."""
+
+    def _initialize(self, X, resp):
+        self.resp_ = resp
+
+
+def memory_start_statistics(X, sample_weight, n_components, covariance_type, n_init,
+                            init_params, random_state):
+    """The statistics of scikit-learn's initial responsibilities, one per start.
+
+    For in-memory input: the starts of scikit-learn's ``n_init`` loop for
+    ``random_state`` (shared by its mixtures, variational ones included).
+    """
+    stream = check_random_state(random_state)
+    stats = []
+    for _ in range(n_init):
+        init = _Responsibilities(n_components=n_components, init_params=init_params)
+        init._initialize_parameters(X, stream)
+        stats.append(_kernels.resp_statistics(X, sample_weight, init.resp_, covariance_type))
+    return stats
+
+
 def with_user_init(start, covariance_type, weights_init, means_init, precisions_init):
     """``start`` (None: nothing) with parts replaced by the user's initial parameters."""
     parts = start._asdict() if start is not None else {}
@@ -118,29 +141,54 @@ def dask_starts(data, candidates, n_init, init_params, reg_covar, random_state, 
 
     Returns ``{(candidate, init): Parameters}`` (see the module docstring).
     """
+    stats, _ = dask_start_statistics(data, candidates, n_init, init_params, random_state,
+                                     split_every, checkpoint)
+    return {(candidate, init): start_from_stats(start, reg_covar, candidate.covariance_type)
+            for (candidate, init), start in stats.items()}
+
+
+def dask_start_statistics(data, candidates, n_init, init_params, random_state, split_every,
+                          checkpoint, moments=None):
+    """The statistics of every start's initial responsibilities, at scale.
+
+    Returns ``({(candidate, init): Stats}, all_rows)``. With ``moments`` (a
+    covariance type), ``all_rows`` are the statistics of every row in one
+    all-ones component, in that layout (the data's mean and scatter),
+    computed in the pass of the starts ('kmeans', 'random') or in one pass
+    of their own ('k-means++', 'random_from_data'); else None.
+    """
     base = check_random_state(random_state)
     sizes = sorted({candidate.n_components for candidate in candidates})
+    one_centre = [] if moments is None else [_one_centre(data, moments)]
     if init_params == "random":
         seeds = _per_size(base, sizes, lambda size, stream: stream.randint(2**31 - 1), n_init)
         starts = [(candidate, init) for candidate in candidates for init in range(n_init)]
         random_starts = [_graph.RandomStart(seeds[candidate.n_components][init], *candidate)
                          for candidate, init in starts]
+        if moments is not None:  # one component: all responsibilities are 1
+            random_starts.append(_graph.RandomStart(0, 1, moments))
         lazy, layouts = _graph.random_statistics(data, random_starts, split_every)
-        return _from_stats(starts, statistics(data, lazy, layouts, checkpoint), reg_covar)
-    if init_params == "random_from_data":
-        indices = _per_size(base, sizes, lambda size, stream: stream.choice(
-            data.n_samples, size, replace=False), n_init)
-        flat = np.concatenate([rows for size in sizes for rows in indices[size]])
-        with cluster_failures(data, checkpoint):
-            points = iter(np.split(_graph.take_rows(data, flat), np.cumsum(
-                [len(rows) for size in sizes for rows in indices[size]])[:-1]))
-        return _from_points(candidates, n_init, {size: [next(points) for _ in range(n_init)]
-                                                 for size in sizes}, data.n_samples, reg_covar)
+        return _with_moments(starts, statistics(data, lazy, layouts, checkpoint), moments)
+    if init_params in ("random_from_data", "k-means++"):
+        if init_params == "random_from_data":
+            indices = _per_size(base, sizes, lambda size, stream: stream.choice(
+                data.n_samples, size, replace=False), n_init)
+            flat = np.concatenate([rows for size in sizes for rows in indices[size]])
+            with cluster_failures(data, checkpoint):
+                found = iter(np.split(_graph.take_rows(data, flat), np.cumsum(
+                    [len(rows) for size in sizes for rows in indices[size]])[:-1]))
+            points = {size: [next(found) for _ in range(n_init)] for size in sizes}
+        else:
+            _, sample = _sample(data, base, checkpoint)
+            points = _per_size(base, sizes, lambda size, stream: kmeans_plusplus(
+                sample, size, random_state=stream)[0], n_init)
+        all_rows = None
+        if moments is not None:
+            all_rows = data_moments(data, moments, split_every, checkpoint)
+        return {(candidate, init): _point_stats(points[candidate.n_components][init],
+                                                candidate.covariance_type, data.n_samples)
+                for candidate in candidates for init in range(n_init)}, all_rows
     _, sample = _sample(data, base, checkpoint)
-    if init_params == "k-means++":
-        points = _per_size(base, sizes, lambda size, stream: kmeans_plusplus(
-            sample, size, random_state=stream)[0], n_init)
-        return _from_points(candidates, n_init, points, data.n_samples, reg_covar)
     centres = _per_size(base, sizes, lambda size, stream: KMeans(
         n_clusters=size, n_init=1, random_state=stream).fit(sample).cluster_centers_, n_init)
     types = {size: tuple(candidate.covariance_type for candidate in candidates
@@ -149,8 +197,25 @@ def dask_starts(data, candidates, n_init, init_params, reg_covar, random_state, 
                    for size in sizes for centres_of_init in centres[size]]
     starts = [(Candidate(size, covariance_type), init) for size in sizes
               for init in range(n_init) for covariance_type in types[size]]
-    lazy, layouts = _graph.nearest_statistics(data, centre_sets, split_every)
-    return _from_stats(starts, statistics(data, lazy, layouts, checkpoint), reg_covar)
+    lazy, layouts = _graph.nearest_statistics(data, centre_sets + one_centre, split_every)
+    return _with_moments(starts, statistics(data, lazy, layouts, checkpoint), moments)
+
+
+def _one_centre(data, moments):
+    """One centre: its nearest-centre statistics are those of all rows."""
+    return _graph.Centres(np.zeros((1, data.X.shape[1])), (moments,))
+
+
+def data_moments(data, moments, split_every, checkpoint):
+    """The statistics of all rows as one component, in the layout of ``moments``, in one pass."""
+    lazy, layouts = _graph.nearest_statistics(data, [_one_centre(data, moments)], split_every)
+    (all_rows,) = statistics(data, lazy, layouts, checkpoint)
+    return all_rows
+
+
+def _with_moments(starts, stats_list, moments):
+    """``({start: Stats}, statistics of all rows or None)`` from one pass's statistics."""
+    return dict(zip(starts, stats_list)), stats_list[-1] if moments is not None else None
 
 
 def _per_size(base, sizes, draw, n_init):
@@ -160,21 +225,6 @@ def _per_size(base, sizes, draw, n_init):
         stream = copy.deepcopy(base)
         draws[size] = [draw(size, stream) for _ in range(n_init)]
     return draws
-
-
-def _from_stats(starts, stats_list, reg_covar):
-    return {(candidate, init): start_from_stats(stats, reg_covar, candidate.covariance_type)
-            for (candidate, init), stats in zip(starts, stats_list)}
-
-
-def _from_points(candidates, n_init, points, n_samples, reg_covar):
-    return {
-        (candidate, init): start_from_stats(
-            _point_stats(points[candidate.n_components][init], candidate.covariance_type,
-                         n_samples),
-            reg_covar, candidate.covariance_type)
-        for candidate in candidates for init in range(n_init)
-    }
 
 
 def _sample(data, random_state, checkpoint):

@@ -561,14 +561,16 @@ def check_finite(X):
     assert_all_finite(X, input_name="X")
 
 
-def _coefficients(kind, weights, means_c, prec_chol):
+def _coefficients(kind, weights, means_c, prec_chol, log_weights=None):
     """What ``kind.log_prob`` needs of the parameters, computed once per block.
 
     ``kind.log_prob`` then gives, for centred rows, the (K, rows) array of
-    log(pi_k) + log N(x | mu_k, Sigma_k).
+    log(pi_k) + log N(x | mu_k, Sigma_k), or ``log_weights`` instead of log(pi_k).
     """
     n_features = means_c.shape[1]
-    const = np.log(weights) + kind.log_det(prec_chol, n_features) - 0.5 * n_features * LOG_2PI
+    if log_weights is None:
+        log_weights = np.log(weights)
+    const = log_weights + kind.log_det(prec_chol, n_features) - 0.5 * n_features * LOG_2PI
     return kind.coefficients(means_c, prec_chol, const)
 
 
@@ -595,6 +597,7 @@ class _Moments:
         self.between = None if self.kind is _Full else np.zeros((n_components, n_components))
         self.loglik = 0.0
         self.weight = 0.0
+        self.entropy = 0.0
 
     def add(self, xc, resp, workspace):
         """Add centred rows ``xc`` (rows, D) with responsibilities ``resp`` (K, rows)."""
@@ -625,6 +628,7 @@ class _Moments:
             m2 - weighted_outer(self.nk, offset, self.covariance_type),
             np.float64(self.loglik),
             np.float64(self.weight),
+            np.float64(self.entropy),
         )
 
 
@@ -647,7 +651,8 @@ def reference_means(weights, means):
     return centre + (means - centre)
 
 
-def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
+def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
+                  log_weights=None):
     """E-step and partial statistics of a block of rows, in one go.
 
     Parameters
@@ -661,18 +666,24 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         Finite and non-negative (checked by the caller).
     weights, means, prec_chol : current mixture parameters
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    log_weights : ndarray of shape (n_components,), default=None
+        Per-component log constants used instead of ``log(weights)`` (a
+        variational mixture's); with them the block's ``sum r log r`` is
+        computed too, else it is 0 at no cost.
 
     Returns
     -------
     Stats
         Responsibility sums, weighted means relative to
-        ``reference_means(weights, means)``, block-centred moments, and the
-        block's sum of ``log p(x)`` (weighted by ``sample_weight``).
+        ``reference_means(weights, means)``, block-centred moments, the
+        block's sum of ``log p(x)`` and, with ``log_weights``, of
+        ``sum_k r log r`` (both weighted by ``sample_weight``).
     """
     kind = COVARIANCE_KINDS[covariance_type]
     centre = _centre(weights, means)
     means_c = means - centre
-    coefficients = _coefficients(kind, weights, means_c, prec_chol)
+    with_entropy = log_weights is not None
+    coefficients = _coefficients(kind, weights, means_c, prec_chol, log_weights)
     if X.dtype == np.float32 and kind is _Full:
         coefficients = _Full.in_float32(coefficients)
     moments = _Moments(covariance_type, centre, means_c)
@@ -689,19 +700,29 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type):
         log_prob -= top
         negligible = np.less_equal(log_prob, _LOG_RESP_FLOOR, out=workspace.negligible(log_prob))
         np.maximum(log_prob, _LOG_RESP_FLOOR, out=log_prob)
+        if with_entropy:  # buffer 1 is free between log_prob and add_moments
+            shifted = workspace.by_component(xc, means, 1)
+            np.copyto(shifted, log_prob)
         resp = np.exp(log_prob, out=log_prob)
         np.copyto(resp, 0.0, where=negligible)
         total = np.dot(ones, resp)
         resp /= total
         log_prob_norm = np.log(total, out=total)
+        # sum_k r log r = sum_k r (shifted log prob) - log(total), as sum_k r = 1.
+        row_entropy = (np.dot(ones, np.multiply(shifted, resp, out=shifted)) - log_prob_norm
+                       if with_entropy else None)
         log_prob_norm += top
         if sw is None:
             moments.loglik += log_prob_norm.sum()
             moments.weight += x.shape[0]
+            if with_entropy:
+                moments.entropy += row_entropy.sum()
         else:
             resp *= sw
             moments.loglik += np.dot(log_prob_norm, sw)
             moments.weight += sw.sum()
+            if with_entropy:
+                moments.entropy += np.dot(row_entropy, sw)
         moments.add(xc, resp, workspace)
     if not np.isfinite(moments.loglik):
         check_finite(X)
@@ -771,12 +792,15 @@ def random_resp(start, stop, n_components, seed):
     return resp / resp.sum(axis=1, keepdims=True)
 
 
-def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type):
-    """log(pi_k) + log N(x | mu_k, Sigma_k) for every row and component, (n, K)."""
+def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type, log_weights=None):
+    """log(pi_k) + log N(x | mu_k, Sigma_k) for every row and component, (n, K).
+
+    ``log_weights``, when given, replaces log(pi_k) (see `em_statistics`).
+    """
     kind = COVARIANCE_KINDS[covariance_type]
     centre = _centre(weights, means)
     means_c = means - centre
-    coefficients = _coefficients(kind, weights, means_c, prec_chol)
+    coefficients = _coefficients(kind, weights, means_c, prec_chol, log_weights)
     out = np.empty((X.shape[0], means.shape[0]))
     workspace = _Workspace.of_thread(kind, *means.shape)
     for rows in _sub_blocks(kind, X.shape[0], *means.shape):

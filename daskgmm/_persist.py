@@ -55,6 +55,18 @@ MODEL_PARAMETER_ARRAYS = (
 )
 MODEL_REQUIRED_ARRAYS = (*MODEL_PARAMETER_ARRAYS, "lower_bounds_")
 MODEL_OPTIONAL_ARRAYS = ("classes_", "feature_names_in_")
+# A BayesianGaussianMixture's posterior and priors (a Dirichlet process's
+# weight_concentration_ tuple stored as a (2, K) array; scalars as 0-d arrays).
+VARIATIONAL_ARRAYS = (
+    "weight_concentration_",
+    "mean_precision_",
+    "degrees_of_freedom_",
+    "weight_concentration_prior_",
+    "mean_precision_prior_",
+    "mean_prior_",
+    "degrees_of_freedom_prior_",
+    "covariance_prior_",
+)
 
 
 # ---------------------------------------------------------------- JSON values
@@ -450,11 +462,11 @@ def _read_array(group, name, dtype, shape, path):
 
 
 def save(estimator, path):
-    """Save a fitted GaussianMixture as a model store at ``path`` (read it with `read_model`).
+    """Save a fitted mixture as a model store at ``path`` (read it with `read_model`).
 
     Parameters
     ----------
-    estimator : daskgmm.GaussianMixture
+    estimator : daskgmm.GaussianMixture or daskgmm.BayesianGaussianMixture
         A fitted estimator.
     path : str or os.PathLike
         Local directory; an existing model there is replaced atomically.
@@ -470,6 +482,8 @@ def save(estimator, path):
     check_is_fitted(estimator)
     arrays = {name: np.asarray(getattr(estimator, name)) for name in MODEL_PARAMETER_ARRAYS}
     arrays["lower_bounds_"] = np.asarray(estimator.lower_bounds_, dtype=np.float64)
+    arrays.update({name: np.asarray(getattr(estimator, name), dtype=np.float64)
+                   for name in VARIATIONAL_ARRAYS if hasattr(estimator, name)})
     labels = {
         name: np.asarray(getattr(estimator, name))
         for name in MODEL_OPTIONAL_ARRAYS
@@ -478,6 +492,7 @@ def save(estimator, path):
     arrays.update({name: _label_array(name, array) for name, array in labels.items()})
     attrs = {
         "kind": MODEL_KIND,
+        "estimator": type(estimator).__name__,
         "object_arrays": [name for name, array in labels.items() if array.dtype.kind == "O"],
         "daskgmm_version": __version__,
         "params": _encode_params(estimator.get_params(deep=False)),
@@ -527,6 +542,9 @@ def read_model(path):
 
     Returns
     -------
+    estimator : str
+        The class name of the estimator saved (files before it was recorded:
+        ``"GaussianMixture"``).
     params : dict
         The estimator's saved hyperparameters.
     fitted : dict
@@ -540,7 +558,7 @@ def read_model(path):
     """
     arrays, attrs = read_group(path, MODEL_KIND)
     try:
-        return _model(arrays, attrs)
+        return (attrs.get("estimator", "GaussianMixture"), *_model(arrays, attrs))
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise invalid_model(path, error) from error
 
@@ -562,6 +580,10 @@ def _model(arrays, attrs):
         for name in (*MODEL_PARAMETER_ARRAYS, *MODEL_OPTIONAL_ARRAYS)
         if name in arrays
     }
+    fitted.update({name: arrays[name] if arrays[name].ndim else float(arrays[name])
+                   for name in VARIATIONAL_ARRAYS if name in arrays})
+    if np.ndim(fitted.get("weight_concentration_")) == 2:
+        fitted["weight_concentration_"] = tuple(fitted["weight_concentration_"])
     fitted["lower_bounds_"] = arrays["lower_bounds_"].tolist()
     fitted["converged_"] = _typed(attrs["converged_"], bool, "converged_")
     fitted["n_iter_"] = _typed(attrs["n_iter_"], int, "n_iter_")

@@ -4,7 +4,9 @@ A ``Stats`` holds, per component, what one block of rows contributes to the
 M-step of one model: the sum of responsibilities ``nk``, the
 responsibility-weighted mean ``mean`` *of the block*, and the weighted second
 moment ``m2`` centred on that block mean (shaped by the covariance type, see
-``_covariance``), plus the block's log-likelihood sum and its total row weight.
+``_covariance``), plus the block's log-likelihood sum, its total row weight
+and, for variational models only (else 0), the weighted sum of
+``r log r`` over its responsibilities, which their lower bound needs.
 
 Centred moments are merged with the pairwise update of Chan, Golub & LeVeque
 (1979), which stays exact on data far from the origin, unlike raw moments
@@ -31,6 +33,7 @@ class Stats(NamedTuple):
     m2: np.ndarray
     loglik: np.ndarray
     weight: np.ndarray
+    entropy: np.ndarray = 0.0
 
 
 def merge(a, b, covariance_type):
@@ -46,7 +49,8 @@ def merge(a, b, covariance_type):
     mean = a.mean + delta * (b.nk / safe_nk)[..., None]
     coef = a.nk * b.nk / safe_nk
     m2 = a.m2 + b.m2 + weighted_outer(coef, delta, covariance_type)
-    return Stats(nk, mean, m2, a.loglik + b.loglik, a.weight + b.weight)
+    return Stats(nk, mean, m2, a.loglik + b.loglik, a.weight + b.weight,
+                 a.entropy + b.entropy)
 
 
 class Layout(NamedTuple):
@@ -59,9 +63,9 @@ class Layout(NamedTuple):
     reference: Optional[np.ndarray] = None
 
     def shapes(self):
-        """Shapes of the five fields."""
+        """Shapes of the six fields."""
         k, d = self.n_components, self.n_features
-        return [(k,), (k, d), m2_shape(k, d, self.covariance_type), (), ()]
+        return [(k,), (k, d), m2_shape(k, d, self.covariance_type), (), (), ()]
 
     @property
     def size(self):

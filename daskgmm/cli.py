@@ -293,6 +293,22 @@ def _covariance_types(text):
     return types
 
 
+# `info` counts a Bayesian mixture's components of weight above this / n_components
+# as effective: the prior drives the weights of unneeded ones towards 0.
+EFFECTIVE_WEIGHT = 1e-2
+
+WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+
+def _weight_prior(text):
+    """``TYPE[:VALUE]`` of --weight-concentration-prior: the prior type and its value or None."""
+    kind, _, value = text.partition(":")
+    if kind not in WEIGHT_PRIOR_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected {' or '.join(WEIGHT_PRIOR_TYPES)}, optionally :VALUE")
+    return kind, _number(float, 0, above=True)(value) if value else None
+
+
 def _fitted_table(results):
     """The lines of a search's results table."""
     names = ("n_components", "covariance_type", "bic", "aic", "n_iter", "converged")
@@ -307,6 +323,7 @@ def _fit(args):
 
     from sklearn.exceptions import ConvergenceWarning
 
+    from ._bayesian_mixture import BayesianGaussianMixture
     from ._gaussian_mixture import GaussianMixture
     from ._ic import GaussianMixtureIC
 
@@ -316,6 +333,10 @@ def _fit(args):
         raise ValueError("fit takes --n-components K, or --select MIN:MAX for a search: one of them")
     if args.select is None and len(args.covariance_type) > 1:
         raise ValueError("several covariance types need --select MIN:MAX")
+    if args.bayesian and args.select is not None:
+        raise ValueError("--bayesian fits one model of --n-components K; not with --select")
+    if args.weight_concentration_prior is not None and not args.bayesian:
+        raise ValueError("--weight-concentration-prior needs --bayesian")
     most, option = ((args.n_components, "--n-components") if args.select is None
                     else (args.select[1], "--select's MAX"))
     data = open_data(args.data, args.columns)
@@ -330,6 +351,11 @@ def _fit(args):
     )
     if args.select is not None:
         model = GaussianMixtureIC(*args.select, covariance_type=args.covariance_type, **common)
+    elif args.bayesian:
+        kind, value = args.weight_concentration_prior or (WEIGHT_PRIOR_TYPES[0], None)
+        model = BayesianGaussianMixture(
+            n_components=args.n_components, covariance_type=args.covariance_type[0],
+            weight_concentration_prior_type=kind, weight_concentration_prior=value, **common)
     else:
         model = GaussianMixture(args.n_components, covariance_type=args.covariance_type[0],
                                 **common)
@@ -440,6 +466,10 @@ def _info(args):
                         subsequent_indent="    ", break_on_hyphens=False))
     if hasattr(gm, "classes_"):
         print(f"  classes {list(gm.classes_)}")
+    if hasattr(gm, "weight_concentration_"):
+        effective = int(np.sum(gm.weights_ > EFFECTIVE_WEIGHT / n_components))
+        print(f"  effective components {effective} (weight above {EFFECTIVE_WEIGHT:g} / "
+              f"{n_components})")
     mean_variance, log_det = covariance_summary(gm.covariances_, gm.covariance_type,
                                                 n_components, n_features)
     print("  component  weight  mean variance  log-det  mean")
@@ -557,6 +587,13 @@ def _parser():
     fit.add_argument("--covariance-type", type=_covariance_types, default="full",
                      help="form of each component's covariance: full, tied, diag or "
                           "spherical; with --select also 'all' or several, comma separated")
+    fit.add_argument("--bayesian", action="store_true",
+                     help="fit a BayesianGaussianMixture: the prior switches unneeded "
+                          "components of --n-components off")
+    fit.add_argument("--weight-concentration-prior", type=_weight_prior, default=None,
+                     metavar="TYPE[:VALUE]",
+                     help="with --bayesian: dirichlet_process (default) or "
+                          "dirichlet_distribution, and the prior's value (default 1 / K)")
     fit.add_argument("--max-iter", type=_number(int, 0), default=100,
                      help="most EM iterations (passes over DATA)")
     fit.add_argument("--tol", type=_number(float, 0), default=1e-3,

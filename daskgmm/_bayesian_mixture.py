@@ -1,0 +1,281 @@
+"""The estimator: scikit-learn's BayesianGaussianMixture, fitted on Dask, one pass per iteration.
+
+A thin layer on the EM engine (``_em``): the variational E-step is the
+Gaussian one with per-component log constants in place of log(weights), and
+also sums ``r log r`` for the lower bound; the variational M-step runs on the
+same merged statistics (``_mstep.variational_step``).
+
+Passes over Dask input (each a read of every chunk), default priors:
+``kmeans``: one to sample rows, one assigning them to the k-means centres
+that also gives the data's mean and scatter for the priors, then one per
+iteration; ``random``: one (starts and priors), then one per iteration;
+``k-means++`` and ``random_from_data``: one to read rows, one for the
+priors, then one per iteration. Given ``mean_prior`` and
+``covariance_prior`` spare the priors' pass; ``warm_start`` and a resumed
+checkpoint make one for the priors (when they are not given), then iterate.
+In-memory input is initialised in memory as scikit-learn does.
+"""
+
+import os
+from functools import partial
+from numbers import Integral
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
+from sklearn.utils.validation import check_is_fitted
+
+from . import _checkpoint, _em, _init, _input
+from ._covariance import covariance_prior
+from ._gaussian_mixture import GaussianMixture
+from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
+from ._sklearn import Interval, StrOptions
+from ._stats import Layout
+
+
+class _Rows(NamedTuple):
+    """What scikit-learn's prior checks read of X: its shape and its mean (from a pass)."""
+
+    shape: tuple
+    row_mean: np.ndarray
+
+    def mean(self, axis):
+        return self.row_mean
+
+
+class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
+    """Variational Gaussian mixture on Dask, one pass over the data per iteration.
+
+    A drop-in replacement for :class:`sklearn.mixture.BayesianGaussianMixture`
+    whose ``fit`` also takes Dask and zarr arrays of any size, Dask
+    DataFrames and xarray DataArrays; the default ``mean_prior`` and
+    ``covariance_prior`` (the data's mean and covariance) come from one
+    exact, centred pass, shared with the initialisation's where it has one
+    (see the module docstring for the passes of a fit).
+
+    Parameters
+    ----------
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_params
+        As in scikit-learn; ``tol`` applies to the change of the lower
+        bound, and the ``n_init`` starts advance in the same pass.
+    weight_concentration_prior_type, weight_concentration_prior, mean_precision_prior
+        As in scikit-learn.
+    mean_prior, degrees_of_freedom_prior, covariance_prior
+        As in scikit-learn.
+    random_state, warm_start, verbose, verbose_interval
+        As in scikit-learn. For Dask input the starts are drawn at scale, as
+        :class:`daskgmm.GaussianMixture` draws them.
+    split_every, checkpoint, cache
+        As in :class:`daskgmm.GaussianMixture`.
+
+    Attributes
+    ----------
+    weights_, weight_concentration_, mean_precision_, means_, degrees_of_freedom_
+        Fitted parameters, NumPy arrays, as in scikit-learn.
+    covariances_, precisions_, precisions_cholesky_
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_
+        The priors used.
+    degrees_of_freedom_prior_, covariance_prior_
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+        As in scikit-learn (``lower_bound_`` is its variational bound, not
+        a per-sample mean).
+    """
+
+    _parameter_constraints: dict = {
+        **_SklearnBayesianGaussianMixture._parameter_constraints,
+        "split_every": [Interval(Integral, 2, None, closed="left"), None],
+        "checkpoint": [str, os.PathLike, None],
+        "cache": [StrOptions({"auto"}), "boolean"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        split_every=None,
+        checkpoint=None,
+        cache="auto",
+    ):
+        super().__init__(
+            n_components=n_components,
+            covariance_type=covariance_type,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            weight_concentration_prior_type=weight_concentration_prior_type,
+            weight_concentration_prior=weight_concentration_prior,
+            mean_precision_prior=mean_precision_prior,
+            mean_prior=mean_prior,
+            degrees_of_freedom_prior=degrees_of_freedom_prior,
+            covariance_prior=covariance_prior,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.split_every = split_every
+        self.checkpoint = checkpoint
+        self.cache = cache
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = False
+        return tags
+
+    # The fit wrapper, prediction and saving are GaussianMixture's: they only
+    # use `_fit`, `_parameters` and the fitted attributes.
+    fit = GaussianMixture.fit
+    fit_predict = GaussianMixture.fit_predict
+    _set_fitted = GaussianMixture._set_fitted
+    save = GaussianMixture.save
+    _apply = GaussianMixture._apply
+    score_samples = GaussianMixture.score_samples
+    _scorer = GaussianMixture._scorer
+    _mean_score = GaussianMixture._mean_score
+    score = GaussianMixture.score
+    predict = GaussianMixture.predict
+    predict_proba = GaussianMixture.predict_proba
+
+    # ------------------------------------------------------------------ fit
+
+    def _fit(self, X, y, sample_weight):
+        self._validate_params()
+        data, X_memory = _input.fit_data(self, X, sample_weight)
+        if data.n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {data.n_samples}"
+            )
+        self._check_given_priors(data.X.shape)
+        _em.check_statistics_size({
+            f"initialisation {init}": Layout(self.n_components, data.X.shape[1],
+                                             self.covariance_type)
+            for init in range(self.n_init)
+        })
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        identity, state = None, None
+        if self.checkpoint:
+            identity = _checkpoint.fingerprint(self, data.n_samples, data.X.shape[1], None,
+                                               sample_weight is not None)
+            state = _checkpoint.load(self.checkpoint, identity)
+        settings = self._settings(None)
+        if state is None or (state.active and state.iteration < self.max_iter):
+            data = _em.cached(data, self.cache, settings)
+        moments = None
+        if self.mean_prior is None or self.covariance_prior is None:
+            moments = "full" if self.covariance_type in ("full", "tied") else "diag"
+        if state is None and do_init:
+            starts, all_rows = self._start_statistics(data, X_memory, moments)
+        else:
+            starts = None
+            all_rows = moments and _init.data_moments(data, moments, self.split_every,
+                                                      self.checkpoint)
+        prior = self._set_priors(data.X.shape, all_rows)
+        if state is not None:
+            settings.print(f"resuming from {self.checkpoint} after iteration {state.iteration}")
+        elif do_init:
+            state = _em.EMState([
+                _em.Model(str(i), variational_step(stats, self.reg_covar, prior,
+                                                   self.covariance_type))
+                for i, stats in enumerate(starts)])
+        else:
+            state = _em.EMState([_em.Model("0", self._fitted_parameters(),
+                                           lower_bound=self.lower_bound_)])
+        save = None
+        if self.checkpoint:
+            save = partial(_checkpoint.save, self.checkpoint, identity=identity)
+        _em.run_em(data, state, self._settings(prior), save)
+        self._set_fitted(_em.best_model(state.models, self.max_iter),
+                         _input.float_dtype(data.X))
+
+    def _settings(self, prior):
+        return _em.Settings(
+            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
+            split_every=self.split_every, verbose=self.verbose,
+            verbose_interval=self.verbose_interval, checkpoint=self.checkpoint, prior=prior,
+        )
+
+    def _start_statistics(self, data, X_memory, moments):
+        """The statistics of every start's responsibilities, and of all rows (or None)."""
+        if X_memory is None:
+            candidate = _init.Candidate(self.n_components, self.covariance_type)
+            stats, all_rows = _init.dask_start_statistics(
+                data, [candidate], self.n_init, self.init_params, self.random_state,
+                self.split_every, self.checkpoint, moments)
+            return [stats[candidate, init] for init in range(self.n_init)], all_rows
+        sample_weight = None if data.sample_weight is None else data.sample_weight.compute()
+        starts = _init.memory_start_statistics(
+            X_memory, sample_weight, self.n_components, self.covariance_type, self.n_init,
+            self.init_params, self.random_state)
+        all_rows = moments and _init.data_moments(data, moments, self.split_every,
+                                                  self.checkpoint)
+        return starts, all_rows
+
+    # --------------------------------------------------------------- priors
+
+    def _check_given_priors(self, shape):
+        """scikit-learn's checks of the priors that need no pass over the data."""
+        self._check_weights_parameters()
+        self._check_precision_parameters(_Rows(shape, None))
+        if self.mean_prior is not None:
+            self._check_means_parameters(_Rows(shape, None))
+        if self.covariance_prior is not None:
+            self._checkcovariance_prior_parameter(_Rows(shape, None))
+
+    def _set_priors(self, shape, all_rows):
+        """The default priors from the statistics of all rows; returns the `Prior`."""
+        if self.mean_prior is None:
+            self._check_means_parameters(_Rows(shape, all_rows.mean[0]))
+        if self.covariance_prior is None:
+            self.covariance_prior_ = covariance_prior(all_rows, self.covariance_type)
+        return Prior(self.weight_concentration_prior_type, self.weight_concentration_prior_,
+                     self.mean_precision_prior_, self.mean_prior_,
+                     self.degrees_of_freedom_prior_, self.covariance_prior_)
+
+    # ------------------------------------------------------------ parameters
+
+    def _sklearn_parameters(self, parameters):
+        """scikit-learn's ``_set_parameters`` tuple of an engine ``Parameters``."""
+        posterior = parameters.posterior
+        concentration = posterior.weight_concentration
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            concentration = tuple(concentration)
+        return (concentration, posterior.mean_precision, parameters.means,
+                posterior.degrees_of_freedom, parameters.covariances, parameters.prec_chol)
+
+    def _log_weights(self):
+        """The E-step's per-component log constants of the fitted model."""
+        return e_step_constants(np.asarray(self.weight_concentration_), self.mean_precision_,
+                                self.degrees_of_freedom_, self.weight_concentration_prior_type,
+                                self.means_.shape[1])
+
+    def _fitted_parameters(self):
+        """The fitted model as engine ``Parameters`` (a warm start)."""
+        return Parameters(self.covariance_type, self.weights_, self.means_, self.covariances_,
+                          self.precisions_cholesky_,
+                          Posterior(np.asarray(self.weight_concentration_), self.mean_precision_,
+                                    self.degrees_of_freedom_, self._log_weights()))
+
+    def _parameters(self):
+        """The fitted parameters the E-step needs, as keywords of ``estimate_weighted_log_prob``."""
+        check_is_fitted(self)
+        return dict(weights=self.weights_, means=self.means_,
+                    prec_chol=self.precisions_cholesky_, log_weights=self._log_weights())
