@@ -1,6 +1,7 @@
 """The examples run: the notebook executes cleanly and the cluster job script works."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def test_notebook_runs(tmp_path, monkeypatch):
     printed = "".join(out.get("text", "") for cell in code_cells for out in cell.outputs)
     assert "Dashboard: http" in printed
     assert "chosen: 4 full components" in printed
+    kept = re.search(r"components kept by the Bayesian mixture: (\d+) of 10", printed)
+    assert kept and 4 <= int(kept.group(1)) < 10, "the prior switched no component off"
 
 
 def _tiny_store(tmp_path):
