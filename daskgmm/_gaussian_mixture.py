@@ -352,9 +352,10 @@ class GaussianMixture(_SklearnGaussianMixture):
         ----------
         X : array-like of shape (n_samples, n_features)
             As :meth:`fit`.
-        y : array-like of shape (n_samples,), default=None
-            Class labels: at the first call, one component per class started
-            from the class statistics; later calls must hold known classes.
+        y : ignored
+            As scikit-learn's unsupervised ``partial_fit`` methods (wrappers
+            such as ``dask_ml.wrappers.Incremental`` pass placeholders); for
+            a start from class statistics, ``fit(X, y)`` first.
         sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
@@ -363,29 +364,25 @@ class GaussianMixture(_SklearnGaussianMixture):
         """
         state = self.__dict__.copy()
         try:
-            self._partial_fit(X, y, sample_weight)
+            self._partial_fit(X, sample_weight)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(state)
             raise
         return self
 
-    def _partial_fit(self, X, y, sample_weight):
+    def _partial_fit(self, X, sample_weight):
         running, calls = getattr(self, "_stepwise", (None, 0))
         settings = self._settings()
         if hasattr(self, "converged_"):
             self._validate_params()
             data, _ = _input.fit_data(self, X, sample_weight, reset=False)
-            if y is not None:
-                self._check_known_classes(y, data)
             parameters = Parameters(self.covariance_type, *self._get_parameters())
             models = [_em.Model("0", parameters, self.lower_bound_, list(self.lower_bounds_),
                                 self.n_iter_)]
         else:
-            data, X_memory, classes, labels, n_components = self._fit_input(X, y, sample_weight)
-            if classes is not None:
-                self.classes_ = classes
-            starts = self._initial_parameters(data, X_memory, labels, n_components)
+            data, X_memory, _, _, n_components = self._fit_input(X, None, sample_weight)
+            starts = self._initial_parameters(data, X_memory, None, n_components)
             models = [_em.Model(str(i), start) for i, start in enumerate(starts)]
         batches = _em.pass_statistics(data, models, self.split_every, None)
         scores = [float(stats.loglik / stats.weight) for stats in batches]
@@ -401,15 +398,6 @@ class GaussianMixture(_SklearnGaussianMixture):
         _em.record_bound(model, scores[best], settings, iteration)
         self._set_fitted(model, warn=False)
         self._stepwise = (batch, calls + 1)
-
-    def _check_known_classes(self, y, data):
-        classes, _ = _encode_labels(_input.vector(y), data)
-        known = getattr(self, "classes_", None)
-        if known is None or not np.isin(classes, known).all():
-            raise ValueError(
-                f"partial_fit got classes {list(classes)}; the model knows "
-                f"{None if known is None else list(known)}."
-            )
 
     def _settings(self):
         return _em.Settings(
