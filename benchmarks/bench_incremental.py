@@ -134,6 +134,7 @@ def main():
     store = synthetic_store(args.path, args.gb)
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        client.get_task_stream()  # the scheduler records task times from this call on
         run(f"zarr {args.gb:g} GB", da.from_zarr(store), "diag", n_blocks, client)
 
 
