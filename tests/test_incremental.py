@@ -15,8 +15,8 @@ from daskgmm import GaussianMixture, GaussianMixtureIC
 from daskgmm._persist import read_group
 
 from .conftest import InstrumentedStore, make_mixture
+from .test_reliability import FITTED, assert_same
 
-FITTED = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
 N_CHUNKS = 32
 
 
@@ -43,12 +43,6 @@ def _quiet(fit, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return fit(*args, **kwargs)
-
-
-def assert_same(a, b, rtol=1e-9):
-    for name in FITTED:
-        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=rtol, atol=1e-300)
-    assert a.lower_bounds_ == pytest.approx(b.lower_bounds_, rel=rtol)
 
 
 @pytest.fixture(scope="module")
