@@ -1,8 +1,9 @@
 """EM state between iterations, and its checkpoint files.
 
 A checkpoint is a store written by ``_persist.write_group`` (atomically)
-after every iteration: the state of every model of the fit
-(``_em.EMState``), and a fingerprint of the data shape and the
+after every iteration (and every block of incremental EM): the state of
+every model of the fit (``_em.EMState``, with each model's statistics of
+every block for incremental EM), and a fingerprint of the data shape and the
 hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from ._em import EMState, Model
 from ._mstep import Parameters, Posterior
+from ._stats import Layout
 from ._persist import decode_json, encode_json, read_group, recover, write_group
 
 _PARAMETER_NAMES = ("weights", "means", "covariances", "prec_chol")
@@ -24,7 +26,7 @@ STATE_VERSION = 2
 
 # Parameters that do not change the fit's result, or may change on resume.
 _NOT_IDENTIFYING = ("max_iter", "verbose", "verbose_interval", "checkpoint", "cache",
-                    "split_every", "random_state")
+                    "split_every", "random_state", "learning_decay", "learning_offset")
 _USER_INIT = ("weights_init", "means_init", "precisions_init")
 
 
@@ -63,11 +65,18 @@ def save(path, state, identity):
             for name in _POSTERIOR_NAMES:
                 arrays[f"{name}_{i}"] = np.asarray(getattr(model.parameters.posterior, name),
                                                    dtype=np.float64)
+        if model.block_stats:
+            layout = _layout(model, arrays[f"means_{i}"].shape[1])
+            arrays[f"block_stats_{i}"] = np.stack([
+                np.full(layout.size, np.nan) if stats is None else layout.pack(stats)
+                for stats in model.block_stats])
     attrs = {
         "kind": "checkpoint",
         "state_version": STATE_VERSION,
         "fingerprint": identity,
         "iteration": state.iteration,
+        "blocks": None if state.blocks is None else [list(bounds) for bounds in state.blocks],
+        "block": state.block,
         "models": [
             {
                 "label": model.label,
@@ -126,4 +135,17 @@ def load(path, identity):
         )
         for i, record in enumerate(attrs["models"])
     ]
-    return EMState(models, iteration=int(attrs["iteration"]))
+    for i, model in enumerate(models):
+        if f"block_stats_{i}" in arrays:
+            layout = _layout(model, model.parameters.means.shape[1])
+            model.block_stats = [None if np.isnan(row).all() else layout.unpack(row)
+                                 for row in arrays[f"block_stats_{i}"]]
+    blocks = attrs.get("blocks")
+    return EMState(models, iteration=int(attrs["iteration"]),
+                   blocks=None if blocks is None else tuple(map(tuple, blocks)),
+                   block=int(attrs.get("block", 0)))
+
+
+def _layout(model, n_features):
+    """How a model's block statistics (absolute means) lie in a row of the checkpoint."""
+    return Layout(model.n_components, n_features, model.covariance_type)

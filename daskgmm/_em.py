@@ -8,9 +8,23 @@ M-step then runs on its own reduced statistics. A model that has converged
 leaves the next pass, so a fit costs as many passes as its slowest model.
 ``GaussianMixture`` (its ``n_init`` starts) and ``GaussianMixtureIC`` (every
 candidate of a search) are layers on `run_em`.
+
+Incremental EM (Neal & Hinton 1998; Thiesson, Meek & Heckerman 2001) runs on
+the same engine: the rows are cut into blocks of whole row chunks
+(`block_bounds`), each block is one computation of every running model's
+statistics with the current parameters, and each model keeps the absolute
+statistics of every block. After a block, its old statistics are replaced,
+all blocks seen are merged in block order (so the result does not depend on
+timing) and the M-step runs; an iteration is one lap over the blocks, i.e.
+one pass. Blocks run one after the other: block b + 1 needs the parameters
+after block b's M-step.
+
+Stepwise EM (`stepped`, for ``partial_fit``; Cappé & Moulines 2009) keeps one
+set of running statistics per model, in the same centred form.
 """
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -18,11 +32,15 @@ from typing import Optional
 import numpy as np
 
 from . import _graph
-from ._mstep import Parameters, Prior, m_step, variational_lower_bound, variational_step
-from ._stats import Layout
+from ._mstep import (Parameters, Prior, m_step, model_statistics, variational_lower_bound,
+                     variational_step)
+from ._stats import Layout, merge, merge_all, scaled
 
 # Largest sufficient statistics (all models of a pass together) a fit accepts.
 MAX_STATISTICS_BYTES = 2**30
+
+# n_blocks='auto' uses at most this many blocks (see `block_bounds`).
+MAX_AUTO_BLOCKS = 16
 
 # 'auto' caching persists Dask input taking at most this share of the workers' memory.
 CACHE_FRACTION = 0.5
@@ -44,6 +62,8 @@ class Model:
     converged: bool = False
     error: Optional[str] = None  # why the model stopped when its M-step failed
     class_code: Optional[int] = None
+    # Incremental EM: the absolute ``Stats`` of every block, None for a block not seen yet.
+    block_stats: list = field(default_factory=list)
 
     @property
     def n_components(self):
@@ -61,10 +81,16 @@ class Model:
 
 @dataclass
 class EMState:
-    """Every model of a fit after ``iteration`` passes."""
+    """Every model of a fit after ``iteration`` passes.
+
+    ``blocks`` holds the ``(start, stop)`` rows of the blocks of incremental
+    EM (None: batch EM), ``block`` the number of blocks done in the current lap.
+    """
 
     models: list
     iteration: int = 0
+    blocks: Optional[tuple] = None
+    block: int = 0
 
     @property
     def active(self):
@@ -126,13 +152,49 @@ def statistics(data, lazy, layouts, checkpoint, iteration=None):
         return _graph.merged(_graph.compute(*lazy, scheduler=data.scheduler), layouts)
 
 
-def check_statistics_size(layouts):
+def pass_statistics(data, models, split_every, checkpoint, iteration=None):
+    """Statistics of one E-step of every model over ``data``, one absolute ``Stats`` each."""
+    lazy, layouts = _graph.em_statistics(data, [model.parameters for model in models],
+                                         split_every, _class_codes(models))
+    return statistics(data, lazy, layouts, checkpoint, iteration)
+
+
+def block_bounds(data, n_blocks):
+    """The ``(start, stop)`` rows of the blocks of incremental EM.
+
+    Blocks are contiguous groups of whole row chunks, as equal in numbers of
+    chunks as can be. ``n_blocks='auto'`` gives every block at least two
+    chunks per thread of the scheduler, so that no thread waits within a
+    block, in at most ``MAX_AUTO_BLOCKS`` blocks.
+    """
+    chunks = data.X.chunks[0]
+    n_chunks = len(chunks)
+    if n_blocks == "auto":
+        n_blocks = max(1, min(MAX_AUTO_BLOCKS, n_chunks // (2 * _graph.n_threads(data.scheduler))))
+    elif n_blocks > n_chunks:
+        raise ValueError(
+            f"n_blocks={n_blocks} exceeds the {n_chunks} row chunks of X: a block is a group "
+            "of whole chunks. Use fewer blocks or rechunk X along rows."
+        )
+    edges = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
+    cuts = [int(edges[(block * n_chunks) // n_blocks]) for block in range(n_blocks + 1)]
+    return tuple(zip(cuts[:-1], cuts[1:]))
+
+
+def in_memory_chunks(n_blocks):
+    """Row chunks to cut in-memory input into for incremental EM in ``n_blocks`` blocks."""
+    per_block = 2 * (os.cpu_count() or 1)
+    return per_block * (MAX_AUTO_BLOCKS if n_blocks == "auto" else n_blocks)
+
+
+def check_statistics_size(layouts, copies=1):
     """Refuse, before any pass, statistics too large for one task's memory.
 
-    ``layouts`` maps each model's label to its `Layout`; the message names
-    the models to drop, largest first, for the rest to fit.
+    ``layouts`` maps each model's label to its `Layout`; ``copies`` sets of
+    them are kept (one per block of incremental EM). The message names the
+    models to drop, largest first, for the rest to fit.
     """
-    sizes = {label: 8 * layout.size for label, layout in layouts.items()}
+    sizes = {label: 8 * copies * layout.size for label, layout in layouts.items()}
     total = sum(sizes.values())
     if total <= MAX_STATISTICS_BYTES:
         return
@@ -143,8 +205,9 @@ def check_statistics_size(layouts):
         drop.append(label)
         left -= sizes[label]
     n_features = next(iter(layouts.values())).n_features
+    kept = f" (kept for each of {copies} blocks)" if copies > 1 else ""
     raise ValueError(
-        f"The sufficient statistics of {len(sizes)} model(s) in {n_features} dimensions take "
+        f"The sufficient statistics of {len(sizes)} model(s) in {n_features} dimensions{kept} take "
         f"{total / 2**30:.1f} GiB, more than the {MAX_STATISTICS_BYTES / 2**30:.0f} GiB one "
         f"task may hold; drop {', '.join(drop)}, or use fewer components or features, or a "
         "diagonal covariance."
@@ -200,26 +263,33 @@ def run_em(data, state, settings, save=None):
     ----------
     data : _graph.RowData
     state : EMState
-        Updated in place; ``state.iteration`` counts the passes done.
+        Updated in place; ``state.iteration`` counts the passes done. With
+        ``state.blocks``, every pass is a lap of incremental EM.
     settings : Settings
     save : callable, optional
-        Called with ``state`` after every pass (checkpoints).
+        Called with ``state`` after every pass, and after every block of
+        incremental EM (checkpoints).
     """
     n_models = len(state.models)
-    if state.iteration == 0:
+    if state.iteration == 0 and state.block == 0:
         for model in state.models:
             settings.print(f"Initialization {model.label}")
+    blocks = None
+    if state.blocks is not None:
+        blocks = [_graph.row_block(data, start, stop) for start, stop in state.blocks]
+        for model in state.models:
+            model.block_stats = model.block_stats or [None] * len(blocks)
     for iteration in range(state.iteration + 1, settings.max_iter + 1):
         running = state.active
         if not running:
             break
         tic = time.perf_counter()
-        lazy, layouts = _graph.em_statistics(
-            data, [model.parameters for model in running], settings.split_every,
-            _class_codes(running),
-        )
-        for model, stats in zip(running, statistics(data, lazy, layouts, settings.checkpoint,
-                                                     iteration)):
+        if blocks is None:
+            reduced = zip(running, pass_statistics(data, running, settings.split_every,
+                                                   settings.checkpoint, iteration))
+        else:
+            reduced = _lap(blocks, state, settings, iteration, save)
+        for model, stats in reduced:
             change = _advance(model, stats, settings, iteration)
             seconds = time.perf_counter() - tic
             if iteration % settings.verbose_interval == 0:
@@ -229,7 +299,7 @@ def run_em(data, state, settings, save=None):
                                f"{seconds:.2f} s", level=2)
             if not model.active:
                 settings.print(_converged_message(model, settings))
-        state.iteration = iteration
+        state.iteration, state.block = iteration, 0
         still = len(state.active)
         if iteration % settings.verbose_interval == 0 or still < len(running):
             settings.print(f"  Iteration {iteration}" + (
@@ -246,24 +316,101 @@ def _class_codes(models):
     return None if None in codes else codes
 
 
+def _lap(blocks, state, settings, iteration, save):
+    """One lap of incremental EM from block ``state.block`` on.
+
+    Runs the M-step after every block but the last, and returns
+    ``[(model, statistics of all blocks)]`` for `_advance` to end the lap.
+    """
+    for index in range(state.block, len(blocks)):
+        running = state.active
+        if not running:
+            return []
+        block_stats = pass_statistics(blocks[index], running, settings.split_every,
+                                      settings.checkpoint, iteration)
+        totals = []
+        for model, stats in zip(running, block_stats):
+            model.block_stats[index] = stats
+            totals.append(merge_all([seen for seen in model.block_stats if seen is not None],
+                                    model.covariance_type))
+        if index == len(blocks) - 1:
+            return list(zip(running, totals))
+        for model, stats in zip(running, totals):
+            if stats.weight > 0:  # else nothing seen yet that carries weight
+                m_step_model(model, _with_unseen(model, stats, state.blocks, settings),
+                             settings, iteration)
+        state.block = index + 1
+        if save is not None:
+            save(state)
+    return []
+
+
+def _with_unseen(model, seen, blocks, settings):
+    """The statistics of the blocks seen, plus the current model standing in for the others.
+
+    In the first lap, the blocks not seen yet count as rows distributed as
+    the current parameters say, of the seen weight per row: the M-step then
+    moves the parameters by the seen share of the data, instead of fitting
+    every component to the first blocks alone.
+    """
+    rows = np.array([stop - start for start, stop in blocks])
+    unseen = np.array([stats is None for stats in model.block_stats])
+    if not unseen.any():
+        return seen
+    stand_in = model_statistics(model.parameters,
+                                seen.weight * rows[unseen].sum() / rows[~unseen].sum(),
+                                settings.reg_covar)
+    return merge(seen, stand_in, model.covariance_type)
+
+
+def stepped(running, batch, rho, covariance_type):
+    """Stepwise EM's running statistics after a step of size ``rho`` towards a batch's.
+
+    The running statistics describe a "dataset" of fixed weight W (that of
+    the rows of the first step): the old rows count ``1 - rho`` times and
+    the batch's rows ``rho * W / batch weight`` times, so that per-row
+    averages follow Cappé & Moulines' ``s <- (1 - rho) s + rho s_batch``
+    whatever the batch size, merged exactly (Chan).
+    """
+    return merge(scaled(running, 1 - rho), scaled(batch, rho * running.weight / batch.weight),
+                 covariance_type)
+
+
 def _advance(model, stats, settings, iteration):
     """One iteration of one model from its reduced statistics; returns the bound's change."""
     if not stats.weight > 0:
         raise ValueError("sample_weight must not sum to zero.")
     bound = float(stats.loglik / stats.weight)
+    variational_bound = m_step_model(model, stats, settings, iteration)
+    if variational_bound is not None:
+        bound = variational_bound
+    return record_bound(model, bound, settings, iteration)
+
+
+def m_step_model(model, stats, settings, iteration):
+    """The model's M-step; a failure stops the model with ``settings.drop_failed``.
+
+    Returns the variational lower bound after the step for a Bayesian model
+    (``settings.prior``), else None (EM's bound is the mean log-likelihood).
+    """
     try:
         if settings.prior is None:
             model.parameters = m_step(stats, settings.reg_covar, settings.params,
                                       model.parameters, iteration)
-        else:
-            model.parameters = variational_step(stats, settings.reg_covar, settings.prior,
-                                                model.covariance_type, iteration)
-            bound = variational_lower_bound(model.parameters, stats.entropy,
-                                            settings.prior.weight_concentration_type)
+            return None
+        model.parameters = variational_step(stats, settings.reg_covar, settings.prior,
+                                            model.covariance_type, iteration)
+        return variational_lower_bound(model.parameters, stats.entropy,
+                                       settings.prior.weight_concentration_type)
     except ValueError as error:
         if not settings.drop_failed:
             raise
         model.error = str(error)
+        return None
+
+
+def record_bound(model, bound, settings, iteration):
+    """Record the model's mean log-likelihood of ``iteration``; returns its change."""
     change = bound - model.lower_bound
     model.lower_bound = bound
     model.history.append(bound)
@@ -292,6 +439,5 @@ def score(data, models, checkpoint):
     count with their ``sample_weight``, if any (else the weight is the
     number of rows).
     """
-    lazy, layouts = _graph.em_statistics(data, [model.parameters for model in models], None)
     return [(float(stats.loglik), float(stats.weight))
-            for stats in statistics(data, lazy, layouts, checkpoint)]
+            for stats in pass_statistics(data, models, None, checkpoint)]

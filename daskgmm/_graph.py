@@ -67,10 +67,11 @@ class RowData(NamedTuple):
         return self.X.shape[0]
 
 
-def from_numpy(X, sample_weight=None):
-    """Wrap in-memory arrays; they are processed on local threads."""
+def from_numpy(X, sample_weight=None, min_chunks=1):
+    """Wrap in-memory arrays, in at least ``min_chunks`` row chunks (if there are as
+    many rows); they are processed on local threads."""
     n_samples, n_features = X.shape
-    n_chunks = max(os.cpu_count() or 1, math.ceil(X.nbytes / _NUMPY_CHUNK_BYTES))
+    n_chunks = max(os.cpu_count() or 1, math.ceil(X.nbytes / _NUMPY_CHUNK_BYTES), min_chunks)
     rows = max(1, math.ceil(n_samples / n_chunks))
     X = da.from_array(X, chunks=(rows, n_features), name=False)
     if sample_weight is not None:
@@ -84,6 +85,15 @@ def from_dask(X, sample_weight=None):
     if sample_weight is not None:
         sample_weight = da.asarray(sample_weight).rechunk((X.chunks[0],))
     return RowData(X, sample_weight, None)
+
+
+def row_block(data, start, stop):
+    """The rows ``start:stop`` of ``data`` (lazily; whole chunks when at chunk boundaries)."""
+    def rows(values):
+        return None if values is None else values[start:stop]
+
+    return RowData(data.X[start:stop], rows(data.sample_weight), data.scheduler,
+                   rows(data.class_codes))
 
 
 def compute(*lazy, scheduler=None):
@@ -124,6 +134,17 @@ def on_cluster(scheduler=None):
     """Whether computing on ``scheduler`` (None: the active one) goes to a distributed client."""
     client = _active_client()
     return client is not None and dask.base.get_scheduler(scheduler=scheduler) == client.get
+
+
+def n_threads(scheduler=None):
+    """Threads that run tasks on ``scheduler`` (None: the active one)."""
+    if on_cluster(scheduler):
+        workers = _active_client().scheduler_info(n_workers=-1)["workers"].values()
+        return sum(worker["nthreads"] for worker in workers)
+    get = dask.base.get_scheduler(scheduler=scheduler)
+    if get is dask.local.get_sync:
+        return 1
+    return os.cpu_count() or 1
 
 
 def cluster_memory():

@@ -39,8 +39,10 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     criterion : {'bic', 'aic'}, default='bic'
     n_init, init_params, tol, reg_covar, max_iter, random_state
         As :class:`daskgmm.GaussianMixture`, for every candidate.
-    algorithm : {'batch'}, default='batch'
-        Only batch EM is available so far.
+    algorithm : {'batch', 'incremental'}, default='batch'
+    n_blocks : int or 'auto', default='auto'
+        As :class:`daskgmm.GaussianMixture`: with ``'incremental'``, every
+        candidate runs incremental EM in the same block computations.
     verbose, verbose_interval, split_every, checkpoint, cache
         As :class:`daskgmm.GaussianMixture`; verbose output says per pass how
         many candidates are still running.
@@ -68,11 +70,10 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         "max_components": [Interval(Integral, 1, None, closed="left")],
         "covariance_type": [str, list, tuple],
         "criterion": [str],
-        "algorithm": [str],
         # As GaussianMixture's, for every candidate.
         **{name: GaussianMixture._parameter_constraints[name] for name in (
-            "n_init", "init_params", "tol", "reg_covar", "max_iter", "random_state", "verbose",
-            "verbose_interval", "split_every", "checkpoint", "cache")},
+            "n_init", "init_params", "tol", "reg_covar", "max_iter", "random_state", "algorithm",
+            "n_blocks", "verbose", "verbose_interval", "split_every", "checkpoint", "cache")},
     }
 
     def __init__(
@@ -89,6 +90,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         max_iter=100,
         random_state=None,
         algorithm="batch",
+        n_blocks="auto",
         verbose=0,
         verbose_interval=10,
         split_every=None,
@@ -106,6 +108,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
         self.algorithm = algorithm
+        self.n_blocks = n_blocks
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.split_every = split_every
@@ -149,11 +152,6 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
 
     def _check_search(self):
         self._validate_params()
-        if self.algorithm != "batch":
-            raise ValueError(
-                f"algorithm={self.algorithm!r} is not available: only 'batch' is (incremental "
-                "EM is not available yet)."
-            )
         if self.criterion not in ("bic", "aic"):
             raise ValueError(f"criterion must be 'bic' or 'aic'; got {self.criterion!r}.")
         if self.min_components > self.max_components:
@@ -165,7 +163,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
 
     def _fit(self, X, sample_weight):
         types = self._check_search()
-        data, X_memory = _input.fit_data(self, X, sample_weight)
+        incremental = self.algorithm == "incremental"
+        data, X_memory = _input.fit_data(
+            self, X, sample_weight, _em.in_memory_chunks(self.n_blocks) if incremental else 1)
         if self.max_components > data.n_samples:
             raise ValueError(
                 f"max_components ({self.max_components}) must not exceed the number of "
@@ -178,8 +178,10 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         labels = {(c, i): f"K={c.n_components} {c.covariance_type}"
                   + (f" init {i}" if self.n_init > 1 else "")
                   for c in candidates for i in range(self.n_init)}
+        blocks = _em.block_bounds(data, self.n_blocks) if incremental else None
         _em.check_statistics_size({label: Layout(c.n_components, n_features, c.covariance_type)
-                                   for (c, _), label in labels.items()})
+                                   for (c, _), label in labels.items()},
+                                  copies=len(blocks) if incremental else 1)
         settings = _em.Settings(
             tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
             split_every=self.split_every, verbose=self.verbose,
@@ -194,7 +196,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             save = partial(_checkpoint.save, self.checkpoint, identity=identity)
         data = _em.cached(data, self.cache, settings)
         if state is None:
-            state = _em.EMState(self._starts(data, X_memory, candidates, labels))
+            state = _em.EMState(self._starts(data, X_memory, candidates, labels), blocks=blocks)
         _em.run_em(data, state, settings, save)
         by_label = {model.label: model for model in state.models}
         chosen = [_em.best_model([by_label[labels[c, i]] for i in range(self.n_init)],
@@ -253,7 +255,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init,
             init_params=self.init_params, random_state=self.random_state,
             verbose=self.verbose, verbose_interval=self.verbose_interval,
-            split_every=self.split_every, cache=self.cache,
+            split_every=self.split_every, cache=self.cache, algorithm=self.algorithm,
+            n_blocks=self.n_blocks,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

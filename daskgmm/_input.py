@@ -248,11 +248,15 @@ def apply_rows(estimator, X, block_fn, n_columns=None, dtype=None, wrap=True):
     return wrapper(result) if wrap else result
 
 
-def fit_data(estimator, X, sample_weight):
-    """``X`` (and weights) validated for fit: ``(RowData, X in memory or None)``."""
-    X, _ = validate(estimator, X, reset=True)
+def fit_data(estimator, X, sample_weight, min_chunks=1, reset=True):
+    """``X`` (and weights) validated for fit: ``(RowData, X in memory or None)``.
+
+    In-memory input is cut into at least ``min_chunks`` row chunks; with
+    ``reset=False`` (later ``partial_fit`` calls) X must have the fitted features.
+    """
+    X, _ = validate(estimator, X, reset=reset)
     if sample_weight is not None:
         sample_weight = check_sample_weight(vector(sample_weight), X.shape[0])
     if isinstance(X, da.Array):
         return _graph.from_dask(X, sample_weight), None
-    return _graph.from_numpy(X, sample_weight), X
+    return _graph.from_numpy(X, sample_weight, min_chunks), X

@@ -17,6 +17,7 @@ from ._covariance import covariances as estimate_covariances
 from ._covariance import precision_cholesky, weighted_outer, wishart
 from ._kernels import COVARIANCE_KINDS
 from ._sklearn import log_dirichlet_norm, log_wishart_norm
+from ._stats import Stats
 
 EPS10 = 10 * np.finfo(np.float64).eps
 
@@ -90,6 +91,25 @@ def start_from_stats(stats, reg_covar, covariance_type):
     nk, means, covariances = estimate_parameters(stats, reg_covar, covariance_type)
     return Parameters(covariance_type, nk / stats.weight, means, covariances,
                       precision_cholesky(covariances, covariance_type))
+
+
+def model_statistics(parameters, weight, reg_covar):
+    """Statistics of rows of total ``weight`` distributed exactly as the model says.
+
+    Per component: responsibility sum ``weight * weights``, the model's mean,
+    and the scatter of its covariance less ``reg_covar``; no log-likelihood.
+    """
+    covariance_type = parameters.covariance_type
+    nk = weight * parameters.weights
+    n_features = parameters.means.shape[1]
+    cov = np.array(parameters.covariances, dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        cov[..., np.arange(n_features), np.arange(n_features)] -= reg_covar
+        scale = nk[:, None, None] if covariance_type == "full" else weight
+    else:
+        cov = np.maximum(cov - reg_covar, 0)
+        scale = nk[:, None] if covariance_type == "diag" else nk * n_features
+    return Stats(nk, parameters.means, cov * scale, 0.0, float(weight))
 
 
 def m_step(stats, reg_covar, params, previous, iteration):

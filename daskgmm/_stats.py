@@ -53,6 +53,23 @@ def merge(a, b, covariance_type):
                  a.entropy + b.entropy)
 
 
+def merge_all(stats_list, covariance_type):
+    """Statistics of the union of several disjoint sets of rows, merged in list order."""
+    total = stats_list[0]
+    for stats in stats_list[1:]:
+        total = merge(total, stats, covariance_type)
+    return total
+
+
+def scaled(stats, factor):
+    """Statistics of the same rows with every row weight multiplied by ``factor``.
+
+    Means are unchanged; sums (``nk``, ``m2``, ``loglik``, ``weight``) scale.
+    """
+    return Stats(stats.nk * factor, stats.mean, stats.m2 * factor, stats.loglik * factor,
+                 stats.weight * factor)
+
+
 class Layout(NamedTuple):
     """How one model's ``Stats`` lie in a flat float64 vector."""
 

@@ -101,7 +101,8 @@ def test_unconverged_candidates_are_named(blobs):
     (dict(covariance_type=["full", "round"]), "covariance_type"),
     (dict(criterion="icl"), "criterion"),
     (dict(max_components=5000), "number of samples"),
-    (dict(algorithm="incremental"), "not available yet"),
+    (dict(algorithm="stepwise"), "algorithm"),
+    (dict(algorithm="incremental", n_blocks=0), "n_blocks"),
 ])
 def test_bad_searches_are_value_errors_and_leave_the_fit(blobs, params, match):
     ic = GaussianMixtureIC(1, 2, random_state=0).fit(blobs)
