@@ -45,7 +45,7 @@ covariance type of the configuration:
   same share;
 - ``pomegranate`` and ``torchgmm`` (with ``--peers``, in every dtype of
   ``--dtypes``; see ``benchmarks/peer_gmm.py``): pomegranate 1.x's
-  ``GeneralMixture`` of ``Normal`` (no ``tied``) from the same start, and
+  ``GeneralMixtureModel`` of ``Normal`` (no ``tied``) from the same start, and
   torchgmm's (PyCave's maintained fork) ``GaussianMixture`` from the same
   means, on CPU with all cores. They are not dependencies of daskgmm: install
   them in a separate environment (``benchmarks/requirements-peers.txt``);

@@ -7,7 +7,7 @@ when a fit runs, and ``available`` says which of them import here.
 Both run on CPU with PyTorch's default threads (one per core), on the NumPy
 rows as a tensor of the same dtype (float64 or float32), from daskgmm's start:
 
-- ``pomegranate``: ``GeneralMixture`` of ``Normal`` distributions built from
+- ``pomegranate``: ``GeneralMixtureModel`` of ``Normal`` distributions built from
   the start's weights, means and covariances, ``tol=-inf`` so that it runs
   exactly ``max_iter`` iterations (one E- and one M-step each). It has no
   ``tied`` covariances; its ``sphere`` is ``spherical``.
@@ -22,6 +22,7 @@ Each wrapper has ``fit(X)``, ``n_iter_`` and ``means_`` (a NumPy array).
 
 import importlib.util
 import logging
+import warnings
 from importlib import metadata
 
 import numpy as np
@@ -37,6 +38,8 @@ LIGHTNING_PRECISION = {"float64": 64, "float32": 32}
 # scikit-learn's (and daskgmm's) default reg_covar, for torchgmm's covariance_regularization.
 REG_COVAR = 1e-6
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning.fabric")
+# Lightning's own notices (a SLURM hint where srun exists, deprecations), silenced.
+LIGHTNING_MODULES = r"(lightning_fabric|pytorch_lightning)\."
 
 
 def available(names):
@@ -68,7 +71,7 @@ def start_covariances(kwargs):
 
 
 class PomegranateMixture:
-    """pomegranate's GeneralMixture from the start in ``kwargs``, for ``max_iter`` iterations."""
+    """pomegranate's GeneralMixtureModel from the start in ``kwargs``, for ``max_iter`` iterations."""
 
     def __init__(self, kwargs, max_iter):
         self.kwargs = kwargs
@@ -77,7 +80,7 @@ class PomegranateMixture:
     def fit(self, X):
         import torch
         from pomegranate.distributions import Normal
-        from pomegranate.gmm import GeneralMixture
+        from pomegranate.gmm import GeneralMixtureModel
 
         covariance_type = POMEGRANATE_TYPES[self.kwargs["covariance_type"]]
         means = self.kwargs["means_init"].astype(X.dtype)
@@ -87,7 +90,7 @@ class PomegranateMixture:
             for m, c in zip(means, covariances)
         ]
         weights = torch.from_numpy(self.kwargs["weights_init"].astype(X.dtype))
-        model = GeneralMixture(components, priors=weights, max_iter=self.max_iter, tol=-np.inf)
+        model = GeneralMixtureModel(components, priors=weights, max_iter=self.max_iter, tol=-np.inf)
         model.fit(torch.from_numpy(X))
         self.n_iter_ = self.max_iter
         self.means_ = np.stack([c.means.detach().numpy() for c in model.distributions])
@@ -103,19 +106,30 @@ class TorchgmmMixture:
 
     def fit(self, X):
         import torch
-        from torchgmm.bayes import GaussianMixture
 
         for name in LIGHTNING_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
-        model = GaussianMixture(
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=LIGHTNING_MODULES)
+            model = self._estimator(X.dtype).fit(torch.from_numpy(X))
+        self.n_iter_ = model.num_iter_
+        self.means_ = model.model_.means.detach().numpy()
+        return self
+
+    def _estimator(self, dtype):
+        """torchgmm's estimator for data of the NumPy ``dtype``."""
+        import torch
+        from torchgmm.bayes import GaussianMixture
+
+        return GaussianMixture(
             self.kwargs["n_components"],
             covariance_type=self.kwargs["covariance_type"],
-            init_means=torch.from_numpy(self.kwargs["means_init"].astype(X.dtype)),
+            init_means=torch.from_numpy(self.kwargs["means_init"].astype(dtype)),
             convergence_tolerance=0,
             covariance_regularization=self.kwargs.get("reg_covar", REG_COVAR),
             trainer_params=dict(
                 max_epochs=self.max_iter,
-                precision=LIGHTNING_PRECISION[X.dtype.name],
+                precision=LIGHTNING_PRECISION[dtype.name],
                 accelerator="cpu",
                 devices=1,
                 enable_progress_bar=False,
@@ -123,10 +137,7 @@ class TorchgmmMixture:
                 logger=False,
                 enable_checkpointing=False,
             ),
-        ).fit(torch.from_numpy(X))
-        self.n_iter_ = model.num_iter_
-        self.means_ = model.model_.means.detach().numpy()
-        return self
+        )
 
 
 MAKERS = {"pomegranate": PomegranateMixture, "torchgmm": TorchgmmMixture}
