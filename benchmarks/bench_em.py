@@ -537,11 +537,12 @@ def passes_line(X, chunk_rows, kwargs):
     return "Passes over the source data in one daskgmm fit on Dask input: " + "; ".join(counts)
 
 
-def local_inputs(X, args):
-    """{(system, dtype): its input} of the daskgmm rows on this process's threads."""
+def local_inputs(X, arrays, args):
+    """{(system, dtype): its input} of the daskgmm rows on this process's threads; ``arrays``
+    holds X in every dtype of --dtypes."""
     inputs = {}
     if "numpy" in args.modes:
-        inputs.update({(NUMPY, d): X.astype(DTYPES[d], copy=False) for d in args.dtypes})
+        inputs.update({(NUMPY, dtype): array for dtype, array in arrays.items()})
     if "dask" in args.modes:
         inputs["daskgmm dask", "float64"] = as_dask(X, args.chunk_rows)
     if "dask-persisted" in args.modes:
@@ -551,19 +552,19 @@ def local_inputs(X, args):
 
 
 def run_local(X, rows, kwargs_by_type, args, peers):
-    """scikit-learn, the daskgmm modes and the peers (a dict name: maker) on this process."""
-    inputs = local_inputs(X, args)
+    """scikit-learn, the daskgmm modes and the peers ({(name, dtype): maker}) on this process."""
+    arrays = {dtype: X.astype(DTYPES[dtype], copy=False) for dtype in args.dtypes}
+    inputs = local_inputs(X, arrays, args)
     results = []
     with dask.config.set(scheduler="threads"):
         for covariance_type, kwargs in kwargs_by_type.items():
             row = replace(rows, covariance_type=covariance_type)
-            for dtype in args.dtypes:
-                X_dtype = X.astype(DTYPES[dtype], copy=False)
+            for dtype, array in arrays.items():
                 results.append(
                     measure_em_only(
                         replace(row, system=SKLEARN, dtype=dtype),
                         lambda n: SklearnGaussianMixture(**{**kwargs, "max_iter": n}),
-                        X_dtype,
+                        array,
                         kwargs["max_iter"],
                         client_rss,
                         args.repeats,
@@ -586,7 +587,7 @@ def run_local(X, rows, kwargs_by_type, args, peers):
                     measure_em_only(
                         replace(row, system=name, dtype=dtype),
                         lambda n: make(kwargs, n),
-                        X.astype(DTYPES[dtype], copy=False),
+                        arrays[dtype],
                         kwargs["max_iter"],
                         client_rss,
                         args.repeats,
