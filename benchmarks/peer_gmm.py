@@ -85,6 +85,9 @@ class PomegranateMixture:
         covariance_type = POMEGRANATE_TYPES[self.kwargs["covariance_type"]]
         means = self.kwargs["means_init"].astype(X.dtype)
         covariances = start_covariances(self.kwargs).astype(X.dtype)
+        if covariance_type == "sphere":
+            # pomegranate takes a sphere's variance once per feature.
+            covariances = np.repeat(covariances[:, np.newaxis], X.shape[1], axis=1)
         components = [
             Normal(torch.from_numpy(m), torch.tensor(c), covariance_type=covariance_type)
             for m, c in zip(means, covariances)
@@ -107,8 +110,6 @@ class TorchgmmMixture:
     def fit(self, X):
         import torch
 
-        for name in LIGHTNING_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=LIGHTNING_MODULES)
             model = self._estimator(X.dtype).fit(torch.from_numpy(X))
@@ -121,6 +122,9 @@ class TorchgmmMixture:
         import torch
         from torchgmm.bayes import GaussianMixture
 
+        # After the import: importing Lightning sets its loggers to INFO.
+        for name in LIGHTNING_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         return GaussianMixture(
             self.kwargs["n_components"],
             covariance_type=self.kwargs["covariance_type"],
