@@ -167,7 +167,7 @@ CHUNK_ROWS = 50_000
 SEPARATION = 8.0
 # Kinds of data: the separation they are drawn with (None: the means as drawn).
 DATA = {"overlapping": None, "separated": SEPARATION}
-# The square dgemm that gives this machine's rate: its size and the fits of which the fastest counts.
+# This machine's dgemm rate: square products of this size, the fastest of this many.
 DGEMM_SIZE = 2000
 DGEMM_REPEATS = 3
 # What a failed fit raises (numpy's LinAlgError is a ValueError, torch's a RuntimeError).

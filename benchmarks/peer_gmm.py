@@ -27,12 +27,13 @@ from importlib import metadata
 
 import numpy as np
 
+# pomegranate's name of each covariance type it has (no tied).
+POMEGRANATE_TYPES = {"full": "full", "diag": "diag", "spherical": "sphere"}
 # The covariance types each peer has, by daskgmm's names.
 COVARIANCE_TYPES = {
-    "pomegranate": ("full", "diag", "spherical"),
+    "pomegranate": tuple(POMEGRANATE_TYPES),
     "torchgmm": ("full", "tied", "diag", "spherical"),
 }
-POMEGRANATE_TYPES = {"full": "full", "diag": "diag", "spherical": "sphere"}
 # Lightning's precision setting for each dtype.
 LIGHTNING_PRECISION = {"float64": 64, "float32": 32}
 # scikit-learn's (and daskgmm's) default reg_covar, for torchgmm's covariance_regularization.
@@ -59,19 +60,15 @@ def available(names):
 
 
 def start_covariances(kwargs):
-    """The start's covariances, per component, from its precisions (daskgmm's kwargs)."""
+    """The start's covariances, per component, from its precisions (full, diag, spherical)."""
     precisions = np.asarray(kwargs["precisions_init"])
-    n_components = kwargs["n_components"]
-    covariance_type = kwargs["covariance_type"]
-    if covariance_type == "tied":
-        precisions = np.broadcast_to(precisions, (n_components, *precisions.shape))
-    if covariance_type in ("full", "tied"):
+    if kwargs["covariance_type"] == "full":
         return np.linalg.inv(precisions)
     return 1 / precisions
 
 
 class PomegranateMixture:
-    """pomegranate's GeneralMixtureModel from the start in ``kwargs``, for ``max_iter`` iterations."""
+    """pomegranate's GeneralMixtureModel from the start in ``kwargs``, ``max_iter`` iterations."""
 
     def __init__(self, kwargs, max_iter):
         self.kwargs = kwargs
