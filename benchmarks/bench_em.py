@@ -1,71 +1,100 @@
-"""Seconds per EM iteration: scikit-learn against daskgmm on NumPy, threads and a LocalCluster.
+"""Seconds per EM iteration: scikit-learn, daskgmm on NumPy, Dask and a LocalCluster, and peers.
 
 Run from the repository root, on a quiet machine::
 
-    python benchmarks/bench_em.py            # configurations A and B, 10 iterations
+    python benchmarks/bench_em.py            # configurations A, B, C and D, 10 iterations
+    python benchmarks/bench_em.py --peers    # the same, plus pomegranate and torchgmm
     python benchmarks/bench_em.py --spark    # the same, plus Spark ML's GaussianMixture (full)
-    python benchmarks/bench_em.py --spark --repeats 2   # the fastest of 2 fits per figure
-    python benchmarks/bench_em.py --scale 0.01 --iterations 2 --spark   # smoke test
+    python benchmarks/bench_em.py --repeats 2   # the fastest of 2 fits per figure
+    python benchmarks/bench_em.py --scale 0.01 --iterations 2 --peers   # smoke test
     python benchmarks/bench_em.py --n-samples 20000 --iterations 2      # one custom configuration
 
-Configurations (``--configs A B``, default both; ``--scale`` multiplies N):
+Configurations (``--configs A B C D``, default all; ``--scale`` multiplies N):
 
-- A: N = 1,000,000 rows, D = 16 features, K = 8 components;
-- B: N = 200,000 rows, D = 64 features, K = 16 components.
+- A: N = 1,000,000 rows, D = 16 features, K = 8 components, every covariance type;
+- B: N = 200,000 rows, D = 64 features, K = 16 components, every covariance type;
+- C: N = 1,000,000, D = 64, K = 64, ``diag`` only (PyCave's published benchmark);
+- D: N = 100,000, D = 32, K = 16, ``full`` only (PyCave's published benchmark).
 
 ``--n-samples``, ``--n-features`` and ``--n-components`` run one custom
 configuration instead, the values not given taken from the configuration named
 by ``--configs`` (one name; A by default).
 
 The data are drawn (seeded, float64) from a mixture with random full
-covariances. Every system starts from the same parameters (K distinct random
-rows as means, the covariance of the data for every component, equal weights)
-and runs exactly ``--iterations`` EM iterations (``tol=0``), for each of the
-four covariance types:
+covariances, as two kinds (``--data``, default both): ``overlapping`` (random
+means) and ``separated`` (the same mixture with its means scaled so that the
+closest two are ``SEPARATION`` times the largest standard deviation of any
+component apart). Every system starts from the same parameters (K distinct
+random rows as means, the covariance of the data for every component, equal
+weights) and runs exactly ``--iterations`` EM iterations (``tol=0``), for each
+covariance type of the configuration:
 
 - ``scikit-learn``: ``sklearn.mixture.GaussianMixture`` on the NumPy array,
   with the default BLAS threads, as users run it;
-- ``daskgmm numpy``: daskgmm on the NumPy array (local threads, one BLAS
-  thread per task);
-- ``daskgmm dask-threads``: daskgmm on ``da.from_array(X)`` cut into
-  ``--n-chunks`` row chunks, persisted, on the threaded scheduler;
+- ``scikit-learn float32``: the same on ``X.astype(np.float32)`` (scikit-learn
+  keeps float32);
+- ``daskgmm numpy`` and ``daskgmm numpy float32``: daskgmm on the NumPy array
+  and on its float32 copy (local threads, one BLAS thread per task);
+- ``daskgmm dask``: daskgmm on ``da.from_array(X)`` in ``--chunk-rows`` row
+  chunks, in memory but not persisted, on the threaded scheduler;
+- ``daskgmm dask persisted``: the same array persisted first;
 - ``daskgmm localcluster``: daskgmm on a ``distributed.LocalCluster`` of
   ``--workers`` processes with one thread each (distributed pins BLAS to one
-  thread there), the data persisted on the workers before timing, its row
-  chunks dealt round-robin so that every worker holds the same share;
-- ``Spark ML local[2]`` (with ``--spark``, full covariances only):
+  thread there), the data persisted on the workers before timing, in
+  ``--n-chunks`` row chunks dealt round-robin so that every worker holds the
+  same share;
+- ``pomegranate`` and ``torchgmm`` (with ``--peers``, in every dtype of
+  ``--dtypes``; see ``benchmarks/peer_gmm.py``): pomegranate 1.x's
+  ``GeneralMixtureModel`` of ``Normal`` (no ``tied``) from the same start, and
+  torchgmm's (PyCave's maintained fork) ``GaussianMixture`` from the same
+  means, on CPU with all cores. They are not dependencies of daskgmm: install
+  them in a separate environment (``benchmarks/requirements-peers.txt``);
+  where one does not import, one line says that it was skipped and why;
+- ``Spark ML local[2]`` (with ``--spark``, full covariances, overlapping data
+  only: it evaluates densities outside log space):
   ``pyspark.ml.clustering.GaussianMixture`` (``maxIter=--iterations``,
-  ``tol=0.0``, seed 0) on a cached DataFrame of the same rows, after a
-  1-iteration warm-up fit (see ``benchmarks/spark_gmm.py``). Spark starts from
-  its own initialisation, so its means are not compared. It needs
-  ``pip install pyspark`` and a Java runtime (``java -version``: Java 17 here);
-  without either, one line says that Spark was skipped and why.
+  ``tol=0.0``, seed 0) on a cached DataFrame of the same rows in
+  ``--n-chunks`` partitions, after a 1-iteration warm-up fit (see
+  ``benchmarks/spark_gmm.py``). Spark starts from its own initialisation, so
+  its means are not compared. It needs ``pip install pyspark`` and a Java
+  runtime (``java -version``: Java 17 here); without either, one line says
+  that Spark was skipped and why.
+
+``--dtypes float64`` drops the float32 rows; ``--modes`` picks the daskgmm
+rows (``numpy`` covers both dtypes).
 
 Prints a header (machine, versions, BLAS, the exact command, the FLOP floor
-behind the GFLOP/s column), then for every configuration the data and the
-passes over the source data of one daskgmm fit on Dask input (chunk reads /
-chunks; with the default settings and, if the estimator has it, with
-``cache=False``), then one Markdown table: configuration, covariance type,
-system, seconds per iteration (wall time of ``fit`` divided by its
+behind the GFLOP/s column, and this machine's dgemm rate: a ``DGEMM_SIZE``
+square float64 ``np.dot`` on one BLAS thread and on all of them, the fastest
+of ``DGEMM_REPEATS``), then for every configuration and kind of data the data
+and the passes over the source data of one daskgmm fit on Dask input (chunk
+reads / chunks; with the default settings and, if the estimator has it, with
+``cache=False``), then one Markdown table: configuration, data, covariance
+type, system, seconds per iteration (wall time of ``fit`` divided by its
 ``n_iter_``; with ``--repeats R``, of the fastest of R fits, for every system
 alike: this 2-vCPU machine's speed varies by about 10 % from minute to
-minute), ratio (scikit-learn's seconds / the row's), GFLOP/s (the floor
-FLOPs of one iteration / its seconds), the largest relative difference of
-``means_`` from scikit-learn's, and the peak RSS of this process and of every
-worker (for Spark: its JVM and the JVM's Python workers) during the fit
-(sampled every 0.1 s). scikit-learn's (and Spark's) ``fit`` also runs its
-initialisation and scikit-learn's a final E-step; a note after the table gives
-their seconds per iteration without them, from a second, 1-iteration fit:
-(t_n - t_1) / (n - 1).
+minute), the speed-ups against scikit-learn float64 and float32 (their seconds
+/ the row's), Dask / NumPy (the row's seconds / daskgmm numpy's, for Dask
+input), separated / overlapping (the row's seconds / the same system's on
+overlapping data), GFLOP/s (the floor FLOPs of one iteration / its seconds),
+the largest relative difference of ``means_`` from scikit-learn's of the same
+dtype, and the peak RSS of this process and of every worker (for Spark: its
+JVM and the JVM's Python workers) during the fit (sampled every 0.1 s).
+scikit-learn's, the peers' and Spark's ``fit`` also run their initialisation
+and scikit-learn's a final E-step; a note after the table gives their seconds
+per iteration without them, from a second, 1-iteration fit: (t_n - t_1) / (n -
+1). A second table gives the GFLOP/s of daskgmm's float64 ``full`` rows
+beside the dgemm rates, in percent.
 
-With ``--scaling`` (the default; ``--no-scaling`` skips it) a second table
-follows for the full type of configuration A (or of the custom configuration):
-the same daskgmm fit on a LocalCluster of 1 and of 2 worker processes with one
-thread each, the data persisted evenly on the workers, its seconds per
-iteration and the speed-up from 1 to 2 workers.
+With ``--scaling`` (the default; ``--no-scaling`` skips it) a last table
+follows for the full type of configuration A (or of the custom configuration)
+on overlapping data: the same daskgmm fit on a LocalCluster of 1 and of 2
+worker processes with one thread each, the data persisted evenly on the
+workers, its seconds per iteration and the speed-up from 1 to 2 workers.
 
-Exits with status 1 when a daskgmm result differs from scikit-learn's by more
-than 1e-6 relative.
+Exits with status 1 when a daskgmm result differs from scikit-learn's of the
+same dtype by more than ``TOLERANCE`` (float64) or ``FLOAT32_TOLERANCE``
+(float32) relative.
 """
 
 import argparse
@@ -90,21 +119,41 @@ import distributed
 import numpy as np
 import psutil
 import sklearn
+from scipy.spatial.distance import pdist
 from distributed import Client, LocalCluster, wait
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import daskgmm
+import peer_gmm
 from daskgmm import GaussianMixture
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-MODES = ("numpy", "dask-threads", "localcluster")
+MODES = ("numpy", "dask", "dask-persisted", "localcluster")
+DTYPES = {"float64": np.float64, "float32": np.float32}
 SPARK = "Spark ML local[2]"
-SYSTEMS = ("scikit-learn",) + tuple(f"daskgmm {mode}" for mode in MODES) + (SPARK,)
+PEERS = ("pomegranate", "torchgmm")
+SKLEARN = "scikit-learn"
+NUMPY = "daskgmm numpy"
+# Systems on Dask input, whose seconds are compared with NUMPY's.
+DASK_SYSTEMS = ("daskgmm dask", "daskgmm dask persisted", "daskgmm localcluster")
+
+
+def dtype_name(system, dtype):
+    """The name of ``system`` run on ``dtype`` data: float64 is the unmarked default."""
+    return system if dtype == "float64" else f"{system} {dtype}"
+
+
+SYSTEMS = tuple(
+    dtype_name(system, dtype)
+    for system in (SKLEARN, NUMPY, *DASK_SYSTEMS, *PEERS)
+    for dtype in (DTYPES if system in (SKLEARN, NUMPY, *PEERS) else ["float64"])
+) + (SPARK,)
 SEED = 0
-# Largest relative difference of means_ from scikit-learn's that passes.
+# Largest relative difference of means_ from scikit-learn's (of the same dtype) that passes.
 TOLERANCE = 1e-6
+FLOAT32_TOLERANCE = 1e-3
 # Seconds between two memory samples.
 SAMPLE_INTERVAL = 0.1
 # Rows whose covariance starts every component.
@@ -112,6 +161,17 @@ INIT_ROWS = 100_000
 MB = 2**20
 # Worker processes (one thread each) of the scaling table.
 SCALING_WORKERS = (1, 2)
+# Rows of a chunk of the Dask input on threads.
+CHUNK_ROWS = 50_000
+# Closest means of the separated data, in largest component standard deviations.
+SEPARATION = 8.0
+# Kinds of data: the separation they are drawn with (None: the means as drawn).
+DATA = {"overlapping": None, "separated": SEPARATION}
+# This machine's dgemm rate: square products of this size, the fastest of this many.
+DGEMM_SIZE = 2000
+DGEMM_REPEATS = 3
+# What a failed fit raises (numpy's LinAlgError is a ValueError, torch's a RuntimeError).
+FIT_ERRORS = (ValueError, RuntimeError)
 FLOOR_LINE = (
     "GFLOP/s = floor FLOPs of one iteration / s per iteration; the floor, for the textbook "
     "formulation: full 4·N·K·D², tied 2·N·D² + 4·N·K·D, diag and spherical 6·N·K·D"
@@ -124,16 +184,22 @@ class Config:
     n_samples: int
     n_features: int
     n_components: int
+    covariance_types: tuple = COVARIANCE_TYPES
 
 
 CONFIGS = {
     "A": Config("A", 1_000_000, 16, 8),
     "B": Config("B", 200_000, 64, 16),
+    # The published shapes of PyCave's benchmark.
+    "C": Config("C", 1_000_000, 64, 64, ("diag",)),
+    "D": Config("D", 100_000, 32, 16, ("full",)),
 }
 CUSTOM = "custom"
 # The configurations whose full type the scaling table measures.
 SCALING_CONFIGS = ("A", CUSTOM)
-SCALING_SKIPPED = "Scaling: skipped, neither configuration A nor a custom one was run."
+SCALING_SKIPPED = (
+    "Scaling: skipped, neither configuration A nor a custom one was run on overlapping data."
+)
 
 
 def floor_flops(covariance_type, config):
@@ -150,13 +216,25 @@ def floor_flops(covariance_type, config):
 # ------------------------------------------------------------------ data
 
 
-def mixture_parameters(n_features, n_components, seed=SEED):
-    """Means, covariance factors (covariance = F Fᵀ) and weights of a random mixture."""
+def spreads_apart(means, factors):
+    """Distance of the closest two means / the largest standard deviation of any component."""
+    spread = np.linalg.norm(factors, ord=2, axis=(1, 2)).max()
+    return pdist(means).min(initial=np.inf) / spread
+
+
+def mixture_parameters(n_features, n_components, seed=SEED, separation=None):
+    """Means, covariance factors (covariance = F Fᵀ) and weights of a random mixture.
+
+    With ``separation``, the means are scaled so that ``spreads_apart(means, factors)``
+    equals it.
+    """
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(n_components, n_features))
     factors = rng.normal(size=(n_components, n_features, n_features)) / np.sqrt(n_features)
     factors += 0.3 * np.eye(n_features)
     weights = rng.dirichlet(np.full(n_components, 5.0))
+    if separation is not None and n_components > 1:
+        means *= separation / spreads_apart(means, factors)
     return means, factors, weights
 
 
@@ -171,10 +249,13 @@ def sample_mixture(n_samples, parameters, rng):
     return X
 
 
-def config_data(config):
-    """The seeded rows of ``config``."""
-    parameters = mixture_parameters(config.n_features, config.n_components)
-    return sample_mixture(config.n_samples, parameters, np.random.default_rng(SEED))
+def config_data(config, data="overlapping"):
+    """The seeded rows of ``config`` of the kind ``data`` (a key of DATA), and their separation."""
+    means, factors, weights = mixture_parameters(
+        config.n_features, config.n_components, separation=DATA[data]
+    )
+    X = sample_mixture(config.n_samples, (means, factors, weights), np.random.default_rng(SEED))
+    return X, spreads_apart(means, factors)
 
 
 def initial_parameters(X, n_components, covariance_type, seed=SEED):
@@ -297,6 +378,26 @@ def header_lines():
     ]
 
 
+def dgemm_rates():
+    """GFLOP/s of a DGEMM_SIZE square float64 ``np.dot``: {BLAS threads: rate}, 1 and all."""
+    a, b = np.random.default_rng(SEED).standard_normal((2, DGEMM_SIZE, DGEMM_SIZE))
+    out = np.empty_like(a)
+    rates = {}
+    for threads in sorted({1, os.cpu_count()}):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            np.dot(a, b, out=out)  # warm-up
+            seconds, _ = timed(lambda: np.dot(a, b, out=out), client_rss, DGEMM_REPEATS)
+        rates[threads] = 2 * DGEMM_SIZE**3 / seconds / 1e9
+    return rates
+
+
+def dgemm_line(rates):
+    return (
+        f"dgemm: {DGEMM_SIZE}x{DGEMM_SIZE} float64 np.dot, fastest of {DGEMM_REPEATS}: "
+        + ", ".join(f"{rate:.1f} GFLOP/s on {n} BLAS thread(s)" for n, rate in rates.items())
+    )
+
+
 def java_executable():
     """The ``java`` on PATH, else ``$JAVA_HOME/bin/java``, else None."""
     home = os.environ.get("JAVA_HOME")
@@ -318,34 +419,52 @@ def spark_line():
 # ------------------------------------------------------------ benchmarks
 
 
-@dataclass
-class Result:
+@dataclass(frozen=True)
+class Row:
+    """What a result measures: its place in the table."""
+
     config: str
+    data: str  # a key of DATA
     covariance_type: str
     system: str
-    seconds: float  # per iteration
-    means: np.ndarray
+    dtype: str = "float64"  # a key of DTYPES
+
+    @property
+    def label(self):
+        """The system's name in the tables."""
+        return dtype_name(self.system, self.dtype)
+
+
+@dataclass
+class Result:
+    row: Row
+    seconds: float | None  # per iteration; None where the fit failed
+    means: np.ndarray | None
     peaks: dict  # bytes: "client" and one entry per worker
+    failure: str | None = None  # the exception's type, where the fit failed
     error: float | None = None  # largest relative difference of means_ from scikit-learn's
     em_only: float | None = None  # s/iteration without the fixed cost of fit, where measured
 
 
-def measure(config, covariance_type, system, estimator, X, probe, repeats):
-    seconds, peaks = timed(lambda: estimator.fit(X), probe, repeats)
-    return Result(
-        config.name, covariance_type, system, seconds / estimator.n_iter_, estimator.means_, peaks
-    )
+def measure(row, estimator, X, probe, repeats):
+    """The result of ``estimator.fit(X)``; a failed fit is printed and gives a failed result."""
+    try:
+        seconds, peaks = timed(lambda: estimator.fit(X), probe, repeats)
+    except FIT_ERRORS as error:
+        print(f"{row.config} {row.data} {row.covariance_type} {row.label} failed: {error!r}")
+        return Result(row, None, None, {}, failure=type(error).__name__)
+    return Result(row, seconds / estimator.n_iter_, np.asarray(estimator.means_), peaks)
 
 
-def measure_em_only(config, covariance_type, system, make, X, iterations, probe, repeats):
+def measure_em_only(row, make, X, iterations, probe, repeats):
     """The result of ``make(iterations).fit(X)``, with its s/iteration without fixed costs.
 
     That is (t_n - t_1) / (n - 1), from a fit of ``make(1)`` timed right after.
     """
     estimator = make(iterations)
-    result = measure(config, covariance_type, system, estimator, X, probe, repeats)
-    n = estimator.n_iter_
-    if n > 1:
+    result = measure(row, estimator, X, probe, repeats)
+    n = getattr(estimator, "n_iter_", 0)
+    if result.failure is None and n > 1:
         one_iteration = make(1)
         one, _ = timed(lambda: one_iteration.fit(X), probe, repeats)
         result.em_only = (result.seconds * n - one) / (n - 1)
@@ -373,8 +492,8 @@ def row_blocks(X, n_chunks):
     return [X[start : start + rows] for start in range(0, len(X), rows)]
 
 
-def as_dask(X, n_chunks):
-    return da.from_array(X, chunks=(len(row_blocks(X, n_chunks)[0]), X.shape[1]))
+def as_dask(X, chunk_rows):
+    return da.from_array(X, chunks=(chunk_rows, X.shape[1]))
 
 
 def persist_balanced(client, blocks):
@@ -391,7 +510,7 @@ def persist_balanced(client, blocks):
     return da.concatenate(parts)
 
 
-def count_passes(X, n_chunks, kwargs):
+def count_passes(X, chunk_rows, kwargs):
     """Passes over the source of one daskgmm fit (chunk reads / chunks) and its n_iter_."""
     reads = itertools.count()
 
@@ -399,61 +518,85 @@ def count_passes(X, n_chunks, kwargs):
         next(reads)
         return block
 
-    counted = as_dask(X, n_chunks).map_blocks(touch, meta=X[:0])
+    dask_X = as_dask(X, chunk_rows)
+    counted = dask_X.map_blocks(touch, meta=X[:0])
     with dask.config.set(scheduler="threads"):
         fit = GaussianMixture(**kwargs).fit(counted)
-    return next(reads) / n_chunks, fit.n_iter_
+    return next(reads) / dask_X.numblocks[0], fit.n_iter_
 
 
-def passes_line(X, n_chunks, kwargs):
+def passes_line(X, chunk_rows, kwargs):
     """The passes of a fit with the default settings, and with cache=False if it exists."""
     variants = {"default settings": {}}
     if "cache" in GaussianMixture().get_params():
         variants["cache=False"] = {"cache": False}
     counts = []
     for name, extra in variants.items():
-        passes, n_iter = count_passes(X, n_chunks, {**kwargs, **extra})
+        passes, n_iter = count_passes(X, chunk_rows, {**kwargs, **extra})
         counts.append(f"{name}: {passes:g} (n_iter_ = {n_iter})")
     return "Passes over the source data in one daskgmm fit on Dask input: " + "; ".join(counts)
 
 
-def measure_sklearn(config, covariance_type, kwargs, X, repeats):
-    """scikit-learn's result, with its s/iteration without initialisation and final E-step."""
-    return measure_em_only(
-        config,
-        covariance_type,
-        "scikit-learn",
-        lambda n: SklearnGaussianMixture(**{**kwargs, "max_iter": n}),
-        X,
-        kwargs["max_iter"],
-        client_rss,
-        repeats,
-    )
-
-
-def run_local(X, config, kwargs_by_type, args):
-    """scikit-learn and the daskgmm modes on this process's threads."""
-    runs = []
+def local_inputs(X, arrays, args):
+    """{(system, dtype): its input} of the daskgmm rows on this process's threads; ``arrays``
+    holds X in every dtype of --dtypes."""
+    inputs = {}
     if "numpy" in args.modes:
-        runs.append(("daskgmm numpy", X))
-    if "dask-threads" in args.modes:
-        runs.append(
-            ("daskgmm dask-threads", as_dask(X, args.n_chunks).persist(scheduler="threads"))
-        )
+        inputs.update({(NUMPY, dtype): array for dtype, array in arrays.items()})
+    if "dask" in args.modes:
+        inputs["daskgmm dask", "float64"] = as_dask(X, args.chunk_rows)
+    if "dask-persisted" in args.modes:
+        persisted = as_dask(X, args.chunk_rows).persist(scheduler="threads")
+        inputs["daskgmm dask persisted", "float64"] = persisted
+    return inputs
+
+
+def run_local(X, rows, kwargs_by_type, args, peers):
+    """scikit-learn, the daskgmm modes and the peers ({(name, dtype): maker}) on this process."""
+    arrays = {dtype: X.astype(DTYPES[dtype], copy=False) for dtype in args.dtypes}
+    inputs = local_inputs(X, arrays, args)
     results = []
     with dask.config.set(scheduler="threads"):
         for covariance_type, kwargs in kwargs_by_type.items():
-            results.append(measure_sklearn(config, covariance_type, kwargs, X, args.repeats))
-            for system, data in runs:
-                estimator = GaussianMixture(**kwargs)
-                result = measure(
-                    config, covariance_type, system, estimator, data, client_rss, args.repeats
+            row = replace(rows, covariance_type=covariance_type)
+            for dtype, array in arrays.items():
+                results.append(
+                    measure_em_only(
+                        replace(row, system=SKLEARN, dtype=dtype),
+                        lambda n: SklearnGaussianMixture(**{**kwargs, "max_iter": n}),
+                        array,
+                        kwargs["max_iter"],
+                        client_rss,
+                        args.repeats,
+                    )
                 )
-                results.append(result)
+            for (system, dtype), data in inputs.items():
+                results.append(
+                    measure(
+                        replace(row, system=system, dtype=dtype),
+                        GaussianMixture(**kwargs),
+                        data,
+                        client_rss,
+                        args.repeats,
+                    )
+                )
+            for (name, dtype), make in peers.items():
+                if covariance_type not in peer_gmm.COVARIANCE_TYPES[name]:
+                    continue
+                results.append(
+                    measure_em_only(
+                        replace(row, system=name, dtype=dtype),
+                        lambda n: make(kwargs, n),
+                        arrays[dtype],
+                        kwargs["max_iter"],
+                        client_rss,
+                        args.repeats,
+                    )
+                )
     return results
 
 
-def run_cluster(X, config, kwargs_by_type, n_workers, n_chunks, repeats,
+def run_cluster(X, rows, kwargs_by_type, n_workers, n_chunks, repeats,
                 system="daskgmm localcluster"):
     """daskgmm on a LocalCluster of ``n_workers`` × 1 thread, the data persisted on the workers."""
     with (
@@ -470,9 +613,7 @@ def run_cluster(X, config, kwargs_by_type, n_workers, n_chunks, repeats,
         GaussianMixture(**{**first, "max_iter": 1}).fit(X_workers)
         return [
             measure(
-                config,
-                covariance_type,
-                system,
+                replace(rows, covariance_type=covariance_type, system=system),
                 GaussianMixture(**kwargs),
                 X_workers,
                 cluster_rss(client),
@@ -482,7 +623,7 @@ def run_cluster(X, config, kwargs_by_type, n_workers, n_chunks, repeats,
         ]
 
 
-def run_spark(X, config, args):
+def run_spark(X, rows, config, args):
     """Spark ML's GaussianMixture (full) on local[2], the rows cached in Spark before timing."""
     import spark_gmm
 
@@ -496,42 +637,53 @@ def run_spark(X, config, args):
 
         make(1).fit(frame)  # warm-up: the JVM compiles the EM code on the first fit
         return measure_em_only(
-            config, "full", SPARK, make, frame, args.iterations, spark_rss, args.repeats
+            replace(rows, covariance_type="full", system=SPARK),
+            make,
+            frame,
+            args.iterations,
+            spark_rss,
+            args.repeats,
         )
 
 
-def run_config(config, args, spark_ready):
-    """The main table's results of ``config`` and, if it is the scaling one, the scaling's."""
-    X = config_data(config)
+def run_config(config, data, args, spark_ready, peers):
+    """The main table's results of ``config`` on ``data`` and, if it is the scaling one, the
+    scaling's."""
+    X, spreads = config_data(config, data)
     print(
-        f"\nConfiguration {config.name}: {config.n_samples:,} rows x {config.n_features} "
+        f"\nConfiguration {config.name}, {data} data (closest means {spreads:.1f} largest "
+        f"standard deviations apart): {config.n_samples:,} rows x {config.n_features} "
         f"features, {config.n_components} components, float64, {X.nbytes / MB:.0f} MB; "
-        f"Dask input in {args.n_chunks} row chunks; {args.iterations} iterations, tol=0, "
-        "the same start for every system"
+        f"Dask input in {args.chunk_rows:,}-row chunks on threads, in {args.n_chunks} chunks "
+        f"on the LocalCluster; {args.iterations} iterations, tol=0, the same start for every "
+        "system"
     )
-    kwargs_by_type = {
-        c: estimator_kwargs(X, c, config, args.iterations) for c in args.covariance_types
-    }
-    print(passes_line(X, args.n_chunks, next(iter(kwargs_by_type.values()))))
-    results = run_local(X, config, kwargs_by_type, args)
+    covariance_types = [c for c in args.covariance_types if c in config.covariance_types]
+    kwargs_by_type = {c: estimator_kwargs(X, c, config, args.iterations) for c in covariance_types}
+    if not kwargs_by_type:
+        return [], []
+    print(passes_line(X, args.chunk_rows, next(iter(kwargs_by_type.values()))))
+    rows = Row(config.name, data, None, None)
+    results = run_local(X, rows, kwargs_by_type, args, peers)
     if "localcluster" in args.modes:
         results += run_cluster(
-            X, config, kwargs_by_type, args.workers, args.n_chunks, args.repeats
+            X, rows, kwargs_by_type, args.workers, args.n_chunks, args.repeats
         )
-    if spark_ready and "full" in args.covariance_types:
-        results.append(run_spark(X, config, args))
+    overlapping = DATA[data] is None
+    if spark_ready and overlapping and "full" in kwargs_by_type:
+        results.append(run_spark(X, rows, config, args))
     scaling = []
-    if args.scaling and config.name in SCALING_CONFIGS:
-        scaling = run_scaling(X, config, args)
+    if args.scaling and overlapping and config.name in SCALING_CONFIGS and "full" in kwargs_by_type:
+        scaling = run_scaling(X, rows, config, args)
     return results, scaling
 
 
-def run_scaling(X, config, args):
+def run_scaling(X, rows, config, args):
     """daskgmm, full, on a LocalCluster of 1 and of 2 workers."""
     kwargs = {"full": estimator_kwargs(X, "full", config, args.iterations)}
     return [
         run_cluster(
-            X, config, kwargs, n, args.n_chunks, args.repeats, f"daskgmm localcluster {n}x1"
+            X, rows, kwargs, n, args.n_chunks, args.repeats, f"daskgmm localcluster {n}x1"
         )[0]
         for n in SCALING_WORKERS
     ]
@@ -541,43 +693,79 @@ def run_scaling(X, config, args):
 
 
 def set_errors(results, references):
-    """Relative difference of every daskgmm result's means_ from scikit-learn's."""
+    """Relative difference of every daskgmm result's means_ from scikit-learn's (same dtype)."""
     reference = {
-        (r.config, r.covariance_type): r.means for r in references if r.system == "scikit-learn"
+        r.row: r.means for r in references if r.row.system == SKLEARN and r.failure is None
     }
     for r in results:
-        expected = reference.get((r.config, r.covariance_type))
-        if r.system.startswith("daskgmm") and expected is not None:
+        expected = reference.get(replace(r.row, system=SKLEARN))
+        if r.row.system.startswith("daskgmm") and r.failure is None and expected is not None:
             r.error = float(np.max(np.abs(r.means - expected) / np.abs(expected)))
 
 
-def format_error(error):
-    if error is None:
+def tolerance(result):
+    return FLOAT32_TOLERANCE if result.row.dtype == "float32" else TOLERANCE
+
+
+def format_error(result):
+    if result.error is None:
         return "—"
-    return f"{error:.1e}" + ("" if error <= TOLERANCE else " FAIL")
+    return f"{result.error:.1e}" + ("" if result.error <= tolerance(result) else " FAIL")
 
 
 def gflops(result, configs):
     """Achieved GFLOP/s of ``result``: its floor FLOPs per iteration / its s/iteration."""
-    return floor_flops(result.covariance_type, configs[result.config]) / result.seconds / 1e9
+    config = configs[result.row.config]
+    return floor_flops(result.row.covariance_type, config) / result.seconds / 1e9
+
+
+def format_ratio(numerator, denominator):
+    """``numerator / denominator`` to two decimals, or a dash where either is missing."""
+    if numerator is None or denominator is None:
+        return "—"
+    return f"{numerator / denominator:.2f}"
+
+
+def ratios(result, seconds):
+    """The speed-ups against scikit-learn float64 and float32, Dask / NumPy and separated /
+    overlapping of ``result``, formatted; ``seconds`` maps every Row to its s/iteration."""
+    row = result.row
+    numpy = seconds.get(replace(row, system=NUMPY)) if row.system in DASK_SYSTEMS else None
+    overlapping = None if DATA[row.data] is None else seconds.get(replace(row, data="overlapping"))
+    return [
+        format_ratio(seconds.get(replace(row, system=SKLEARN, dtype="float64")), result.seconds),
+        format_ratio(seconds.get(replace(row, system=SKLEARN, dtype="float32")), result.seconds),
+        format_ratio(result.seconds, numpy),
+        format_ratio(result.seconds, overlapping),
+    ]
 
 
 def table(results, configs):
-    reference = {
-        (r.config, r.covariance_type): r.seconds for r in results if r.system == "scikit-learn"
-    }
+    seconds = {r.row: r.seconds for r in results if r.failure is None}
     lines = [
-        "| config | covariance type | system | s/iteration | ratio vs scikit-learn | GFLOP/s "
+        "| config | data | covariance type | system | s/iteration | speed-up vs scikit-learn "
+        "| speed-up vs scikit-learn float32 | Dask / NumPy | separated / overlapping | GFLOP/s "
         "| max rel. error vs scikit-learn | peak client RSS MB | peak worker RSS MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        lines.append(
-            f"| {r.config} | {r.covariance_type} | {r.system} | {r.seconds:.4f} "
-            f"| {reference[r.config, r.covariance_type] / r.seconds:.2f} "
-            f"| {gflops(r, configs):.2f} | {format_error(r.error)} "
-            f"| {r.peaks['client'] / MB:.0f} | {format_workers(r.peaks)} |"
-        )
+        if r.failure is not None:
+            cells = [r.row.config, r.row.data, r.row.covariance_type, r.row.label]
+            lines.append("| " + " | ".join(cells) + f" | failed ({r.failure}) |" + " — |" * 8)
+            continue
+        cells = [
+            r.row.config,
+            r.row.data,
+            r.row.covariance_type,
+            r.row.label,
+            f"{r.seconds:.4f}",
+            *ratios(r, seconds),
+            f"{gflops(r, configs):.2f}",
+            format_error(r),
+            f"{r.peaks['client'] / MB:.0f}",
+            format_workers(r.peaks),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -588,14 +776,51 @@ def em_only_note(results):
     return [
         "",
         "scikit-learn's fit also runs its initialisation (an M-step) and a final E-step "
-        "(Spark's: its initialisation). Without them ((t_n - t_1) / (n - 1)) the s/iteration is: "
-        + ", ".join(f"{r.config} {r.covariance_type} {r.system} {r.em_only:.4f}" for r in em_only)
+        "(the peers' and Spark's: their initialisation). Without them ((t_n - t_1) / (n - 1)) "
+        "the s/iteration is: "
+        + ", ".join(
+            f"{r.row.config} {r.row.data} {r.row.covariance_type} {r.row.label} {r.em_only:.4f}"
+            for r in em_only
+        )
         + ".",
     ]
 
 
+def dgemm_table(results, configs, rates):
+    """daskgmm's float64 full rows: GFLOP/s and its percentage of every dgemm rate."""
+    full = [
+        r
+        for r in results
+        if r.row.covariance_type == "full"
+        and r.failure is None
+        and r.row.system.startswith("daskgmm")
+        and r.row.dtype == "float64"
+    ]
+    if not full:
+        return []
+    lines = [
+        "",
+        f"The full kernel against this machine's dgemm ({DGEMM_SIZE}x{DGEMM_SIZE} float64, "
+        "measured at the start of this run)",
+        "",
+        "| config | data | system | GFLOP/s | "
+        + " | ".join(f"% of dgemm on {n} thread(s) ({rate:.1f})" for n, rate in rates.items())
+        + " |",
+        "|---|---|---|---:|" + "---:|" * len(rates),
+    ]
+    for r in full:
+        rate = gflops(r, configs)
+        percentages = [f"{100 * rate / dgemm:.0f}" for dgemm in rates.values()]
+        lines.append(
+            f"| {r.row.config} | {r.row.data} | {r.row.label} | {rate:.2f} | "
+            + " | ".join(percentages)
+            + " |"
+        )
+    return lines
+
+
 def scaling_table(results, configs):
-    config = results[0].config
+    config = results[0].row.config
     lines = [
         "",
         f"Scaling, configuration {config}, full: daskgmm on a LocalCluster of 1 and of 2 "
@@ -606,9 +831,12 @@ def scaling_table(results, configs):
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for n, r in zip(SCALING_WORKERS, results):
+        if r.failure is not None:
+            lines.append(f"| {n} | failed ({r.failure}) |" + " — |" * 4)
+            continue
         lines.append(
-            f"| {n} | {r.seconds:.4f} | {results[0].seconds / r.seconds:.2f} "
-            f"| {gflops(r, configs):.2f} | {format_error(r.error)} | {format_workers(r.peaks)} |"
+            f"| {n} | {r.seconds:.4f} | {format_ratio(results[0].seconds, r.seconds)} "
+            f"| {gflops(r, configs):.2f} | {format_error(r)} | {format_workers(r.peaks)} |"
         )
     return lines
 
@@ -619,7 +847,7 @@ def scaling_table(results, configs):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--configs", nargs="+", choices=CONFIGS, help="configurations to run (default: A B)"
+        "--configs", nargs="+", choices=CONFIGS, help="configurations to run (default: all)"
     )
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiplies N of every configuration"
@@ -630,14 +858,26 @@ def parse_args(argv=None):
     parser.add_argument(
         "--covariance-types", nargs="+", choices=COVARIANCE_TYPES, default=list(COVARIANCE_TYPES)
     )
+    parser.add_argument("--data", nargs="+", choices=DATA, default=list(DATA))
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
-    parser.add_argument("--n-chunks", type=int, default=8, help="row chunks of the Dask array")
+    parser.add_argument(
+        "--n-chunks", type=int, default=8,
+        help="row chunks of the data on the LocalCluster and in Spark",
+    )
+    parser.add_argument(
+        "--chunk-rows", type=int, default=CHUNK_ROWS,
+        help="rows of a chunk of the Dask input on threads",
+    )
     parser.add_argument(
         "--scaling",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="full type of configuration A on 1 and 2 LocalCluster workers",
+    )
+    parser.add_argument(
+        "--peers", action="store_true", help="add pomegranate and torchgmm where they import"
     )
     parser.add_argument("--spark", action="store_true", help="add Spark ML's GaussianMixture")
     parser.add_argument(
@@ -672,13 +912,14 @@ def selected_configs(parser, args):
 
 
 def sort_results(results, args):
-    """In place: by configuration, covariance type and system, each in the order given."""
+    """In place: by configuration, data, covariance type and system, each in the order given."""
     names = [c.name for c in args.configs]
     results.sort(
         key=lambda r: (
-            names.index(r.config),
-            args.covariance_types.index(r.covariance_type),
-            SYSTEMS.index(r.system),
+            names.index(r.row.config),
+            args.data.index(r.row.data),
+            args.covariance_types.index(r.row.covariance_type),
+            SYSTEMS.index(r.row.label),
         )
     )
 
@@ -687,26 +928,37 @@ def main(argv=None):
     args = parse_args(argv)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     warnings.filterwarnings("ignore", message="Sending large graph")
-    print("\n".join([*header_lines(), FLOOR_LINE]))
+    rates = dgemm_rates()
+    print("\n".join([*header_lines(), FLOOR_LINE, dgemm_line(rates)]))
     spark_ready = False
     if args.spark:
         spark_ready, line = spark_line()
         print(line)
+    peers = {}
+    if args.peers:
+        found, line = peer_gmm.available(PEERS)
+        print(line)
+        peers = {(name, dtype): peer_gmm.MAKERS[name] for name in found for dtype in args.dtypes}
 
     results, scaling = [], []
     for config in args.configs:
-        config_results, config_scaling = run_config(config, args, spark_ready)
-        results += config_results
-        scaling += config_scaling
+        for data in args.data:
+            config_results, config_scaling = run_config(config, data, args, spark_ready, peers)
+            results += config_results
+            scaling += config_scaling
     sort_results(results, args)
     set_errors(results + scaling, results)
     configs = {c.name: c for c in args.configs}
     print()
     print("\n".join(table(results, configs) + em_only_note(results)))
+    print("\n".join(dgemm_table(results, configs, rates)))
     if args.scaling:
         print("\n".join(scaling_table(scaling, configs) if scaling else ["", SCALING_SKIPPED]))
-    if any(r.error is not None and not r.error <= TOLERANCE for r in results + scaling):
-        sys.exit(f"FAIL: a daskgmm result differs from scikit-learn's by more than {TOLERANCE:g}")
+    if any(r.error is not None and not r.error <= tolerance(r) for r in results + scaling):
+        sys.exit(
+            f"FAIL: a daskgmm result differs from scikit-learn's by more than {TOLERANCE:g} "
+            f"(float64) or {FLOAT32_TOLERANCE:g} (float32)"
+        )
 
 
 if __name__ == "__main__":
