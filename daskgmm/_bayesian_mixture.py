@@ -16,9 +16,7 @@ checkpoint make one for the priors (when they are not given), then iterate.
 In-memory input is initialised in memory as scikit-learn does.
 """
 
-import os
 from functools import partial
-from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +27,6 @@ from . import _checkpoint, _em, _init, _input
 from ._covariance import covariance_prior
 from ._gaussian_mixture import GaussianMixture
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
-from ._sklearn import Interval, StrOptions
 from ._stats import Layout
 
 
@@ -83,9 +80,8 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
 
     _parameter_constraints: dict = {
         **_SklearnBayesianGaussianMixture._parameter_constraints,
-        "split_every": [Interval(Integral, 2, None, closed="left"), None],
-        "checkpoint": [str, os.PathLike, None],
-        "cache": [StrOptions({"auto"}), "boolean"],
+        **{name: GaussianMixture._parameter_constraints[name]
+           for name in ("split_every", "checkpoint", "cache")},
     }
 
     def __init__(

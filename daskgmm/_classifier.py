@@ -163,13 +163,8 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        state = self.__dict__.copy()
-        try:
+        with _em.restored_on_error(self):
             self._fit(X, y, sample_weight)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
         return self
 
     def _fit(self, X, y, sample_weight):

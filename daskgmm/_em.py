@@ -125,6 +125,18 @@ class Settings:
 
 
 @contextlib.contextmanager
+def restored_on_error(estimator):
+    """Leave ``estimator`` as it was when the block raises: a failed fit changes nothing."""
+    state = estimator.__dict__.copy()
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(state)
+        raise
+
+
+@contextlib.contextmanager
 def cluster_failures(data, checkpoint, iteration=None):
     """A cluster that cannot run a pass is a RuntimeError saying where the fit stands.
 

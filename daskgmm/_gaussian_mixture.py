@@ -246,13 +246,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         -------
         self
         """
-        state = self.__dict__.copy()
-        try:
+        with _em.restored_on_error(self):
             self._fit(X, y, sample_weight)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -366,13 +361,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         -------
         self
         """
-        state = self.__dict__.copy()
-        try:
+        with _em.restored_on_error(self):
             self._partial_fit(X, sample_weight)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
         return self
 
     def _partial_fit(self, X, sample_weight):

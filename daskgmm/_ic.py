@@ -129,13 +129,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         -------
         self
         """
-        saved = self.__dict__.copy()
-        try:
+        with _em.restored_on_error(self):
             self._fit(X, sample_weight)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
         return self
 
     def _covariance_types(self):

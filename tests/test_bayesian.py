@@ -162,6 +162,7 @@ def test_passes_over_a_zarr_store(tmp_path, X, n_init, init_params, init_passes)
     assert reads["count"] == (init_passes + max_iter) * 10
 
 
+@pytest.mark.slow
 def test_fit_on_a_local_cluster(client, X):
     kwargs = dict(n_components=3, covariance_type="full", max_iter=5, tol=0, random_state=0)
     with dask.config.set(scheduler="threads"):
@@ -213,6 +214,7 @@ def test_save_load_and_info(tmp_path, X, prior_type, capsys):
     assert f"effective components {effective} " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_fit_bayesian(tmp_path, X):
     data, model = str(tmp_path / "x.npy"), str(tmp_path / "model")
     np.save(data, X)

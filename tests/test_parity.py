@@ -55,7 +55,7 @@ def assert_same_fit(ours, theirs, rtol):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("max_iter", [1, 5, 30])
+@pytest.mark.parametrize("max_iter", [1, 5, pytest.param(30, marks=pytest.mark.slow)])
 def test_matches_sklearn_for_every_chunking(X, covariance_type, max_iter):
     start = _start(X, covariance_type)
     expected = _fit(SklearnGaussianMixture(max_iter=max_iter, **start), X)
