@@ -1,7 +1,10 @@
+import threading
+
 import numpy as np
 import pytest
+import zarr
 from distributed import Client, LocalCluster
-from zarr.storage import WrapperStore
+from zarr.storage import LocalStore, WrapperStore
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -53,3 +56,18 @@ class InstrumentedStore(WrapperStore):
     async def get(self, key, prototype, byte_range=None):
         self.on_read(key)
         return await super().get(key, prototype, byte_range)
+
+
+class CountingStore(InstrumentedStore):
+    """A real LocalStore that counts the reads of data chunks (``state["count"]``)."""
+
+    def on_read(self, key):
+        if key.startswith("c/"):
+            with self.state["lock"]:
+                self.state["count"] += 1
+
+
+def counted_array(path):
+    """The zarr array at ``path`` opened through a `CountingStore`, and its read count."""
+    reads = {"count": 0, "lock": threading.Lock()}
+    return zarr.open_array(CountingStore(LocalStore(path), reads), mode="r"), reads

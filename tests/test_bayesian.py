@@ -1,6 +1,5 @@
 """BayesianGaussianMixture: scikit-learn's variational mixture, fitted on Dask."""
 
-import threading
 
 import dask
 import dask.array as da
@@ -9,12 +8,11 @@ import pytest
 import zarr
 from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
 from sklearn.utils.estimator_checks import check_estimator
-from zarr.storage import LocalStore
 
 import daskgmm
 from daskgmm import BayesianGaussianMixture, cli
 
-from .conftest import COVARIANCE_TYPES, InstrumentedStore, make_mixture
+from .conftest import COVARIANCE_TYPES, counted_array, make_mixture
 from .test_parity import _fit
 
 PRIOR_TYPES = ["dirichlet_process", "dirichlet_distribution"]
@@ -138,13 +136,6 @@ def test_sample_weight_equals_repeated_rows(X):
     np.testing.assert_allclose(weighted.lower_bound_, repeated.lower_bound_, rtol=1e-9)
 
 
-class _CountingStore(InstrumentedStore):
-    def on_read(self, key):
-        if key.startswith("c/"):
-            with self.state["lock"]:
-                self.state["count"] += 1
-
-
 @pytest.mark.parametrize("n_init", [1, 3])
 @pytest.mark.parametrize("init_params, init_passes", [("kmeans", 2), ("random", 1)])
 def test_passes_over_a_zarr_store(tmp_path, X, n_init, init_params, init_passes):
@@ -152,8 +143,7 @@ def test_passes_over_a_zarr_store(tmp_path, X, n_init, init_params, init_passes)
     random: one pass for the starts and the priors; then one pass per iteration."""
     path = str(tmp_path / "x.zarr")
     zarr.create_array(path, shape=X.shape, chunks=(250, 3), dtype="f8")[:] = X
-    reads = {"count": 0, "lock": threading.Lock()}
-    stored = zarr.open_array(_CountingStore(LocalStore(path), reads), mode="r")
+    stored, reads = counted_array(path)
     max_iter = 4
     fit = _fit(BayesianGaussianMixture(n_components=3, max_iter=max_iter, tol=0, n_init=n_init,
                                        init_params=init_params, random_state=0, cache=False),

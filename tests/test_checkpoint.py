@@ -15,8 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from daskgmm import GaussianMixture
 from daskgmm._checkpoint import load as load_checkpoint
 
-from .conftest import make_mixture
-from .test_dask import _counted_array
+from .conftest import counted_array, make_mixture
 
 FIT_SCRIPT = """
 import sys, warnings
@@ -96,7 +95,7 @@ def test_finished_checkpoint_returns_its_model_without_reading(tmp_path):
     path, checkpoint = str(tmp_path / "x.zarr"), str(tmp_path / "fit.ckpt")
     zarr.create_array(path, shape=X.shape, chunks=(500, 3), dtype="f8")[:] = X
     first = _fit(zarr.open_array(path, mode="r"), max_iter=5, checkpoint=checkpoint)
-    stored, reads = _counted_array(path)
+    stored, reads = counted_array(path)
     again = _fit(stored, max_iter=5, checkpoint=checkpoint)
     _same_model(again, first)
     assert reads["count"] == 0

@@ -18,8 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from daskgmm import GaussianMixture, GaussianMixtureClassifier
 
-from .conftest import COVARIANCE_TYPES, make_mixture
-from .test_dask import _counted_array
+from .conftest import COVARIANCE_TYPES, counted_array, make_mixture
 
 FITTED = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
 
@@ -132,12 +131,12 @@ def test_all_classes_advance_in_the_same_passes(tmp_path, labelled):
     path = str(tmp_path / "x.zarr")
     zarr.create_array(path, shape=X.shape, chunks=(500, 3), dtype="f8")[:] = X
     n_chunks = 6
-    stored, reads = _counted_array(path)
+    stored, reads = counted_array(path)
     fit = GaussianMixtureClassifier(3, random_state=0, cache=False).fit(stored, y)
     slowest = int(fit.n_iter_.max())
     assert reads["count"] == (2 + slowest) * n_chunks
     assert 0 < slowest < fit.n_iter_.sum()
-    stored, reads = _counted_array(path)
+    stored, reads = counted_array(path)
     GaussianMixtureClassifier(random_state=0, cache=False).fit(stored, y)
     assert reads["count"] == n_chunks
 

@@ -1,6 +1,5 @@
 """Dask and zarr input: real LocalCluster, real zarr stores, passes over the data."""
 
-import threading
 import warnings
 
 import dask.array as da
@@ -9,11 +8,10 @@ import pytest
 import zarr
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
-from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture
 
-from .conftest import COVARIANCE_TYPES, InstrumentedStore, make_mixture
+from .conftest import COVARIANCE_TYPES, counted_array, make_mixture
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +81,6 @@ def test_predict_methods_are_lazy_and_match_numpy(client, data):
     assert gm.aic(Xd) == pytest.approx(gm.aic(X), rel=1e-12)
 
 
-class _CountingStore(InstrumentedStore):
-    """A real LocalStore that counts the chunk reads passing through it."""
-
-    def on_read(self, key):
-        if key.startswith("c/"):
-            with self.state["lock"]:
-                self.state["count"] += 1
-
-
-def _counted_array(path):
-    reads = {"count": 0, "lock": threading.Lock()}
-    return zarr.open_array(_CountingStore(LocalStore(path), reads), mode="r"), reads
-
-
 @pytest.mark.parametrize("n_init", [1, 4])
 @pytest.mark.parametrize("cache, passes", [(False, 6), ("auto", 6), (True, 1)])
 def test_one_pass_per_iteration_from_zarr(tmp_path, data, n_init, cache, passes):
@@ -110,7 +94,7 @@ def test_one_pass_per_iteration_from_zarr(tmp_path, data, n_init, cache, passes)
     n_chunks, max_iter = 10, 6
     kwargs = dict(_explicit_init(X, "full"), max_iter=max_iter, tol=0, n_init=n_init,
                   cache=cache)
-    stored, reads = _counted_array(path)
+    stored, reads = counted_array(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fit = GaussianMixture(**kwargs).fit(stored)
@@ -122,7 +106,7 @@ def test_kmeans_init_costs_two_passes(tmp_path, data):
     X, _ = data
     path = str(tmp_path / "x.zarr")
     zarr.create_array(path, shape=X.shape, chunks=(300, 3), dtype="f8")[:] = X
-    stored, reads = _counted_array(path)
+    stored, reads = counted_array(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         GaussianMixture(3, max_iter=4, tol=0, n_init=3, random_state=0, cache=False).fit(stored)

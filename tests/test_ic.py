@@ -12,8 +12,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from daskgmm import GaussianMixture, GaussianMixtureIC, load
 
-from .conftest import COVARIANCE_TYPES, make_mixture
-from .test_dask import _counted_array
+from .conftest import COVARIANCE_TYPES, counted_array, make_mixture
 
 FITTED = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
 
@@ -55,7 +54,7 @@ def test_search_reads_each_chunk_init_passes_plus_slowest_plus_one(tmp_path, blo
     path = str(tmp_path / "x.zarr")
     zarr.create_array(path, shape=blobs.shape, chunks=(500, 3), dtype="f8")[:] = blobs
     n_chunks = 6
-    stored, reads = _counted_array(path)
+    stored, reads = counted_array(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ic = GaussianMixtureIC(1, 6, random_state=0, cache=False).fit(stored)
