@@ -137,6 +137,13 @@ class GaussianMixture(_SklearnGaussianMixture):
         Blocks of incremental EM. ``'auto'``: two row chunks per scheduler
         thread in each block, at most 16 blocks. An int must not exceed the
         number of row chunks. In-memory input is cut into enough chunks.
+    relaxation : float or 'auto', default='auto'
+        Over-relaxation factor omega of incremental EM, in [1, 2): a block's
+        new statistics replace its old ones as ``old + omega (new - old)``.
+        1 is plain incremental EM, whose laps never decrease in theory.
+        ``'auto'``: plain for the first 4 laps, then omega estimated from
+        how fast their bound converged (towards 2 the slower), and plain
+        again after a lap whose bound decreased. Ignored by batch EM.
     learning_decay : float, default=0.7
         In (0.5, 1]: ``partial_fit``'s step ``(learning_offset + t) ** -learning_decay``
         at its call t (counted from 0, the first call).
@@ -167,6 +174,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         "cache": [StrOptions({"auto"}), "boolean"],
         "algorithm": [StrOptions({"batch", "incremental"})],
         "n_blocks": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "relaxation": [Interval(Real, 1, 2, closed="left"), StrOptions({"auto"})],
         "learning_decay": [Interval(Real, 0.5, 1, closed="right")],
         "learning_offset": [Interval(Real, 0, None, closed="left")],
     }
@@ -194,6 +202,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         cache="auto",
         algorithm="batch",
         n_blocks="auto",
+        relaxation="auto",
         learning_decay=0.7,
         learning_offset=10.0,
     ):
@@ -219,6 +228,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         self.cache = cache
         self.algorithm = algorithm
         self.n_blocks = n_blocks
+        self.relaxation = relaxation
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
 
@@ -399,6 +409,7 @@ class GaussianMixture(_SklearnGaussianMixture):
             tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter, params=self.params,
             split_every=self.split_every, verbose=self.verbose,
             verbose_interval=self.verbose_interval, checkpoint=self.checkpoint,
+            relaxation=self.relaxation,
         )
 
     # ------------------------------------------------------- initialisation

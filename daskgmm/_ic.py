@@ -40,9 +40,10 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     n_init, init_params, tol, reg_covar, max_iter, random_state
         As :class:`daskgmm.GaussianMixture`, for every candidate.
     algorithm : {'batch', 'incremental'}, default='batch'
-    n_blocks : int or 'auto', default='auto'
+    n_blocks, relaxation : int or 'auto', float or 'auto', default='auto'
         As :class:`daskgmm.GaussianMixture`: with ``'incremental'``, every
-        candidate runs incremental EM in the same block computations.
+        candidate runs incremental EM in the same block computations, each
+        with its own over-relaxation factor.
     verbose, verbose_interval, split_every, checkpoint, cache
         As :class:`daskgmm.GaussianMixture`; verbose output says per pass how
         many candidates are still running.
@@ -73,7 +74,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         # As GaussianMixture's, for every candidate.
         **{name: GaussianMixture._parameter_constraints[name] for name in (
             "n_init", "init_params", "tol", "reg_covar", "max_iter", "random_state", "algorithm",
-            "n_blocks", "verbose", "verbose_interval", "split_every", "checkpoint", "cache")},
+            "n_blocks", "relaxation", "verbose", "verbose_interval", "split_every", "checkpoint",
+            "cache")},
     }
 
     def __init__(
@@ -91,6 +93,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         random_state=None,
         algorithm="batch",
         n_blocks="auto",
+        relaxation="auto",
         verbose=0,
         verbose_interval=10,
         split_every=None,
@@ -109,6 +112,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.algorithm = algorithm
         self.n_blocks = n_blocks
+        self.relaxation = relaxation
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.split_every = split_every
@@ -181,7 +185,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
             split_every=self.split_every, verbose=self.verbose,
             verbose_interval=self.verbose_interval, checkpoint=self.checkpoint,
-            drop_failed=True,
+            drop_failed=True, relaxation=self.relaxation,
         )
         state, save = None, None
         if self.checkpoint:
@@ -251,7 +255,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             init_params=self.init_params, random_state=self.random_state,
             verbose=self.verbose, verbose_interval=self.verbose_interval,
             split_every=self.split_every, cache=self.cache, algorithm=self.algorithm,
-            n_blocks=self.n_blocks,
+            n_blocks=self.n_blocks, relaxation=self.relaxation,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
