@@ -1,31 +1,41 @@
 """Passes and seconds to convergence: batch EM, incremental EM and partial_fit epochs.
 
-Run from the repository root::
+Run from the repository root (scikit-image from ``benchmarks/requirements.txt``)::
 
-    python benchmarks/bench_incremental.py                # 0.5 GB synthetic store
-    python benchmarks/bench_incremental.py --gb 0.05      # smoke run
+    python benchmarks/bench_incremental.py --gb 8      # the 8 GB streamed store
+    python benchmarks/bench_incremental.py --gb 0.05   # smoke run
 
-Data: the digits of scikit-learn after PCA to 20 dimensions (K=10, full and
-diag; in memory, 30 row chunks), and a synthetic zarr store of ``--gb`` GB
-(10 overlapping diagonal components in 8 dimensions, 64 chunks, written once
-at ``--path``) streamed through a LocalCluster of ``--workers`` one-thread
-worker processes with ``cache=False``. Every method starts from the same
-k-means start. For each tol (1e-3, 1e-5):
+Data, K = 10, every method from the same k-means start:
+
+- the digits of scikit-learn after PCA to 20 dimensions (1797 rows, in
+  memory, 32 row chunks), full and diag;
+- the RGB pixels of four scikit-image sample images (astronaut, coffee,
+  chelsea, rocket: 845k rows x 3, in memory, 64 row chunks), full and diag;
+- a synthetic zarr store of ``--gb`` GB (10 overlapping diagonal components
+  in 8 dimensions, 64 chunks, written once at ``--path``), streamed with
+  ``cache=False`` through a LocalCluster of ``--workers`` one-thread worker
+  processes whose memory limit (``--worker-memory``) is far below the data,
+  diag.
+
+For each tol (1e-3, 1e-5):
 
 - batch: ``GaussianMixture(tol=tol)``, passes = ``n_iter_``;
-- incremental: ``algorithm='incremental'`` (``n_blocks='auto'``, or
-  ``--n-blocks``), passes = laps = ``n_iter_``, and the share of the
-  workers' thread time left idle during its fit (from the task stream);
+- incremental plain (``relaxation=1``) and auto (``relaxation='auto'``),
+  ``n_blocks='auto'`` or ``--n-blocks``: passes = laps = ``n_iter_`` to
+  convergence, and "reach": the first lap whose bound is within 1e-4 of
+  batch EM's final one (its seconds pro rata of the laps), the idle share of
+  the workers' thread time during the fit (from the task stream);
 - partial_fit: epochs of ``partial_fit`` over the same blocks until an
-  epoch's mean log-likelihood changes by less than tol (at most 30), one
-  pass each.
+  epoch's mean log-likelihood changes by less than tol (at most 30).
 
-Prints a Markdown table with the final mean log-likelihood on all rows and
-the ratios batch / method of passes and seconds.
+Prints a Markdown table: final mean log-likelihood on all rows, and the
+ratios batch / method of passes and seconds, to convergence and to reach;
+then the peak resident memory of this process and of the workers.
 """
 
 import argparse
 import os
+import resource
 import time
 import warnings
 
@@ -42,7 +52,9 @@ from daskgmm._em import block_bounds
 from daskgmm._graph import from_dask
 
 TOLS = (1e-3, 1e-5)
+REACH = 1e-4  # "reaches batch EM's final bound": within this of it
 MAX_EPOCHS = 30
+IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
 
 
 def synthetic_store(path, gigabytes, n_features=8, n_components=10, n_chunks=64, seed=1):
@@ -65,12 +77,53 @@ def synthetic_store(path, gigabytes, n_features=8, n_components=10, n_chunks=64,
     return store
 
 
+def image_pixels():
+    """The RGB pixels of scikit-image's sample images, in [0, 1]."""
+    import skimage.data
+
+    return np.concatenate([getattr(skimage.data, name)().reshape(-1, 3) / 255.0
+                           for name in IMAGES])
+
+
 def _busy_share(client, since, wall):
     """Share of the workers' thread time spent in tasks since ``since`` (epoch seconds)."""
     busy = sum(part["stop"] - part["start"] for task in client.get_task_stream(start=since)
                for part in task["startstops"] if part["action"] == "compute")
     threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
     return busy / (threads * wall)
+
+
+def _timed(client, fit):
+    """``(model, passes, seconds, idle share of the workers or None)`` of ``fit()``.
+
+    ``fit`` returns the model and its passes.
+    """
+    tic, wall_start = time.perf_counter(), time.time()
+    model, passes = fit()
+    seconds = time.perf_counter() - tic
+    idle = None if client is None else 1 - _busy_share(client, wall_start, seconds)
+    return model, passes, seconds, idle
+
+
+def _epochs(common, X, bounds, tol):
+    """partial_fit over the blocks until an epoch's mean bound changes by less than tol.
+
+    Returns the model and its epochs (passes).
+    """
+    online, previous = GaussianMixture(**common, tol=tol), -np.inf
+    for epoch in range(1, MAX_EPOCHS + 1):
+        for begin, end in bounds:
+            online.partial_fit(X[begin:end])
+        mean = np.mean(online.lower_bounds_[-len(bounds):])
+        if abs(mean - previous) < tol:
+            break
+        previous = mean
+    return online, epoch
+
+
+def _fitted(common, kwargs, tol, X):
+    model = GaussianMixture(**common, **kwargs, tol=tol).fit(X)
+    return model, model.n_iter_
 
 
 def run(name, X, covariance_type, n_blocks, client):
@@ -81,61 +134,72 @@ def run(name, X, covariance_type, n_blocks, client):
                   weights_init=start.weights_, means_init=start.means_,
                   precisions_init=start.precisions_, max_iter=500)
     bounds = block_bounds(from_dask(da.asarray(X)), n_blocks)
-    rows = []
+    methods = {
+        "batch": {},
+        "incremental plain": dict(algorithm="incremental", n_blocks=n_blocks, relaxation=1.0),
+        "incremental auto": dict(algorithm="incremental", n_blocks=n_blocks),
+    }
     for tol in TOLS:
-        results = {}
-        tic = time.perf_counter()
-        batch = GaussianMixture(**common, tol=tol).fit(X)
-        results["batch"] = (batch.n_iter_, time.perf_counter() - tic, batch, None)
-        tic, wall_start = time.perf_counter(), time.time()
-        incremental = GaussianMixture(**common, tol=tol, algorithm="incremental",
-                                      n_blocks=n_blocks).fit(X)
-        seconds = time.perf_counter() - tic
-        idle = None if client is None else 1 - _busy_share(client, wall_start, seconds)
-        results[f"incremental ({len(bounds)} blocks)"] = (incremental.n_iter_, seconds,
-                                                          incremental, idle)
-        online, previous, epochs = GaussianMixture(**common, tol=tol), -np.inf, 0
-        tic = time.perf_counter()
-        while epochs < MAX_EPOCHS:
-            for begin, end in bounds:
-                online.partial_fit(X[begin:end])
-            epochs += 1
-            mean = np.mean(online.lower_bounds_[-len(bounds):])
-            if abs(mean - previous) < tol:
-                break
-            previous = mean
-        results["partial_fit epochs"] = (epochs, time.perf_counter() - tic, online, None)
-        base_passes, base_seconds = results["batch"][:2]
-        for method, (passes, seconds, model, idle) in results.items():
-            rows.append(
-                f"| {name} | {covariance_type} | {tol:g} | {method} | {passes} | {seconds:.1f} | "
-                f"{model.score(X):.5f} | {base_passes / passes:.2f} | "
-                f"{base_seconds / seconds:.2f} | {'' if idle is None else f'{idle:.0%}'} |")
-            print(rows[-1], flush=True)
-    return rows
+        results = {method: _timed(client, lambda kw=kwargs: _fitted(common, kw, tol, X))
+                   for method, kwargs in methods.items()}
+        results["partial_fit epochs"] = _timed(None, lambda: _epochs(common, X, bounds, tol))
+        batch, batch_passes, batch_seconds, _ = results["batch"]
+        for method, (model, passes, seconds, idle) in results.items():
+            reached = np.flatnonzero(np.asarray(model.lower_bounds_)
+                                     >= batch.lower_bound_ - REACH)
+            reach = ""
+            if method.startswith("incremental") and len(reached):
+                laps = reached[0] + 1
+                reach = (f"{laps} | {batch_passes / laps:.2f} | "
+                         f"{batch_seconds / (seconds * laps / passes):.2f}")
+            elif method.startswith("incremental"):
+                reach = "not reached | | "
+            else:
+                reach = " | | "
+            print(f"| {name} | {covariance_type} | {tol:g} | {method}"
+                  f"{f' ({len(bounds)} blocks)' if method.startswith('incr') else ''} | "
+                  f"{passes} | {seconds:.1f} | {model.score(X):.5f} | "
+                  f"{batch_passes / passes:.2f} | {batch_seconds / seconds:.2f} | "
+                  f"{reach} | {'' if idle is None else f'{idle:.0%}'} |", flush=True)
+
+
+def _peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gb", type=float, default=0.5, help="size of the synthetic store")
+    parser.add_argument("--gb", type=float, default=8.0, help="size of the synthetic store")
     parser.add_argument("--path", default="/tmp/daskgmm-bench-incremental.zarr")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-memory", default="2GiB")
     parser.add_argument("--n-blocks", default="auto")
+    parser.add_argument("--skip-memory", action="store_true",
+                        help="only the streamed store (not digits and images)")
     args = parser.parse_args()
     n_blocks = args.n_blocks if args.n_blocks == "auto" else int(args.n_blocks)
     warnings.simplefilter("ignore", ConvergenceWarning)
     print("| data | covariance | tol | method | passes | seconds | mean log-lik | "
-          "passes ratio | time ratio | idle |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    digits = PCA(20, random_state=0).fit_transform(load_digits().data)
-    for covariance_type in ("full", "diag"):
-        run("digits PCA-20", da.from_array(digits, chunks=(60, 20)), covariance_type,
-            n_blocks, None)
+          "passes ratio | time ratio | laps to reach | reach passes ratio | "
+          "reach time ratio | idle |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    if not args.skip_memory:
+        digits = PCA(20, random_state=0).fit_transform(load_digits().data)
+        pixels = image_pixels()
+        for name, X, chunks in (("digits PCA-20", digits, 32),
+                                (f"{len(pixels) // 1000}k image pixels", pixels, 64)):
+            for covariance_type in ("full", "diag"):
+                run(name, da.from_array(X, chunks=(-(-len(X) // chunks), X.shape[1])),
+                    covariance_type, n_blocks, None)
     store = synthetic_store(args.path, args.gb)
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      memory_limit=args.worker_memory, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
         client.get_task_stream()  # the scheduler records task times from this call on
         run(f"zarr {args.gb:g} GB", da.from_zarr(store), "diag", n_blocks, client)
+        workers = client.run(_peak_rss_mib)
+    print(f"\npeak RSS: this process {_peak_rss_mib():.0f} MiB; workers "
+          + ", ".join(f"{rss:.0f}" for rss in workers.values()) + " MiB")
 
 
 if __name__ == "__main__":

@@ -418,11 +418,8 @@ def relaxation(history, settings):
     shrank by a ratio rho, the per-lap rate of the error is ``r = sqrt(rho)``
     (the bound's gap is quadratic in it), batch EM's rate about
     ``lambda = 1 - (1 - r) / 2`` (module docstring) and omega Young's
-    ``2 / (1 + sqrt(1 - lambda))``, at most ``MAX_RELAXATION``. Variational
-    models stay plain.
+    ``2 / (1 + sqrt(1 - lambda))``, at most ``MAX_RELAXATION``.
     """
-    if settings.prior is not None:
-        return 1.0
     if settings.relaxation != "auto":
         return float(settings.relaxation)
     decreased = np.flatnonzero(np.diff(history) < 0)

@@ -11,8 +11,12 @@ from sklearn.exceptions import ConvergenceWarning
 from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture, GaussianMixtureIC
-from daskgmm._em import MAX_RELAXATION, RELAXATION_LAPS, Settings, relaxation
+from daskgmm._em import (MAX_RELAXATION, RELAXATION_LAPS, Model, Settings, _swap_in,
+                         relaxation)
+from daskgmm._kernels import resp_statistics
+from daskgmm._mstep import start_from_stats
 from daskgmm._persist import read_group
+from daskgmm._stats import merge, scaled
 
 from .conftest import InstrumentedStore, counted_array, make_mixture
 from .test_reliability import FITTED, assert_same
@@ -237,3 +241,44 @@ def test_bad_parameters_are_value_errors_and_leave_the_fit(overlapping, params, 
     with pytest.raises(ValueError, match=match):
         model.set_params(**params).fit(X)
     np.testing.assert_array_equal(model.means_, means)
+
+
+@pytest.mark.parametrize("moved, relaxed", [(0.3, True), (1.0, False)])
+def test_over_relaxed_swap_falls_back_when_a_component_would_lose_its_weight(moved, relaxed):
+    """A block's statistics go in as old + omega (new - old) unless that empties a component."""
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    blocks = ((0, 100), (100, 300))
+    even = np.full((100, 2), 0.5)
+    old = resp_statistics(X[:100], None, even, "diag")
+    # The new responsibilities move a share ``moved`` of component 1's weight to component 0.
+    fresh = resp_statistics(X[:100], None, even + [[moved / 2, -moved / 2]], "diag")
+    other = resp_statistics(X[100:], None, np.tile([0.9, 0.1], (200, 1)), "diag")
+    model = Model("0", start_from_stats(merge(old, other, "diag"), 1e-6, "diag"),
+                  history=[-3.0, -2.9, -2.85, -2.83], block_stats=[old, other])
+    settings = Settings(tol=0, reg_covar=1e-6, max_iter=5, relaxation=1.8)
+    totals, _ = _swap_in(model, 0, fresh, settings, 2, blocks)
+    expected = merge(scaled(old, -0.8), scaled(fresh, 1.8), "diag") if relaxed else fresh
+    np.testing.assert_allclose(model.block_stats[0].nk, expected.nk, rtol=1e-12)
+    np.testing.assert_allclose(model.block_stats[0].m2, expected.m2, rtol=1e-12)
+    assert model.block_stats[0].loglik == fresh.loglik
+    np.testing.assert_allclose(totals.nk, expected.nk + other.nk, rtol=1e-12)
+    np.testing.assert_allclose(model.parameters.weights, totals.nk / totals.nk.sum(), rtol=1e-9)
+
+
+def test_over_relaxed_swap_falls_back_when_a_covariance_would_be_ill_defined():
+    """Half of block 0's rows lie on a line; the new statistics give them all of component 1."""
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    X[:50, 1] = 0.0
+    blocks = ((0, 100), (100, 300))
+    old = resp_statistics(X[:100], None, np.full((100, 2), 0.5), "full")
+    on_line = np.repeat([[0.0, 1.0], [1.0, 0.0]], 50, axis=0)
+    fresh = resp_statistics(X[:100], None, on_line, "full")
+    other = resp_statistics(X[100:], None, np.tile([0.97, 0.03], (200, 1)), "full")
+    model = Model("0", start_from_stats(merge(old, other, "full"), 1e-6, "full"),
+                  history=[-3.0, -2.9, -2.85, -2.83], block_stats=[old, other])
+    relaxed = merge(scaled(old, -0.8), scaled(fresh, 1.8), "full")
+    assert np.all(merge(relaxed, other, "full").nk > 0)  # the weights would not stop it
+    settings = Settings(tol=0, reg_covar=1e-6, max_iter=5, relaxation=1.8)
+    _swap_in(model, 0, fresh, settings, 2, blocks)
+    assert model.block_stats[0] is fresh and model.error is None
+    assert np.all(np.linalg.eigvalsh(model.parameters.covariances) > 0)
