@@ -178,20 +178,22 @@ def test_fit_with_labels_and_search(overlapping):
 
 def test_checkpoint_resumes_mid_lap_after_a_failed_read(store, start, tmp_path):
     checkpoint = str(tmp_path / "fit.ckpt")
-    kwargs = dict(start, tol=0, max_iter=4, algorithm="incremental", n_blocks=8)
-    # Chunk 13 lies in block 3: its second read is in the middle of the second lap.
-    state = {"key": "c/13/0", "seen": 0, "fail_at": 2}
+    kwargs = dict(start, tol=0, max_iter=8, algorithm="incremental", n_blocks=8)
+    # Chunk 13 lies in block 3: its sixth read is in the middle of the sixth lap, over-relaxed.
+    state = {"key": "c/13/0", "seen": 0, "fail_at": 6}
     failing = zarr.open_array(_FailingStore(LocalStore(store), state), mode="r")
     with pytest.raises(OSError, match="read failure"):
         _quiet(GaussianMixture(**kwargs, checkpoint=checkpoint).fit, failing)
     _, saved = read_group(checkpoint, "checkpoint")
-    assert (saved["iteration"], saved["block"]) == (1, 3)  # blocks 0-2 of lap 2 done
+    assert (saved["iteration"], saved["block"]) == (5, 3)  # blocks 0-2 of lap 6 done
     X = zarr.open_array(store, mode="r")
     resumed = _quiet(GaussianMixture(**kwargs, checkpoint=checkpoint).fit, X)
     uninterrupted = _quiet(GaussianMixture(**kwargs).fit, X)
     for name in FITTED:
         np.testing.assert_array_equal(getattr(resumed, name), getattr(uninterrupted, name))
     assert resumed.lower_bounds_ == uninterrupted.lower_bounds_
+    settings = Settings(tol=0, reg_covar=1e-6, max_iter=8, relaxation="auto")
+    assert relaxation(uninterrupted.lower_bounds_[:5], settings) > 1  # lap 6 was over-relaxed
 
 
 def test_partial_fit_over_blocks_nears_batch(overlapping, start):
