@@ -140,10 +140,11 @@ class GaussianMixture(_SklearnGaussianMixture):
     relaxation : float or 'auto', default='auto'
         Over-relaxation factor omega of incremental EM, in [1, 2): a block's
         new statistics replace its old ones as ``old + omega (new - old)``.
-        1 is plain incremental EM, whose laps never decrease in theory.
+        1 is plain incremental EM, about half of batch EM's passes.
         ``'auto'``: plain for the first 4 laps, then omega estimated from
         how fast their bound converged (towards 2 the slower), and plain
-        again after a lap whose bound decreased. Ignored by batch EM.
+        again after a lap whose bound decreased; about a third of batch EM's
+        passes on overlapping components. Ignored by batch EM.
     learning_decay : float, default=0.7
         In (0.5, 1]: ``partial_fit``'s step ``(learning_offset + t) ** -learning_decay``
         at its call t (counted from 0, the first call).
