@@ -7,14 +7,13 @@ every block for incremental EM), and a fingerprint of the data shape and the
 hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
-import os
 
 import numpy as np
 
 from ._em import EMState, Model
 from ._mstep import Parameters, Posterior
 from ._stats import Layout
-from ._persist import decode_json, encode_json, read_group, recover, write_group
+from ._persist import decode_json, encode_json, read_group, stored, write_group
 
 _PARAMETER_NAMES = ("weights", "means", "covariances", "prec_chol")
 _POSTERIOR_NAMES = Posterior._fields  # variational models only
@@ -99,8 +98,7 @@ def load(path, identity):
     Raises ValueError when the checkpoint was written for other data or
     parameters, naming what differs, or by an older daskgmm.
     """
-    recover(path)
-    if not os.path.exists(path):
+    if stored(path) is None:
         return None
     arrays, attrs = read_group(path, "checkpoint")
     if attrs.get("state_version") != STATE_VERSION:

@@ -211,10 +211,28 @@ def block_bounds(data, n_blocks):
     return tuple(zip(cuts[:-1], cuts[1:]))
 
 
-def in_memory_chunks(n_blocks):
-    """Row chunks to cut in-memory input into for incremental EM in ``n_blocks`` blocks."""
-    per_block = 2 * (os.cpu_count() or 1)
-    return per_block * (MAX_AUTO_BLOCKS if n_blocks == "auto" else n_blocks)
+def blocks(data, in_memory, n_blocks):
+    """`block_bounds` of the data of a fit; in memory, cut by `in_memory_chunks`."""
+    return block_bounds(data, in_memory_blocks(data.n_samples, n_blocks) if in_memory
+                        else n_blocks)
+
+
+def in_memory_blocks(n_samples, n_blocks):
+    """Blocks of incremental EM on in-memory input: ``MAX_AUTO_BLOCKS`` for 'auto'."""
+    return min(MAX_AUTO_BLOCKS if n_blocks == "auto" else n_blocks, n_samples)
+
+
+def in_memory_chunks(n_samples, n_blocks):
+    """Row chunk sizes for in-memory input of incremental EM in ``n_blocks`` blocks.
+
+    The blocks hold equal numbers of rows whatever the machine, so that the
+    fit does not depend on it; each is cut into as many chunks, two per CPU
+    (fewer for tiny data), for the threads.
+    """
+    n_blocks = in_memory_blocks(n_samples, n_blocks)
+    per_block = max(1, min(2 * (os.cpu_count() or 1), n_samples // n_blocks))
+    return tuple(len(piece) for block in np.array_split(np.arange(n_samples), n_blocks)
+                 for piece in np.array_split(block, per_block))
 
 
 def check_statistics_size(layouts, copies=1):

@@ -267,10 +267,9 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     def _fit(self, X, y, sample_weight):
         incremental = self.algorithm == "incremental"
-        min_chunks = _em.in_memory_chunks(self.n_blocks) if incremental else 1
-        data, X_memory, classes, labels, n_components = self._fit_input(X, y, sample_weight,
-                                                                        min_chunks)
-        blocks = _em.block_bounds(data, self.n_blocks) if incremental else None
+        data, X_memory, classes, labels, n_components = self._fit_input(
+            X, y, sample_weight, self.n_blocks if incremental else None)
+        blocks = _em.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
         _em.check_statistics_size({
             f"initialisation {init}": Layout(n_components, data.X.shape[1], self.covariance_type)
             for init in range(self.n_init)
@@ -320,18 +319,19 @@ class GaussianMixture(_SklearnGaussianMixture):
                          _input.float_dtype(data.X))
         self.__dict__.pop("_stepwise", None)
 
-    def _fit_input(self, X, y, sample_weight, min_chunks=1):
+    def _fit_input(self, X, y, sample_weight, n_blocks=None):
         """Validate parameters and data for a fit from scratch.
 
         Returns ``(RowData, X in memory or None, classes, class index of
         every row, n_components)``; classes and labels are None without ``y``.
+        ``n_blocks``: incremental EM's, which chunks in-memory X by blocks.
         """
         self._validate_params()
         if not set(self.params) <= set("wmc"):
             raise ValueError(
                 f"params must be made of the letters 'w', 'm' and 'c'; got {self.params!r}."
             )
-        data, X_memory = _input.fit_data(self, X, sample_weight, min_chunks)
+        data, X_memory = _input.fit_data(self, X, sample_weight, n_blocks)
         classes = labels = None
         n_components = self.n_components
         if y is not None:

@@ -67,13 +67,16 @@ class RowData(NamedTuple):
         return self.X.shape[0]
 
 
-def from_numpy(X, sample_weight=None, min_chunks=1):
-    """Wrap in-memory arrays, in at least ``min_chunks`` row chunks (if there are as
-    many rows); they are processed on local threads."""
+def from_numpy(X, sample_weight=None, row_chunks=None):
+    """Wrap in-memory arrays, processed on local threads, in ``row_chunks`` (sizes).
+
+    By default, in chunks of equal rows, at least one per CPU.
+    """
     n_samples, n_features = X.shape
-    n_chunks = max(os.cpu_count() or 1, math.ceil(X.nbytes / _NUMPY_CHUNK_BYTES), min_chunks)
-    rows = max(1, math.ceil(n_samples / n_chunks))
-    X = da.from_array(X, chunks=(rows, n_features), name=False)
+    if row_chunks is None:
+        n_chunks = max(os.cpu_count() or 1, math.ceil(X.nbytes / _NUMPY_CHUNK_BYTES))
+        row_chunks = max(1, math.ceil(n_samples / n_chunks))
+    X = da.from_array(X, chunks=(row_chunks, n_features), name=False)
     if sample_weight is not None:
         sample_weight = da.asarray(sample_weight).rechunk((X.chunks[0],))
     return RowData(X, sample_weight, "threads")

@@ -163,8 +163,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     def _fit(self, X, sample_weight):
         types = self._check_search()
         incremental = self.algorithm == "incremental"
-        data, X_memory = _input.fit_data(
-            self, X, sample_weight, _em.in_memory_chunks(self.n_blocks) if incremental else 1)
+        data, X_memory = _input.fit_data(self, X, sample_weight,
+                                         self.n_blocks if incremental else None)
         if self.max_components > data.n_samples:
             raise ValueError(
                 f"max_components ({self.max_components}) must not exceed the number of "
@@ -177,7 +177,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         labels = {(c, i): f"K={c.n_components} {c.covariance_type}"
                   + (f" init {i}" if self.n_init > 1 else "")
                   for c in candidates for i in range(self.n_init)}
-        blocks = _em.block_bounds(data, self.n_blocks) if incremental else None
+        blocks = _em.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
         _em.check_statistics_size({label: Layout(c.n_components, n_features, c.covariance_type)
                                    for (c, _), label in labels.items()},
                                   copies=len(blocks) if incremental else 1)

@@ -28,7 +28,7 @@ import zarr
 from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import check_non_negative, validate_data
 
-from . import _graph
+from . import _em, _graph
 
 # The floating-point types kept as they are; other numbers become float64.
 DTYPES = [np.float64, np.float32]
@@ -248,15 +248,17 @@ def apply_rows(estimator, X, block_fn, n_columns=None, dtype=None, wrap=True):
     return wrapper(result) if wrap else result
 
 
-def fit_data(estimator, X, sample_weight, min_chunks=1, reset=True):
+def fit_data(estimator, X, sample_weight, n_blocks=None, reset=True):
     """``X`` (and weights) validated for fit: ``(RowData, X in memory or None)``.
 
-    In-memory input is cut into at least ``min_chunks`` row chunks; with
-    ``reset=False`` (later ``partial_fit`` calls) X must have the fitted features.
+    With ``n_blocks`` (incremental EM), in-memory input is cut into the row
+    chunks of ``_em.in_memory_chunks``; with ``reset=False`` (later
+    ``partial_fit`` calls) X must have the fitted features.
     """
     X, _ = validate(estimator, X, reset=reset)
     if sample_weight is not None:
         sample_weight = check_sample_weight(vector(sample_weight), X.shape[0])
     if isinstance(X, da.Array):
         return _graph.from_dask(X, sample_weight), None
-    return _graph.from_numpy(X, sample_weight, min_chunks), X
+    row_chunks = None if n_blocks is None else _em.in_memory_chunks(len(X), n_blocks)
+    return _graph.from_numpy(X, sample_weight, row_chunks), X

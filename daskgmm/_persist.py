@@ -234,6 +234,7 @@ def write_group(path, arrays, attrs):
     path = _local_path(path)
     arrays = {name: _little_endian(array) for name, array in arrays.items()}
     stored_attrs = _stored_attributes(arrays, attrs)
+    recover(path)
     _check_replaceable(path)
     staging = f"{path}.tmp-{uuid.uuid4().hex}"
     try:
@@ -320,14 +321,27 @@ def recover(path):
 
     A save moves the old store to ``{path}.old-*`` and then renames the new
     one in; killed in between, it leaves no store at ``path``. The newest
-    ``.old-*`` sibling is then the last complete store.
+    ``.old-*`` sibling is then the last complete store. Only a writer
+    recovers (`write_group`): a reader that moved stores could break a save
+    running in another process.
+    """
+    path = _local_path(path)
+    last = stored(path)
+    if last is not None and last != path:
+        os.replace(last, path)
+
+
+def stored(path):
+    """Where the last complete store saved at ``path`` lies, or None if nowhere.
+
+    ``path`` itself, or, between the two renames of a save (or after a crash
+    there), its newest ``.old-*`` sibling. Nothing is moved.
     """
     path = _local_path(path)
     if os.path.lexists(path):
-        return
+        return path
     previous = glob.glob(glob.escape(path) + ".old-*")
-    if previous:
-        os.replace(max(previous, key=os.path.getmtime), path)
+    return max(previous, key=os.path.getmtime) if previous else None
 
 
 def _swap_in(staging, path):
@@ -376,8 +390,7 @@ def read_group(path, expected_kind):
         dtype, misses an array, or fails its checksum (truncated or altered
         files). The message names the problem and ``path``.
     """
-    path = _local_path(path)
-    recover(path)
+    path = stored(path) or _local_path(path)
     group = _open_group(path)
     attrs = dict(group.attrs)
     _check_format(attrs, path, expected_kind)

@@ -13,6 +13,7 @@ import zarr
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture
+from daskgmm._checkpoint import fingerprint
 from daskgmm._checkpoint import load as load_checkpoint
 
 from .conftest import counted_array, make_mixture
@@ -82,8 +83,6 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(store, tmp_path):
 
 
 def _identity(store, checkpoint):
-    from daskgmm._checkpoint import fingerprint
-
     X = zarr.open_array(store, mode="r")
     estimator = GaussianMixture(4, covariance_type="full", random_state=0, tol=0, cache=False,
                                 checkpoint=checkpoint)
@@ -126,6 +125,12 @@ def test_crash_between_the_two_renames_keeps_the_last_checkpoint(tmp_path, capsy
     checkpoint = str(tmp_path / "fit.ckpt")
     _fit(X, max_iter=3, checkpoint=checkpoint)
     os.replace(checkpoint, checkpoint + ".old-0123")  # what _swap_in does first
+    # A reader (another process, while a save runs) finds the last state and moves nothing.
+    estimator = GaussianMixture(4, covariance_type="full", random_state=0, tol=0, cache=False,
+                                checkpoint=checkpoint, max_iter=5)
+    identity = fingerprint(estimator, len(X), X.shape[1], None, False)
+    assert load_checkpoint(checkpoint, identity).iteration == 3
+    assert not os.path.exists(checkpoint) and os.path.exists(checkpoint + ".old-0123")
     resumed = _fit(X, max_iter=5, checkpoint=checkpoint, verbose=1)
     assert "after iteration 3" in capsys.readouterr().out
     assert not os.path.exists(checkpoint + ".old-0123")

@@ -1,5 +1,6 @@
 """Incremental EM (algorithm='incremental') and stepwise EM (partial_fit) on real stores."""
 
+import os
 import warnings
 
 import dask
@@ -284,3 +285,18 @@ def test_over_relaxed_swap_falls_back_when_a_covariance_would_be_ill_defined():
     _swap_in(model, 0, fresh, settings, 2, blocks)
     assert model.block_stats[0] is fresh and model.error is None
     assert np.all(np.linalg.eigvalsh(model.parameters.covariances) > 0)
+
+
+def test_in_memory_blocks_do_not_depend_on_the_machine(overlapping, start, monkeypatch):
+    """In-memory input is cut into equal-row blocks whatever the number of CPUs."""
+    X = overlapping[:4000]
+    kwargs = dict(start, tol=0, max_iter=6, algorithm="incremental")
+    fits = []
+    for cpus in (1, 2, 8):
+        monkeypatch.setattr(os, "cpu_count", lambda cpus=cpus: cpus)
+        fits.append(_quiet(GaussianMixture(**kwargs).fit, X))
+    assert_same(fits[0], fits[1])
+    assert_same(fits[0], fits[2])
+    # The same 16 blocks of 250 rows as a Dask array.
+    assert_same(fits[0], _quiet(GaussianMixture(**kwargs, n_blocks=16).fit,
+                                da.from_array(X, chunks=(250, 5))))
