@@ -3,7 +3,8 @@
 A checkpoint is a store written by ``_persist.write_group`` (atomically)
 after every iteration (and every block of incremental EM): the state of
 every model of the fit (``_em.EMState``, with each model's statistics of
-every block for incremental EM), and a fingerprint of the data shape and the
+every block for incremental EM, and their last computed ones where they
+were over-relaxed), and a fingerprint of the data shape and the
 hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
@@ -64,11 +65,12 @@ def save(path, state, identity):
             for name in _POSTERIOR_NAMES:
                 arrays[f"{name}_{i}"] = np.asarray(getattr(model.parameters.posterior, name),
                                                    dtype=np.float64)
-        if model.block_stats:
-            layout = _layout(model, arrays[f"means_{i}"].shape[1])
-            arrays[f"block_stats_{i}"] = np.stack([
-                np.full(layout.size, np.nan) if stats is None else layout.pack(stats)
-                for stats in model.block_stats])
+        layout = _layout(model, arrays[f"means_{i}"].shape[1])
+        for name in ("block_stats", "block_fresh"):
+            if any(stats is not None for stats in getattr(model, name)):
+                arrays[f"{name}_{i}"] = np.stack([
+                    np.full(layout.size, np.nan) if stats is None else layout.pack(stats)
+                    for stats in getattr(model, name)])
     attrs = {
         "kind": "checkpoint",
         "state_version": STATE_VERSION,
@@ -134,10 +136,11 @@ def load(path, identity):
         for i, record in enumerate(attrs["models"])
     ]
     for i, model in enumerate(models):
-        if f"block_stats_{i}" in arrays:
-            layout = _layout(model, model.parameters.means.shape[1])
-            model.block_stats = [None if np.isnan(row).all() else layout.unpack(row)
-                                 for row in arrays[f"block_stats_{i}"]]
+        layout = _layout(model, model.parameters.means.shape[1])
+        for name in ("block_stats", "block_fresh"):
+            if f"{name}_{i}" in arrays:
+                setattr(model, name, [None if np.isnan(row).all() else layout.unpack(row)
+                                      for row in arrays[f"{name}_{i}"]])
     blocks = attrs.get("blocks")
     return EMState(models, iteration=int(attrs["iteration"]),
                    blocks=None if blocks is None else tuple(map(tuple, blocks)),

@@ -79,8 +79,11 @@ class Model:
     converged: bool = False
     error: Optional[str] = None  # why the model stopped when its M-step failed
     class_code: Optional[int] = None
-    # Incremental EM: the absolute ``Stats`` of every block, None for a block not seen yet.
+    # Incremental EM: the absolute ``Stats`` of every block, None for a block not seen yet;
+    # over-relaxed ones (see `relaxation`) where ``block_fresh`` holds the block's last
+    # computed ``Stats`` (else None there).
     block_stats: list = field(default_factory=list)
+    block_fresh: list = field(default_factory=list)
 
     @property
     def n_components(self):
@@ -327,6 +330,7 @@ def run_em(data, state, settings, save=None):
         blocks = [_graph.row_block(data, start, stop) for start, stop in state.blocks]
         for model in state.models:
             model.block_stats = model.block_stats or [None] * len(blocks)
+            model.block_fresh = model.block_fresh or [None] * len(blocks)
     for iteration in range(state.iteration + 1, settings.max_iter + 1):
         running = state.active
         if not running:
@@ -391,37 +395,50 @@ def _lap(blocks, state, settings, iteration, save):
 def _swap_in(model, index, fresh, settings, iteration, blocks):
     """Put a block's new statistics in, merge all blocks and run the model's M-step.
 
-    The new statistics go in over-relaxed (`relaxation`) unless the relaxed
-    totals leave a component without weight or the M-step fails on them.
+    The new statistics go in over-relaxed when `relaxation` says so. If
+    over-relaxed statistics (this block's or others') leave a component
+    without weight or make the M-step fail, every block goes back to its
+    last computed statistics: the state of plain incremental EM.
     Returns the totals and the M-step's variational bound (or None).
     """
     old, omega = model.block_stats[index], relaxation(model.history, settings)
+    stats = fresh
     if old is not None and omega != 1:
-        relaxed = merge(scaled(old, 1 - omega), scaled(fresh, omega), model.covariance_type)
+        stats = merge(scaled(old, 1 - omega), scaled(fresh, omega), model.covariance_type)
         # A lap's bound sums the log-likelihoods actually computed.
-        relaxed = relaxed._replace(loglik=fresh.loglik, weight=fresh.weight)
-        outcome = _step_on(model, index, relaxed, settings, iteration, blocks, relaxed=True)
-        if outcome is not None:
-            return outcome
+        stats = stats._replace(loglik=fresh.loglik, weight=fresh.weight)
+    relaxed = [seen is not None for seen in model.block_fresh]
+    relaxed[index] = stats is not fresh
+    outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed))
+    if outcome is not None:
+        model.block_fresh[index] = fresh if relaxed[index] else None
+        return outcome
+    model.block_stats = [computed if computed is not None else stats
+                         for stats, computed in zip(model.block_stats, model.block_fresh)]
+    model.block_fresh = [None] * len(model.block_fresh)
     return _step_on(model, index, fresh, settings, iteration, blocks)
 
 
-def _step_on(model, index, stats, settings, iteration, blocks, relaxed=False):
-    """`_swap_in` with ``stats`` for block ``index``; None if relaxed ones are unusable."""
+def _step_on(model, index, stats, settings, iteration, blocks, fallible=False):
+    """`_swap_in` with ``stats`` for block ``index``.
+
+    With ``fallible`` (over-relaxed statistics in play), returns None where
+    they leave a component without weight or the M-step fails.
+    """
     model.block_stats[index] = stats
     totals = merge_all([seen for seen in model.block_stats if seen is not None],
                        model.covariance_type)
     if not totals.weight > 0:  # nothing seen yet that carries weight
         return totals, None
-    if relaxed and not np.all(totals.nk > 0):
+    if fallible and not np.all(totals.nk > 0):
         return None
     step = totals if index == len(blocks) - 1 else _with_unseen(model, totals, blocks,
                                                                       settings.reg_covar)
     try:
         return totals, m_step_model(model, step, settings, iteration,
-                                    drop_failed=settings.drop_failed and not relaxed)
+                                    drop_failed=settings.drop_failed and not fallible)
     except ValueError:
-        if not relaxed:
+        if not fallible:
             raise
         return None
 

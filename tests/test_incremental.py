@@ -185,8 +185,10 @@ def test_checkpoint_resumes_mid_lap_after_a_failed_read(store, start, tmp_path):
     failing = zarr.open_array(_FailingStore(LocalStore(store), state), mode="r")
     with pytest.raises(OSError, match="read failure"):
         _quiet(GaussianMixture(**kwargs, checkpoint=checkpoint).fit, failing)
-    _, saved = read_group(checkpoint, "checkpoint")
+    arrays, saved = read_group(checkpoint, "checkpoint")
     assert (saved["iteration"], saved["block"]) == (5, 3)  # blocks 0-2 of lap 6 done
+    # Every block was last over-relaxed: its computed statistics are kept beside.
+    assert not np.isnan(arrays["block_fresh_0"]).any()
     X = zarr.open_array(store, mode="r")
     resumed = _quiet(GaussianMixture(**kwargs, checkpoint=checkpoint).fit, X)
     uninterrupted = _quiet(GaussianMixture(**kwargs).fit, X)
@@ -257,13 +259,15 @@ def test_over_relaxed_swap_falls_back_when_a_component_would_lose_its_weight(mov
     fresh = resp_statistics(X[:100], None, even + [[moved / 2, -moved / 2]], "diag")
     other = resp_statistics(X[100:], None, np.tile([0.9, 0.1], (200, 1)), "diag")
     model = Model("0", start_from_stats(merge(old, other, "diag"), 1e-6, "diag"),
-                  history=[-3.0, -2.9, -2.85, -2.83], block_stats=[old, other])
+                  history=[-3.0, -2.9, -2.85, -2.83], block_stats=[old, other],
+                  block_fresh=[None, None])
     settings = Settings(tol=0, reg_covar=1e-6, max_iter=5, relaxation=1.8)
     totals, _ = _swap_in(model, 0, fresh, settings, 2, blocks)
     expected = merge(scaled(old, -0.8), scaled(fresh, 1.8), "diag") if relaxed else fresh
     np.testing.assert_allclose(model.block_stats[0].nk, expected.nk, rtol=1e-12)
     np.testing.assert_allclose(model.block_stats[0].m2, expected.m2, rtol=1e-12)
     assert model.block_stats[0].loglik == fresh.loglik
+    assert model.block_fresh[0] is (fresh if relaxed else None)
     np.testing.assert_allclose(totals.nk, expected.nk + other.nk, rtol=1e-12)
     np.testing.assert_allclose(model.parameters.weights, totals.nk / totals.nk.sum(), rtol=1e-9)
 
@@ -277,13 +281,17 @@ def test_over_relaxed_swap_falls_back_when_a_covariance_would_be_ill_defined():
     on_line = np.repeat([[0.0, 1.0], [1.0, 0.0]], 50, axis=0)
     fresh = resp_statistics(X[:100], None, on_line, "full")
     other = resp_statistics(X[100:], None, np.tile([0.97, 0.03], (200, 1)), "full")
+    # Block 1's statistics were over-relaxed too: they go back to those computed.
+    other_relaxed = scaled(other, 1.0001)
     model = Model("0", start_from_stats(merge(old, other, "full"), 1e-6, "full"),
-                  history=[-3.0, -2.9, -2.85, -2.83], block_stats=[old, other])
+                  history=[-3.0, -2.9, -2.85, -2.83], block_stats=[old, other_relaxed],
+                  block_fresh=[None, other])
     relaxed = merge(scaled(old, -0.8), scaled(fresh, 1.8), "full")
-    assert np.all(merge(relaxed, other, "full").nk > 0)  # the weights would not stop it
+    assert np.all(merge(relaxed, other_relaxed, "full").nk > 0)  # weights would not stop it
     settings = Settings(tol=0, reg_covar=1e-6, max_iter=5, relaxation=1.8)
     _swap_in(model, 0, fresh, settings, 2, blocks)
-    assert model.block_stats[0] is fresh and model.error is None
+    assert model.block_stats[0] is fresh and model.block_stats[1] is other
+    assert model.block_fresh == [None, None] and model.error is None
     assert np.all(np.linalg.eigvalsh(model.parameters.covariances) > 0)
 
 
