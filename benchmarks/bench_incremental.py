@@ -10,7 +10,7 @@ Data, K = 10, every method from the same k-means start:
 - the digits of scikit-learn after PCA to 20 dimensions (1797 rows, in
   memory, 32 row chunks), full and diag;
 - the RGB pixels of four scikit-image sample images (astronaut, coffee,
-  chelsea, rocket: 845k rows x 3, in memory, 64 row chunks), full and diag;
+  chelsea, rocket: 910k rows x 3, in memory, 64 row chunks), full and diag;
 - a synthetic zarr store of ``--gb`` GB (10 strongly overlapping diagonal
   components in 8 dimensions, 64 chunks, written once at ``--path``),
   streamed with ``cache=False`` through a LocalCluster of ``--workers`` one-thread worker
@@ -170,6 +170,21 @@ def run(name, X, covariance_type, n_blocks, client):
                   f"{'' if idle is None else f'{idle:.0%}'} |", flush=True)
 
 
+def sweep(X, counts, client):
+    """Incremental EM ('auto') to tol 1e-5 with each number of blocks: laps, seconds, idle."""
+    start = GaussianMixture(10, covariance_type="diag", random_state=0, max_iter=0).fit(X)
+    common = dict(n_components=10, covariance_type="diag", cache=False, max_iter=500,
+                  weights_init=start.weights_, means_init=start.means_,
+                  precisions_init=start.precisions_, tol=min(TOLS), algorithm="incremental")
+    print("| blocks | chunks per block | laps | seconds | seconds per lap | idle |")
+    print("|---|---|---|---|---|---|")
+    for n_blocks in counts:
+        history, seconds, idle = _timed(client, lambda n=n_blocks: GaussianMixture(
+            **common, n_blocks=n).fit(X).lower_bounds_)
+        print(f"| {n_blocks} | {X.numblocks[0] / n_blocks:g} | {len(history)} | "
+              f"{seconds:.1f} | {seconds / len(history):.2f} | {idle:.0%} |", flush=True)
+
+
 def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -183,9 +198,20 @@ def main():
     parser.add_argument("--n-blocks", default="auto")
     parser.add_argument("--skip-memory", action="store_true",
                         help="only the streamed store (not digits and images)")
+    parser.add_argument("--sweep-blocks", default=None,
+                        help="instead: incremental EM on the store with these numbers of "
+                             "blocks, e.g. 4,8,16,32")
     args = parser.parse_args()
     n_blocks = args.n_blocks if args.n_blocks == "auto" else int(args.n_blocks)
     warnings.simplefilter("ignore", ConvergenceWarning)
+    if args.sweep_blocks:
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                          memory_limit=args.worker_memory, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            client.get_task_stream()
+            sweep(da.from_zarr(synthetic_store(args.path, args.gb)),
+                  [int(count) for count in args.sweep_blocks.split(",")], client)
+        return
     print("| data | covariance | tol | method | passes | seconds | bound at stop | "
           "passes ratio | time ratio | laps to reach | reach passes ratio | "
           "reach time ratio | idle |")
