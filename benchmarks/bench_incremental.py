@@ -34,6 +34,11 @@ pro rata of the passes):
 Prints a Markdown table: the bound when the method stops, the ratios batch /
 method of passes and seconds, to convergence and to reach; then the peak
 resident memory of this process and of the workers.
+
+Instead, on the store: ``--sweep-blocks 2,4,8,16,32`` runs incremental EM to
+tol 1e-5 with each number of blocks (laps, seconds, idle share), and
+``--compare-read-ahead 6`` times 5 laps with and without reading the next
+block ahead, alternating, 6 runs each.
 """
 
 import argparse
@@ -50,7 +55,7 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 
-from daskgmm import GaussianMixture
+from daskgmm import GaussianMixture, _graph
 from daskgmm._em import block_bounds
 from daskgmm._graph import from_dask
 
@@ -185,6 +190,38 @@ def sweep(X, counts, client):
               f"{seconds:.1f} | {seconds / len(history):.2f} | {idle:.0%} |", flush=True)
 
 
+def compare_read_ahead(X, repeats, client, laps=5):
+    """Seconds per lap and idle share with and without reading the next block ahead.
+
+    The two variants alternate, ``repeats`` times each, in this process (the
+    machine's speed drifts between runs); "without" replaces
+    `daskgmm._graph.read_ahead` by the identity for its runs.
+    """
+    start = GaussianMixture(10, covariance_type="diag", random_state=0, max_iter=0).fit(X)
+    common = dict(n_components=10, covariance_type="diag", cache=False, max_iter=laps, tol=0,
+                  weights_init=start.weights_, means_init=start.means_,
+                  precisions_init=start.precisions_, algorithm="incremental")
+    variants = {"with read-ahead": _graph.read_ahead, "without": lambda data: data}
+    seconds, idle, bounds = ({name: [] for name in variants} for _ in range(3))
+    for _ in range(repeats):
+        for name, read_ahead in variants.items():
+            _graph.read_ahead = read_ahead
+            history, wall, idle_share = _timed(client, lambda: GaussianMixture(**common).fit(X)
+                                               .lower_bounds_)
+            seconds[name].append(wall / laps)
+            idle[name].append(idle_share)
+            bounds[name].append(history[-1])
+    _graph.read_ahead = variants["with read-ahead"]
+    print(f"| variant | median s per lap ({repeats} runs of {laps} laps) | median idle | "
+          "bounds equal |")
+    print("|---|---|---|---|")
+    for name in variants:
+        print(f"| {name} | {np.median(seconds[name]):.3f} | {np.median(idle[name]):.0%} | "
+              f"{len(set(bounds[name] + bounds['with read-ahead'])) == 1} |")
+    print(f"without / with, time per lap: "
+          f"{np.median(seconds['without']) / np.median(seconds['with read-ahead']):.3f}")
+
+
 def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -201,16 +238,22 @@ def main():
     parser.add_argument("--sweep-blocks", default=None,
                         help="instead: incremental EM on the store with these numbers of "
                              "blocks, e.g. 4,8,16,32")
+    parser.add_argument("--compare-read-ahead", type=int, default=0, metavar="REPEATS",
+                        help="instead: incremental EM on the store with and without reading "
+                             "the next block ahead, alternating, REPEATS runs each")
     args = parser.parse_args()
     n_blocks = args.n_blocks if args.n_blocks == "auto" else int(args.n_blocks)
     warnings.simplefilter("ignore", ConvergenceWarning)
-    if args.sweep_blocks:
+    if args.sweep_blocks or args.compare_read_ahead:
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                           memory_limit=args.worker_memory, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             client.get_task_stream()
-            sweep(da.from_zarr(synthetic_store(args.path, args.gb)),
-                  [int(count) for count in args.sweep_blocks.split(",")], client)
+            X = da.from_zarr(synthetic_store(args.path, args.gb))
+            if args.sweep_blocks:
+                sweep(X, [int(count) for count in args.sweep_blocks.split(",")], client)
+            else:
+                compare_read_ahead(X, args.compare_read_ahead, client)
         return
     print("| data | covariance | tol | method | passes | seconds | bound at stop | "
           "passes ratio | time ratio | laps to reach | reach passes ratio | "

@@ -375,13 +375,19 @@ def _lap(blocks, state, settings, iteration, save):
 
     Runs the M-step after every block and returns ``[(model, statistics of
     all blocks, variational bound or None)]`` for `run_em` to end the lap.
+    On a distributed cluster the next block of the lap is read while a block
+    computes and the client waits (`_graph.read_ahead`); the first block of a
+    lap is not, so that a fit that converges reads no block it does not use.
     """
+    block = blocks[state.block]
     for index in range(state.block, len(blocks)):
         running = state.active
         if not running:
             return []
-        block_stats = pass_statistics(blocks[index], running, settings.split_every,
+        following = _graph.read_ahead(blocks[index + 1]) if index + 1 < len(blocks) else None
+        block_stats = pass_statistics(block, running, settings.split_every,
                                       settings.checkpoint, iteration)
+        block = following
         ended = [(model, *_swap_in(model, index, fresh, settings, iteration, state.blocks))
                  for model, fresh in zip(running, block_stats)]
         if index == len(blocks) - 1:

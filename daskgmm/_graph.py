@@ -29,6 +29,10 @@ from ._stats import Layout, Layouts
 # Times a distributed task is retried after an error (a transient failure of a worker).
 RETRIES = 2
 
+# Priority of the reads ahead of incremental EM (`read_ahead`): below the
+# default 0 of every pass's tasks, so that a read only takes an idle thread.
+READ_AHEAD_PRIORITY = -1
+
 # Errors of a cluster that can no longer run the fit (workers or scheduler gone).
 CLUSTER_ERRORS = (OSError, TimeoutError, CancelledError, KilledWorker)
 
@@ -61,6 +65,8 @@ class RowData(NamedTuple):
     sample_weight: Optional[da.Array]
     scheduler: Optional[str]
     class_codes: Optional[da.Array] = None
+    # Whether the arrays are held in memory by the scheduler (`persist`).
+    persisted: bool = False
 
     @property
     def n_samples(self):
@@ -95,8 +101,8 @@ def row_block(data, start, stop):
     def rows(values):
         return None if values is None else values[start:stop]
 
-    return RowData(data.X[start:stop], rows(data.sample_weight), data.scheduler,
-                   rows(data.class_codes))
+    return data._replace(X=data.X[start:stop], sample_weight=rows(data.sample_weight),
+                         class_codes=rows(data.class_codes))
 
 
 def compute(*lazy, scheduler=None):
@@ -159,7 +165,24 @@ def cluster_memory():
 def persist(data):
     """The data persisted on the active scheduler (the workers, or local memory)."""
     X, sample_weight, class_codes = dask.persist(data.X, data.sample_weight, data.class_codes)
-    return RowData(X, sample_weight, data.scheduler, class_codes)
+    return RowData(X, sample_weight, data.scheduler, class_codes, persisted=True)
+
+
+def read_ahead(data):
+    """``data`` being read into the memory of the distributed workers, behind their work.
+
+    The reads run at `READ_AHEAD_PRIORITY`, below every pass's tasks, so that
+    they fill the threads that would wait (for the client between two blocks
+    of incremental EM) without delaying the block under way. Elsewhere (local
+    schedulers, data persisted already) returns ``data`` as it is.
+    """
+    if data.persisted or not on_cluster(data.scheduler):
+        return data
+    arrays = {name: value for name, value in data._asdict().items()
+              if isinstance(value, da.Array)}
+    read = _active_client().persist(list(arrays.values()), priority=READ_AHEAD_PRIORITY,
+                                    retries=RETRIES)
+    return data._replace(**dict(zip(arrays, read)), persisted=True)
 
 
 def _packed(block_stats, layout, x, *args):

@@ -67,6 +67,21 @@ class CountingStore(InstrumentedStore):
                 self.state["count"] += 1
 
 
+class LoggingStore(InstrumentedStore):
+    """A real LocalStore that appends the key of every data chunk read to the file
+    ``state["log"]``: reads counted across worker processes."""
+
+    def on_read(self, key):
+        if key.startswith("c/"):
+            with open(self.state["log"], "a") as log:
+                log.write(key + "\n")
+
+
+def logged_array(path, log):
+    """The zarr array at ``path`` opened through a `LoggingStore` writing to ``log``."""
+    return zarr.open_array(LoggingStore(LocalStore(path), {"log": str(log)}), mode="r")
+
+
 def counted_array(path):
     """The zarr array at ``path`` opened through a `CountingStore`, and its read count."""
     reads = {"count": 0, "lock": threading.Lock()}

@@ -2,24 +2,27 @@
 
 import os
 import warnings
+from collections import Counter
 
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from distributed import wait
 from sklearn.exceptions import ConvergenceWarning
 from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture, GaussianMixtureIC
 from daskgmm._em import (MAX_RELAXATION, RELAXATION_LAPS, Model, Settings, _swap_in,
                          relaxation)
+from daskgmm._graph import READ_AHEAD_PRIORITY, from_dask, read_ahead, row_block
 from daskgmm._kernels import resp_statistics
 from daskgmm._mstep import start_from_stats
 from daskgmm._persist import read_group
 from daskgmm._stats import merge, scaled
 
-from .conftest import InstrumentedStore, counted_array, make_mixture
+from .conftest import InstrumentedStore, counted_array, logged_array, make_mixture
 from .test_reliability import FITTED, assert_same
 
 N_CHUNKS = 32
@@ -132,6 +135,34 @@ def test_same_result_on_threads_and_a_cluster(overlapping, start, client):
     assert len(client.cluster.workers) == 2
     with dask.config.set(scheduler="threads"):
         threads = _quiet(GaussianMixture(**kwargs).fit, X)
+    assert_same(on_cluster, threads)
+
+
+@pytest.mark.slow
+def test_a_cluster_reads_the_next_block_behind_the_work(store, client):
+    """The next block is persisted at a priority below every pass's tasks."""
+    data = from_dask(da.from_zarr(store))
+    block = row_block(data, 0, 4000)
+    ahead = read_ahead(block)
+    assert ahead.persisted and read_ahead(ahead) is ahead
+    futures = list(dict(ahead.X.__dask_graph__()).values())
+    wait(futures)
+    priorities = client.run_on_scheduler(lambda dask_scheduler: {
+        ts.key: ts.priority[0] for ts in dask_scheduler.tasks.values()})
+    assert {priorities[future.key] for future in futures} == {-READ_AHEAD_PRIORITY}
+    np.testing.assert_array_equal(ahead.X.compute(), block.X.compute())
+    with dask.config.set(scheduler="threads"):
+        assert read_ahead(block) is block  # nothing to read ahead of on local threads
+
+
+@pytest.mark.slow
+def test_reading_ahead_reads_every_chunk_once_a_lap(store, start, client, tmp_path):
+    kwargs = dict(start, tol=0, max_iter=3, algorithm="incremental", n_blocks=8)
+    on_cluster = _quiet(GaussianMixture(**kwargs).fit, logged_array(store, tmp_path / "reads"))
+    times_read = Counter((tmp_path / "reads").read_text().split())
+    assert len(times_read) == N_CHUNKS and set(times_read.values()) == {3}
+    with dask.config.set(scheduler="threads"):
+        threads = _quiet(GaussianMixture(**kwargs).fit, da.from_zarr(store))
     assert_same(on_cluster, threads)
 
 
