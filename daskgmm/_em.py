@@ -384,7 +384,10 @@ def _lap(blocks, state, settings, iteration, save):
         running = state.active
         if not running:
             return []
-        following = _graph.read_ahead(blocks[index + 1]) if index + 1 < len(blocks) else None
+        following = None
+        if index + 1 < len(blocks):
+            with cluster_failures(block, settings.checkpoint, iteration):
+                following = _graph.read_ahead(blocks[index + 1])
         block_stats = pass_statistics(block, running, settings.split_every,
                                       settings.checkpoint, iteration)
         block = following

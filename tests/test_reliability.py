@@ -125,14 +125,16 @@ def test_transient_task_error_is_retried(data, tmp_path, client):
 
 
 @pytest.mark.slow
-def test_cluster_gone_names_the_last_iteration(data):
+@pytest.mark.parametrize("algorithm", ["batch", "incremental"])
+def test_cluster_gone_names_the_last_iteration(data, algorithm):
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                            dashboard_address=None)
     client = Client(cluster)
     X = da.from_array(data, chunks=(2000, 6))
     try:
         with pytest.raises(RuntimeError, match=r"last completed iteration is \d+.*checkpoint"):
-            _during_fit(1.0, cluster.close, lambda: _quiet_fit(_model(max_iter=500), X))
+            _during_fit(1.0, cluster.close,
+                        lambda: _quiet_fit(_model(max_iter=500, algorithm=algorithm), X))
     finally:
         client.close()
         cluster.close()
