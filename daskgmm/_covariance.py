@@ -157,3 +157,38 @@ def covariance_prior(moments, covariance_type):
     if covariance_type == "spherical":
         return covariance.mean()
     return covariance
+
+
+def expected_log_likelihood(stats, weights, means, prec_chol, covariance_type):
+    """EM's Q: the sum over rows and components of ``r log(pi_k N(x | mu_k, Sigma_k))``.
+
+    Evaluated exactly from the centred statistics of the rows (``Stats``:
+    responsibility sums, their means and second moments about them) for any
+    parameters: with the scatter about mu_k, ``S_k = m2_k + nk_k d_k d_k^T``,
+    ``d_k = mean_k - mu_k``, and ``P_k = L_k L_k^T`` (``prec_chol``),
+    Q = sum_k nk_k (log pi_k + log|L_k| - D log(2 pi) / 2) - tr(P_k S_k) / 2
+    (Dempster, Laird & Rubin 1977, eq. 2.2 for a mixture).
+    """
+    nk, delta = stats.nk, stats.mean - means
+    n_features = means.shape[1]
+    if covariance_type == "full":
+        log_det = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(-1)
+        spread = np.einsum("kia,kij,kja->", prec_chol, stats.m2, prec_chol)
+        quad = np.square(np.einsum("ki,kia->ka", delta, prec_chol)).sum(-1)
+    elif covariance_type == "tied":
+        log_det = np.log(np.diagonal(prec_chol)).sum()
+        spread = np.einsum("ia,ij,ja->", prec_chol, stats.m2, prec_chol)
+        quad = np.square(delta @ prec_chol).sum(-1)
+    else:
+        precision = np.square(prec_chol)
+        if covariance_type == "diag":
+            log_det = np.log(prec_chol).sum(-1)
+            quad = (precision * np.square(delta)).sum(-1)
+        else:
+            log_det = n_features * np.log(prec_chol)
+            quad = precision * np.square(delta).sum(-1)
+        spread = np.sum(precision * stats.m2)
+    with np.errstate(divide="ignore", invalid="ignore"):  # components without weight add 0
+        per_component = nk * (np.log(weights) + log_det - 0.5 * n_features * np.log(2 * np.pi)
+                              - 0.5 * quad)
+    return float(np.sum(np.where(nk > 0, per_component, 0.0)) - 0.5 * spread)

@@ -24,9 +24,13 @@ where batch EM's error shrinks by a rate lambda per pass, a lap with many
 blocks shrinks it by about 1 - 2 (1 - lambda), so at best half the passes.
 Successive over-relaxation goes further (`relaxation`): a block's new
 statistics replace its old ones over-relaxed, ``old + omega (new - old)``
-with ``1 <= omega < 2``, a Chan merge with a negative weight. Laps are then
-no longer guaranteed to be non-decreasing, so ``'auto'`` returns to plain
-incremental EM after a lap that decreases, and estimates omega anew.
+with ``1 <= omega < 2``, a Chan merge with a negative weight.
+
+A lap's bound is Neal & Hinton's free energy at its end (`free_energy`),
+computed exactly from the blocks' statistics: a lower bound of the
+log-likelihood under the lap's parameters that plain incremental EM never
+lowers. An over-relaxed step that would lower it is replaced by a plain one
+(`_swap_in`), so laps never decrease, whatever omega.
 
 Stepwise EM (`stepped`, for ``partial_fit``; Cappé & Moulines 2009) keeps one
 set of running statistics per model, in the same centred form.
@@ -43,6 +47,7 @@ import numpy as np
 from . import _graph
 from ._mstep import (Parameters, Prior, m_step, model_statistics, variational_lower_bound,
                      variational_step)
+from ._covariance import expected_log_likelihood
 from ._stats import Layout, merge, merge_all, scaled
 
 # Largest sufficient statistics (all models of a pass together) a fit accepts.
@@ -337,14 +342,13 @@ def run_em(data, state, settings, save=None):
             break
         tic = time.perf_counter()
         if blocks is None:
-            ended = [(model, stats, _batch_step(model, stats, settings, iteration))
+            ended = [(model, _batch_step(model, stats, settings, iteration))
                      for model, stats in zip(running, pass_statistics(
                          data, running, settings.split_every, settings.checkpoint, iteration))]
         else:
             ended = _lap(blocks, state, settings, iteration, save)
-        for model, stats, variational_bound in ended:
-            change = record_bound(model, _mean_loglik(stats) if variational_bound is None
-                                  else variational_bound, settings, iteration)
+        for model, bound in ended:
+            change = record_bound(model, bound, settings, iteration)
             seconds = time.perf_counter() - tic
             if iteration % settings.verbose_interval == 0:
                 prefix = f"{model.label}: " if n_models > 1 else ""
@@ -373,8 +377,8 @@ def _class_codes(models):
 def _lap(blocks, state, settings, iteration, save):
     """One lap of incremental EM from block ``state.block`` on.
 
-    Runs the M-step after every block and returns ``[(model, statistics of
-    all blocks, variational bound or None)]`` for `run_em` to end the lap.
+    Runs the M-step after every block and returns ``[(model, bound of the
+    lap)]`` (see `_swap_in`) for `run_em` to end the lap.
     On a distributed cluster the next block of the lap is read while a block
     computes and the client waits (`_graph.read_ahead`); the first block of a
     lap is not, so that a fit that converges reads no block it does not use.
@@ -391,7 +395,7 @@ def _lap(blocks, state, settings, iteration, save):
         block_stats = pass_statistics(block, running, settings.split_every,
                                       settings.checkpoint, iteration)
         block = following
-        ended = [(model, *_swap_in(model, index, fresh, settings, iteration, state.blocks))
+        ended = [(model, _swap_in(model, index, fresh, settings, iteration, state.blocks))
                  for model, fresh in zip(running, block_stats)]
         if index == len(blocks) - 1:
             return ended
@@ -406,30 +410,85 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
 
     The new statistics go in over-relaxed when `relaxation` says so. If
     over-relaxed statistics (this block's or others') leave a component
-    without weight or make the M-step fail, every block goes back to its
-    last computed statistics: the state of plain incremental EM.
-    Returns the totals and the M-step's variational bound (or None).
+    without weight, make the M-step fail or would lower the free energy
+    (`free_energy`), every block goes back to its last computed statistics,
+    the state of plain incremental EM, whose M-step cannot lower it (the
+    safeguard of Salakhutdinov & Roweis 2003). Returns the bound to record
+    if the block ends the lap (else None): the mean free energy, or the
+    M-step's variational bound.
     """
+    visited = model.parameters
+    if visited.posterior is None:
+        fresh = fresh._replace(entropy=responsibility_entropy(visited, fresh))
     old, omega = model.block_stats[index], relaxation(model.history, settings)
     stats = fresh
     if old is not None and omega != 1:
         stats = merge(scaled(old, 1 - omega), scaled(fresh, omega), model.covariance_type)
-        # A lap's bound sums the log-likelihoods actually computed.
-        stats = stats._replace(loglik=fresh.loglik, weight=fresh.weight)
+        stats = stats._replace(weight=fresh.weight)
     relaxed = [seen is not None for seen in model.block_fresh]
     relaxed[index] = stats is not fresh
+    latest = _computed(model)
+    before = None
+    if any(relaxed):  # all blocks seen: F after the previous step
+        before = free_energy(visited, merge_all(latest, model.covariance_type))
+    latest[index] = fresh
+    computed = merge_all([stats for stats in latest if stats is not None], model.covariance_type)
     outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed))
-    if outcome is not None:
+    if outcome is None or (outcome is _NO_BOUND and before is not None
+                           and free_energy(model.parameters, computed) < before):
+        model.parameters = visited
+        model.block_stats = _computed(model)
+        model.block_fresh = [None] * len(model.block_fresh)
+        outcome = _step_on(model, index, fresh, settings, iteration, blocks)
+    else:
         model.block_fresh[index] = fresh if relaxed[index] else None
+    if index < len(blocks) - 1:
+        return None
+    if outcome is not _NO_BOUND:
         return outcome
-    model.block_stats = [computed if computed is not None else stats
-                         for stats, computed in zip(model.block_stats, model.block_fresh)]
-    model.block_fresh = [None] * len(model.block_fresh)
-    return _step_on(model, index, fresh, settings, iteration, blocks)
+    return free_energy(model.parameters, computed) / _checked_weight(computed)
+
+
+# `_step_on`'s outcome for a model without a variational bound (EM's is `free_energy`).
+_NO_BOUND = "no bound"
+
+
+def _computed(model):
+    """Every block's last computed statistics (None for a block not seen yet)."""
+    return [latest if latest is not None else stats
+            for stats, latest in zip(model.block_stats, model.block_fresh)]
+
+
+def _expected(parameters, stats):
+    """`expected_log_likelihood` of ``stats`` under a model's ``parameters``."""
+    return expected_log_likelihood(stats, parameters.weights, parameters.means,
+                                   parameters.prec_chol, parameters.covariance_type)
+
+
+def responsibility_entropy(parameters, stats):
+    """The sum of ``r log r`` over the rows of ``stats``, whose E-step had ``parameters``.
+
+    Summed, ``r log r = r log(pi_k N_k) - r log p(x)``: Q minus the log-likelihood.
+    """
+    return _expected(parameters, stats) - float(stats.loglik)
+
+
+def free_energy(parameters, computed):
+    """Neal & Hinton's free energy F(q, theta), EM's lower bound of the log-likelihood.
+
+    ``computed`` sums every block's statistics with the responsibilities q
+    of its last E-step, and their ``sum r log r`` (``entropy``):
+    F = Q(theta) - sum r log r. A block's E-step raises F to that block's
+    log-likelihood, an M-step on computed statistics maximises Q: plain
+    incremental EM never lowers F, and F at the end of a lap is at most the
+    log-likelihood of the data under the lap's final parameters.
+    """
+    return _expected(parameters, computed) - float(computed.entropy)
 
 
 def _step_on(model, index, stats, settings, iteration, blocks, fallible=False):
-    """`_swap_in` with ``stats`` for block ``index``.
+    """`_swap_in` with ``stats`` for block ``index``: the M-step's variational bound,
+    or `_NO_BOUND`.
 
     With ``fallible`` (over-relaxed statistics in play), returns None where
     they leave a component without weight or the M-step fails.
@@ -438,39 +497,36 @@ def _step_on(model, index, stats, settings, iteration, blocks, fallible=False):
     totals = merge_all([seen for seen in model.block_stats if seen is not None],
                        model.covariance_type)
     if not totals.weight > 0:  # nothing seen yet that carries weight
-        return totals, None
+        return _NO_BOUND
     if fallible and not np.all(totals.nk > 0):
         return None
     step = totals if index == len(blocks) - 1 else _with_unseen(model, totals, blocks,
                                                                       settings.reg_covar)
     try:
-        return totals, m_step_model(model, step, settings, iteration,
-                                    drop_failed=settings.drop_failed and not fallible)
+        bound = m_step_model(model, step, settings, iteration,
+                             drop_failed=settings.drop_failed and not fallible)
     except ValueError:
         if not fallible:
             raise
         return None
+    return _NO_BOUND if bound is None else bound
 
 
 def relaxation(history, settings):
     """The over-relaxation factor omega of incremental EM's next swap.
 
-    ``settings.relaxation`` is a number, or ``'auto'``: omega is set once per
-    run of laps whose bound does not decrease (``history`` since its last
-    decrease, else from the first lap). The first ``RELAXATION_LAPS`` laps
-    of a run are plain (omega = 1); then, if the bound's last two changes
-    shrank by a ratio rho, the per-lap rate of the error is ``r = sqrt(rho)``
-    (the bound's gap is quadratic in it), batch EM's rate about
-    ``lambda = 1 - (1 - r) / 2`` (module docstring) and omega Young's
-    ``2 / (1 + sqrt(1 - lambda))``, at most ``MAX_RELAXATION``.
+    ``settings.relaxation`` is a number, or ``'auto'``: the first
+    ``RELAXATION_LAPS`` laps are plain (omega = 1); then, if the bound's
+    last two changes of those laps shrank by a ratio rho, the per-lap rate
+    of the error is ``r = sqrt(rho)`` (the bound's gap is quadratic in it),
+    batch EM's rate about ``lambda = 1 - (1 - r) / 2`` (module docstring) and
+    omega Young's ``2 / (1 + sqrt(1 - lambda))``, at most ``MAX_RELAXATION``.
     """
     if settings.relaxation != "auto":
         return float(settings.relaxation)
-    decreased = np.flatnonzero(np.diff(history) < 0)
-    run = history[decreased[-1] + 1:] if len(decreased) else history
-    if len(run) < RELAXATION_LAPS:
+    if len(history) < RELAXATION_LAPS:
         return 1.0
-    previous, last = np.diff(run[RELAXATION_LAPS - 3:RELAXATION_LAPS])
+    previous, last = np.diff(history[RELAXATION_LAPS - 3:RELAXATION_LAPS])
     if not 0 < last < previous:
         return 1.0
     rate = np.sqrt(last / previous)
@@ -508,17 +564,27 @@ def stepped(running, batch, rho, covariance_type):
                  covariance_type)
 
 
-def _mean_loglik(stats):
-    """EM's bound: the mean log-likelihood of the rows the statistics sum."""
+def _checked_weight(stats):
+    """The total weight of the rows the statistics sum, which must be positive."""
     if not stats.weight > 0:
         raise ValueError("sample_weight must not sum to zero.")
-    return float(stats.loglik / stats.weight)
+    return float(stats.weight)
+
+
+def _mean_loglik(stats):
+    """Batch EM's bound: the mean log-likelihood of the rows the statistics sum."""
+    return float(stats.loglik) / _checked_weight(stats)
 
 
 def _batch_step(model, stats, settings, iteration):
-    """Batch EM's M-step on one pass's statistics; returns its variational bound (or None)."""
-    _mean_loglik(stats)
-    return m_step_model(model, stats, settings, iteration)
+    """Batch EM's M-step on one pass's statistics; returns the bound of the pass.
+
+    That is the mean log-likelihood before the step (scikit-learn's), or the
+    variational bound after it.
+    """
+    mean_loglik = _mean_loglik(stats)
+    variational_bound = m_step_model(model, stats, settings, iteration)
+    return mean_loglik if variational_bound is None else variational_bound
 
 
 def m_step_model(model, stats, settings, iteration, drop_failed=None):

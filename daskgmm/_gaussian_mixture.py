@@ -131,8 +131,10 @@ class GaussianMixture(_SklearnGaussianMixture):
         ``n_blocks`` contiguous groups of row chunks and the M-step runs
         after every block, on the statistics of all blocks (each as last
         computed). An iteration is one lap over the blocks (one pass);
-        ``lower_bounds_`` holds each lap's mean log-likelihood. It usually
-        needs several times fewer passes than batch EM.
+        ``lower_bounds_`` holds each lap's free energy per unit weight (a
+        lower bound of the mean log-likelihood under the lap's parameters,
+        never decreasing). It usually needs several times fewer passes
+        than batch EM.
     n_blocks : int or 'auto', default='auto'
         Blocks of incremental EM. ``'auto'``: two row chunks per scheduler
         thread in each block, at most 16 blocks. An int must not exceed the
@@ -142,9 +144,9 @@ class GaussianMixture(_SklearnGaussianMixture):
         new statistics replace its old ones as ``old + omega (new - old)``.
         1 is plain incremental EM, about half of batch EM's passes.
         ``'auto'``: plain for the first 4 laps, then omega estimated from
-        how fast their bound converged (towards 2 the slower), and plain
-        again after a lap whose bound decreased; about a third of batch EM's
-        passes on overlapping components. Ignored by batch EM.
+        how fast their bound converged (towards 2 the slower); about a
+        third of batch EM's passes on overlapping components. A step that
+        would lower the bound is replaced by a plain one. Ignored by batch EM.
     learning_decay : float, default=0.7
         In (0.5, 1]: ``partial_fit``'s step ``(learning_offset + t) ** -learning_decay``
         at its call t (counted from 0, the first call).
