@@ -146,7 +146,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         ``'auto'``: plain for the first 4 laps, then omega estimated from
         how fast their bound converged (towards 2 the slower); about a
         third of batch EM's passes on overlapping components. A step that
-        would lower the bound is replaced by a plain one. Ignored by batch EM.
+        would take the bound below the last lap's is replaced by a plain
+        one. Ignored by batch EM.
     learning_decay : float, default=0.7
         In (0.5, 1]: ``partial_fit``'s step ``(learning_offset + t) ** -learning_decay``
         at its call t (counted from 0, the first call).
