@@ -419,9 +419,8 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
     rejected a relaxed step or two per lap on the 1 GB benchmark store, and
     each rejection, which resets every block, cost the relaxation's gain).
     By induction every step, hence every lap, ends at or above the last
-    lap's bound. Returns the bound to record
-    if the block ends the lap (else None): the mean free energy, or the
-    M-step's variational bound.
+    lap's bound. Returns the bound to record if the block ends the lap
+    (else None): the mean free energy, or the M-step's variational bound.
     """
     visited = model.parameters
     if visited.posterior is None:
@@ -435,7 +434,7 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
     relaxed[index] = stats is not fresh
     latest = _computed(model)
     latest[index] = fresh
-    computed = merge_all([stats for stats in latest if stats is not None], model.covariance_type)
+    computed = merge_all([seen for seen in latest if seen is not None], model.covariance_type)
     outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed))
     if outcome is None or (outcome is _NO_BOUND and any(relaxed) and free_energy(
             model.parameters, computed) / _checked_weight(computed) < model.lower_bound):
@@ -453,7 +452,7 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
 
 
 # `_step_on`'s outcome for a model without a variational bound (EM's is `free_energy`).
-_NO_BOUND = "no bound"
+_NO_BOUND = object()
 
 
 def _computed(model):
