@@ -114,6 +114,15 @@ def _timed(client, fit):
     return np.asarray(history), seconds, idle
 
 
+def _from_start(X, covariance_type, **params):
+    """Parameters of a GaussianMixture (K = 10) starting where k-means leaves X."""
+    start = GaussianMixture(10, covariance_type=covariance_type, random_state=0,
+                            max_iter=0).fit(X)
+    return dict(n_components=10, covariance_type=covariance_type, cache=False,
+                weights_init=start.weights_, means_init=start.means_,
+                precisions_init=start.precisions_, **params)
+
+
 def _epochs(common, X, bounds, tol):
     """Mean bound of every epoch of partial_fit over the blocks, until it changes by < tol."""
     online, history = GaussianMixture(**common), []
@@ -137,11 +146,7 @@ def run(name, X, covariance_type, n_blocks, client):
     the first change below that tol, exactly where its own fit would, and
     its seconds are those passes' share (all passes cost the same).
     """
-    start = GaussianMixture(10, covariance_type=covariance_type, random_state=0,
-                            max_iter=0).fit(X)
-    common = dict(n_components=10, covariance_type=covariance_type, cache=False,
-                  weights_init=start.weights_, means_init=start.means_,
-                  precisions_init=start.precisions_, max_iter=500)
+    common = _from_start(X, covariance_type, max_iter=500)
     bounds = block_bounds(from_dask(da.asarray(X)), n_blocks)
     methods = {
         "batch": {},
@@ -177,10 +182,7 @@ def run(name, X, covariance_type, n_blocks, client):
 
 def sweep(X, counts, client):
     """Incremental EM ('auto') to tol 1e-5 with each number of blocks: laps, seconds, idle."""
-    start = GaussianMixture(10, covariance_type="diag", random_state=0, max_iter=0).fit(X)
-    common = dict(n_components=10, covariance_type="diag", cache=False, max_iter=500,
-                  weights_init=start.weights_, means_init=start.means_,
-                  precisions_init=start.precisions_, tol=min(TOLS), algorithm="incremental")
+    common = _from_start(X, "diag", max_iter=500, tol=min(TOLS), algorithm="incremental")
     print("| blocks | chunks per block | laps | seconds | seconds per lap | idle |")
     print("|---|---|---|---|---|---|")
     for n_blocks in counts:
@@ -197,10 +199,7 @@ def compare_read_ahead(X, repeats, client, laps=5):
     machine's speed drifts between runs); "without" replaces
     `daskgmm._graph.read_ahead` by the identity for its runs.
     """
-    start = GaussianMixture(10, covariance_type="diag", random_state=0, max_iter=0).fit(X)
-    common = dict(n_components=10, covariance_type="diag", cache=False, max_iter=laps, tol=0,
-                  weights_init=start.weights_, means_init=start.means_,
-                  precisions_init=start.precisions_, algorithm="incremental")
+    common = _from_start(X, "diag", max_iter=laps, tol=0, algorithm="incremental")
     variants = {"with read-ahead": _graph.read_ahead, "without": lambda data: data}
     seconds, idle, bounds = ({name: [] for name in variants} for _ in range(3))
     for _ in range(repeats):

@@ -8,13 +8,12 @@ were over-relaxed), and a fingerprint of the data shape and the
 hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
-
 import numpy as np
 
 from ._em import EMState, Model
 from ._mstep import Parameters, Posterior
-from ._stats import Layout
 from ._persist import decode_json, encode_json, read_group, stored, write_group
+from ._stats import Layout
 
 _PARAMETER_NAMES = ("weights", "means", "covariances", "prec_chol")
 _POSTERIOR_NAMES = Posterior._fields  # variational models only

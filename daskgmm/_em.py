@@ -46,9 +46,9 @@ from typing import Optional
 import numpy as np
 
 from . import _graph
+from ._covariance import expected_log_likelihood
 from ._mstep import (Parameters, Prior, m_step, model_statistics, variational_lower_bound,
                      variational_step)
-from ._covariance import expected_log_likelihood
 from ._stats import Layout, merge, merge_all, scaled
 
 # Largest sufficient statistics (all models of a pass together) a fit accepts.
@@ -432,9 +432,12 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
         stats = stats._replace(weight=fresh.weight)
     relaxed = [seen is not None for seen in model.block_fresh]
     relaxed[index] = stats is not fresh
-    latest = _computed(model)
-    latest[index] = fresh
-    computed = merge_all([seen for seen in latest if seen is not None], model.covariance_type)
+    computed = None  # all blocks' computed statistics: for the safeguard and the lap's bound
+    if any(relaxed) or index == len(blocks) - 1:
+        latest = _computed(model)
+        latest[index] = fresh
+        computed = merge_all([seen for seen in latest if seen is not None],
+                             model.covariance_type)
     outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed))
     if outcome is None or (outcome is _NO_BOUND and any(relaxed) and free_energy(
             model.parameters, computed) / _checked_weight(computed) < model.lower_bound):

@@ -1,6 +1,5 @@
 """BayesianGaussianMixture: scikit-learn's variational mixture, fitted on Dask."""
 
-
 import dask
 import dask.array as da
 import numpy as np

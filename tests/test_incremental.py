@@ -310,6 +310,8 @@ def test_partial_fit_checks_features_and_keeps_the_model(overlapping):
     (dict(algorithm="incremental", n_blocks=0), "n_blocks"),
     (dict(algorithm="incremental", n_blocks="many"), "n_blocks"),
     (dict(algorithm="incremental", n_blocks=9), "exceeds the 8 row chunks"),
+    (dict(algorithm="incremental", relaxation=2.0), "relaxation"),
+    (dict(algorithm="incremental", relaxation="fast"), "relaxation"),
     (dict(learning_decay=0.5), "learning_decay"),
     (dict(learning_offset=-1.0), "learning_offset"),
 ])
