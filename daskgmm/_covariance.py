@@ -46,6 +46,17 @@ def n_parameters(n_components, n_features, covariance_type):
     return int(covariance_parameters + n_features * n_components + n_components - 1)
 
 
+def log_det(prec_chol, covariance_type, n_features):
+    """log|L_k| of the precision Cholesky factors: (K,), a scalar for ``tied``."""
+    if covariance_type == "full":
+        return np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(-1)
+    if covariance_type == "tied":
+        return np.log(np.diagonal(prec_chol)).sum()
+    if covariance_type == "diag":
+        return np.log(prec_chol).sum(-1)
+    return n_features * np.log(prec_chol)
+
+
 def weighted_outer(coef, delta, covariance_type):
     """Sum of ``coef_k * delta_k delta_k^T`` in the layout of ``m2``.
 

@@ -14,8 +14,8 @@ import numpy as np
 from scipy.special import betaln, digamma
 
 from ._covariance import covariances as estimate_covariances
+from ._covariance import log_det as log_det_of
 from ._covariance import precision_cholesky, weighted_outer, wishart
-from ._kernels import COVARIANCE_KINDS
 from ._sklearn import log_dirichlet_norm, log_wishart_norm
 from ._stats import Stats
 
@@ -195,7 +195,7 @@ def variational_lower_bound(parameters, entropy, prior_type):
     """
     posterior, covariance_type = parameters.posterior, parameters.covariance_type
     n_components, n_features = parameters.means.shape
-    log_det = (COVARIANCE_KINDS[covariance_type].log_det(parameters.prec_chol, n_features)
+    log_det = (log_det_of(parameters.prec_chol, covariance_type, n_features)
                - 0.5 * n_features * np.log(posterior.degrees_of_freedom))
     log_wishart = np.sum(log_wishart_norm(posterior.degrees_of_freedom, log_det, n_features))
     if covariance_type == "tied":

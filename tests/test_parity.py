@@ -9,7 +9,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from daskgmm import GaussianMixture
-from daskgmm._kernels import sum_times_rows, times_rows
 
 from .conftest import COVARIANCE_TYPES, make_mixture
 
@@ -92,22 +91,6 @@ def test_matches_sklearn_with_many_features(covariance_type, n_features):
     for data in (X, da.from_array(X, chunks=(1400, n_features))):
         fit = _fit(GaussianMixture(max_iter=5, **start), data)
         assert_same_fit(fit, expected, rtol=1e-6)
-
-
-@pytest.mark.parametrize("n_rows, piece", [(30, 7), (28, 7), (5, 7), (7, 7), (1, 1)])
-def test_products_in_pieces_equal_one_product(n_rows, piece):
-    """The batched small products are the plain products, rest included."""
-    rng = np.random.default_rng(0)
-    rows = rng.normal(size=(n_rows, 5))
-    coefficients = np.asfortranarray(rng.normal(size=(3, 5)))
-    resp = rng.random((3, n_rows))
-    out = np.full((3, n_rows), np.nan)
-    np.testing.assert_allclose(times_rows(coefficients, rows, out, piece), coefficients @ rows.T,
-                               rtol=1e-12)
-    np.testing.assert_allclose(sum_times_rows(resp, rows, piece), resp @ rows, rtol=1e-12)
-    y = np.full((n_rows, 5), np.nan)
-    times_rows(coefficients[:, :5].T @ coefficients[:, :5], rows, y.T, piece)
-    np.testing.assert_allclose(y, rows @ (coefficients.T @ coefficients), rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

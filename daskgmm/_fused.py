@@ -1,0 +1,454 @@
+"""Fused per-chunk kernels, compiled by numba: E-step and statistics in one sweep.
+
+`_kernels` imports this module on first use only (numba takes about 0.3 s to
+import), and holds everything around it: parameters in, ``Stats`` out. Each
+covariance type has two compiled functions here, in ``KERNELS``:
+
+``statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+nk, first, m2, between, totals)``
+    One sweep over the rows of ``X`` in blocks of ``block`` rows: each block
+    is centred on ``centre`` (in float64, so float32 rows lose nothing), its
+    log-densities, responsibilities and their statistics are computed while
+    it is in cache, and added to the outputs ``nk`` (K,), ``first`` (K, D),
+    ``m2`` (the layout of ``Stats.m2``), ``between`` (K, K, ``tied`` only)
+    and ``totals`` (log-likelihood, weight, ``sum r log r``). Given ``resp``
+    (rows, K), its rows are the responsibilities and the E-step is skipped.
+``log_prob(X, centre, means, params, const, out)``
+    log(pi_k) + log N(x | mu_k, Sigma_k) of every row and component, (rows, K).
+
+Moments are exact however far the data lie from the origin and the
+components from each other. ``full``, ``diag`` and ``spherical`` compute the
+deviations d_nk = x_n - mu_k of every row from every component's mean for
+their E-step anyway; their statistics are the sums of r_nk d_nk and
+r_nk d_nk d_nk^T (their diagonals, or the squared norms) about each
+component's own mean, made with the same deviations. ``tied`` whitens each
+row once, so that its E-step costs D^2 / 2 + K D per row, not K D^2 / 2; its
+pooled moments refer each row to the mean of its most responsible component
+g(n), y_n = x_n - mu_g, as in
+
+    sum_k r_nk d_nk d_nk^T = w_n y_n y_n^T + y_n v_n^T + v_n y_n^T
+                             + sum_k r_nk (mu_g - mu_k)(mu_g - mu_k)^T,
+
+with w_n = sum_k r_nk and v_n = sum_k r_nk (mu_g - mu_k): every term is small
+where the result is, and the last one is added once per chunk from
+``between`` (T_kg, the sum of r_nk over the rows of component g).
+
+Responsibilities whose log (relative to the row's largest) is at most
+``LOG_RESP_FLOOR`` are set to 0 without calling ``exp``. Statistics are
+accumulated in float64. float32 rows are whitened in float32 by ``full``
+(its D^2 products, from float64 deviations rounded once); every other
+product runs in float64.
+
+Each function is compiled for C-contiguous float64 and float32 rows (two
+specialisations) and cached on disk (``cache=True``), so that processes
+after the first load it in milliseconds. No ``parallel=True``: Dask runs
+chunks on separate threads or processes, and the kernels release the GIL.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+# Compiler flags: reassociation lets LLVM vectorise the sums over rows (in
+# lanes, then added); contraction fuses multiply-adds. No finite-math flags:
+# NaN and infinity reach the caller, which raises on them; with NumPy's
+# error model a division by zero gives them too, not an exception.
+_JIT = dict(cache=True, nogil=True, error_model="numpy",
+            fastmath={"reassoc", "contract", "nsz", "arcp"})
+
+# See `_kernels._LOG_RESP_FLOOR`.
+LOG_RESP_FLOOR = -500.0
+
+
+@numba.njit(**_JIT)
+def _centred_columns(X, start, n_rows, centre, out):
+    """out[i, n] = X[start + n, i] - centre[i] in float64: rows as columns, (D, block)."""
+    for n in range(n_rows):
+        for i in range(X.shape[1]):
+            out[i, n] = np.float64(X[start + n, i]) - centre[i]
+
+
+@numba.njit(**_JIT)
+def _centred_rows(X, start, n_rows, centre, out):
+    """out[n, i] = X[start + n, i] - centre[i] in float64, (block, D)."""
+    for n in range(n_rows):
+        for i in range(X.shape[1]):
+            out[n, i] = np.float64(X[start + n, i]) - centre[i]
+
+
+@numba.njit(**_JIT)
+def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals):
+    """Turn log-probabilities lp (K, block) into weighted responsibilities, in place.
+
+    r_nk = exp(lp_nk - max_k lp_nk) / sum_k exp(...) times the row's weight;
+    adds log p(x_n) = log sum_k exp(lp_nk) (log-sum-exp), the weight and
+    sum_k r_nk log r_nk = sum_k r_nk s_nk - log sum_k exp(s_nk), with
+    s = lp - max, to ``totals`` and r_nk to ``nk``.
+    """
+    n_components = lp.shape[0]
+    weighted = sample_weight.shape[0] > 0
+    for n in range(n_rows):
+        top = lp[0, n]
+        for k in range(1, n_components):
+            top = max(top, lp[k, n])
+        total = 0.0
+        spread = 0.0
+        for k in range(n_components):
+            shifted = lp[k, n] - top
+            if shifted > LOG_RESP_FLOOR:
+                e = math.exp(shifted)
+                lp[k, n] = e
+                total += e
+                spread += e * shifted
+            else:
+                lp[k, n] = 0.0
+        weight = sample_weight[start + n] if weighted else 1.0
+        log_total = math.log(total)
+        totals[0] += weight * (log_total + top)
+        totals[1] += weight
+        if with_entropy:
+            totals[2] += weight * (spread / total - log_total)
+        scale = weight / total
+        for k in range(n_components):
+            r = lp[k, n] * scale
+            lp[k, n] = r
+            nk[k] += r
+
+
+@numba.njit(**_JIT)
+def _given_responsibilities(resp, n_rows, sample_weight, start, out, nk, totals):
+    """out (K, block) = the rows' responsibilities ``resp`` times their weights."""
+    weighted = sample_weight.shape[0] > 0
+    for n in range(n_rows):
+        weight = sample_weight[start + n] if weighted else 1.0
+        totals[1] += weight
+        for k in range(resp.shape[1]):
+            r = resp[start + n, k] * weight
+            out[k, n] = r
+            nk[k] += r
+
+
+# ---------------------------------------------------------------- full
+
+@numba.njit(**_JIT)
+def _full_deviations(xc, n_rows, mean, out):
+    """out[n] = xc[n] - mean, rounded to out's type once (float32 for float32 rows)."""
+    for n in range(n_rows):
+        for i in range(xc.shape[1]):
+            out[n, i] = xc[n, i] - mean[i]
+
+
+@numba.njit(**_JIT)
+def _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev, white):
+    """lp[k, n] = const_k - |(x_n - mu_k) L_k|^2 / 2 (sklearn's _estimate_log_gaussian_prob).
+
+    The product with the upper-triangular L_k (``prec_chol[k]``) is one
+    BLAS product of the block's deviations, in the precision of ``dev``.
+    """
+    for k in range(means.shape[0]):
+        _full_deviations(xc, n_rows, means[k], dev)
+        np.dot(dev, prec_chol[k], white)
+        for n in range(n_rows):
+            squares = 0.0
+            for i in range(white.shape[1]):
+                squares += np.float64(white[n, i]) * white[n, i]
+            lp[k, n] = const[k] - 0.5 * squares
+
+
+@numba.njit(**_JIT)
+def _full_moments_block(xc, n_rows, means, rt, first, m2, dev, weighted_dev):
+    """first_k += sum_n r_nk d_nk, m2_k += sum_n r_nk d_nk d_nk^T, d_nk = x_n - mu_k."""
+    n_features = xc.shape[1]
+    for k in range(means.shape[0]):
+        _full_deviations(xc, n_rows, means[k], dev)
+        for n in range(n_rows):
+            r = rt[k, n]
+            for i in range(n_features):
+                weighted_dev[i, n] = r * dev[n, i]
+        for n in range(n_rows, dev.shape[0]):  # the unused tail of a short block
+            for i in range(n_features):
+                weighted_dev[i, n] = 0.0
+        for i in range(n_features):
+            total = 0.0
+            for n in range(n_rows):
+                total += weighted_dev[i, n]
+            first[k, i] += total
+        m2[k] += np.dot(weighted_dev, dev)
+
+
+@numba.njit(**_JIT)
+def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+                     nk, first, m2, between, totals):
+    (prec_chol,) = params
+    n_components, n_features = means.shape
+    block = _block_rows(n_components, n_features)
+    xc = np.zeros((block, n_features))
+    dev = np.zeros((block, n_features))
+    lp = np.empty((n_components, block))
+    dev_single = np.zeros((block, n_features), dtype=prec_chol.dtype)
+    white = np.empty((block, n_features), dtype=prec_chol.dtype)
+    weighted_dev = np.empty((n_features, block))
+    for start in range(0, X.shape[0], block):
+        n_rows = min(block, X.shape[0] - start)
+        _centred_rows(X, start, n_rows, centre, xc)
+        if resp.shape[0]:
+            _given_responsibilities(resp, n_rows, sample_weight, start, lp, nk, totals)
+        else:
+            _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev_single, white)
+            _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals)
+        _full_moments_block(xc, n_rows, means, lp, first, m2, dev, weighted_dev)
+
+
+@numba.njit(**_JIT)
+def _full_log_prob(X, centre, means, params, const, out):
+    (prec_chol,) = params
+    n_components, n_features = means.shape
+    block = _block_rows(n_components, n_features)
+    xc = np.zeros((block, n_features))
+    lp = np.empty((n_components, block))
+    dev = np.zeros((block, n_features), dtype=prec_chol.dtype)
+    white = np.empty((block, n_features), dtype=prec_chol.dtype)
+    for start in range(0, X.shape[0], block):
+        n_rows = min(block, X.shape[0] - start)
+        _centred_rows(X, start, n_rows, centre, xc)
+        _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev, white)
+        _copy_out(lp, n_rows, start, out)
+
+
+# ---------------------------------------------------------------- diag, spherical
+
+@numba.njit(**_JIT)
+def _diag_log_prob_block(xt, n_rows, means, precisions, const, lp):
+    """lp[k, n] = const_k - sum_i p_ki (x_ni - mu_ki)^2 / 2, with precisions p = prec_chol^2.
+
+    ``precisions`` is (K, D) for ``diag``, (K, 1) for ``spherical``.
+    """
+    n_components, n_features = means.shape
+    per_feature = precisions.shape[1] > 1
+    for k in range(n_components):
+        row = lp[k]
+        for n in range(n_rows):
+            row[n] = 0.0
+        for i in range(n_features):
+            mean = means[k, i]
+            half = -0.5 * precisions[k, i if per_feature else 0]
+            x = xt[i]
+            for n in range(n_rows):
+                d = x[n] - mean
+                row[n] += half * d * d
+        for n in range(n_rows):
+            row[n] += const[k]
+
+
+@numba.njit(**_JIT)
+def _diag_moments_block(xt, n_rows, means, rt, first, m2):
+    """first_ki += sum_n r_nk d_nki, m2 += sum_n r_nk d_nki^2 (per feature, or summed over
+    features where m2 is (K,)), d_nk = x_n - mu_k."""
+    n_components, n_features = means.shape
+    per_feature = m2.ndim == 2
+    for k in range(n_components):
+        r = rt[k]
+        squares_k = 0.0
+        for i in range(n_features):
+            mean = means[k, i]
+            x = xt[i]
+            total = 0.0
+            squares = 0.0
+            for n in range(n_rows):
+                rd = r[n] * (x[n] - mean)
+                total += rd
+                squares += rd * (x[n] - mean)
+            first[k, i] += total
+            if per_feature:
+                m2.reshape(-1)[k * n_features + i] += squares
+            else:
+                squares_k += squares
+        if not per_feature:
+            m2.reshape(-1)[k] += squares_k
+
+
+@numba.njit(**_JIT)
+def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+                     nk, first, m2, between, totals):
+    (precisions,) = params
+    n_components, n_features = means.shape
+    block = _block_rows(n_components, n_features)
+    xt = np.empty((n_features, block))
+    lp = np.empty((n_components, block))
+    for start in range(0, X.shape[0], block):
+        n_rows = min(block, X.shape[0] - start)
+        _centred_columns(X, start, n_rows, centre, xt)
+        if resp.shape[0]:
+            _given_responsibilities(resp, n_rows, sample_weight, start, lp, nk, totals)
+        else:
+            _diag_log_prob_block(xt, n_rows, means, precisions, const, lp)
+            _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals)
+        _diag_moments_block(xt, n_rows, means, lp, first, m2)
+
+
+@numba.njit(**_JIT)
+def _diag_log_prob(X, centre, means, params, const, out):
+    (precisions,) = params
+    n_components, n_features = means.shape
+    block = _block_rows(n_components, n_features)
+    xt = np.empty((n_features, block))
+    lp = np.empty((n_components, block))
+    for start in range(0, X.shape[0], block):
+        n_rows = min(block, X.shape[0] - start)
+        _centred_columns(X, start, n_rows, centre, xt)
+        _diag_log_prob_block(xt, n_rows, means, precisions, const, lp)
+        _copy_out(lp, n_rows, start, out)
+
+
+# ---------------------------------------------------------------- tied
+
+@numba.njit(**_JIT)
+def _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, yt):
+    """lp[k, n] = const_k - |y_n - m_k|^2 / 2, y_n = x_n L, m_k = mu_k L (L upper-triangular)."""
+    n_components, n_features = means_white.shape
+    for j in range(n_features):
+        y = yt[j]
+        for n in range(n_rows):
+            y[n] = 0.0
+        for i in range(j + 1):
+            coefficient = prec_chol[i, j]
+            x = xt[i]
+            for n in range(n_rows):
+                y[n] += coefficient * x[n]
+    for k in range(n_components):
+        row = lp[k]
+        for n in range(n_rows):
+            row[n] = 0.0
+        for j in range(n_features):
+            mean = means_white[k, j]
+            y = yt[j]
+            for n in range(n_rows):
+                d = y[n] - mean
+                row[n] += d * d
+        for n in range(n_rows):
+            row[n] = const[k] - 0.5 * row[n]
+
+
+@numba.njit(**_JIT)
+def _tied_moments_block(xt, n_rows, means, rt, first, m2, between, yt, vt, ut, own, row_weight):
+    """Local coordinates (module docstring): y_n = x_n - mu_g(n), and
+    first_k += sum_n r_nk y_n, T_kg += r_nk, upper(m2) += sum_n y_n u_n^T + v_n y_n^T
+    with u_n = w_n y_n + v_n, mirrored by the caller."""
+    n_components, n_features = means.shape
+    for n in range(n_rows):  # g(n), the first of the largest, and w_n
+        best = 0
+        total = rt[0, n]
+        for k in range(1, n_components):
+            total += rt[k, n]
+            if rt[k, n] > rt[best, n]:
+                best = k
+        own[n] = best
+        row_weight[n] = total
+        for k in range(n_components):
+            between[k, best] += rt[k, n]
+    for i in range(n_features):  # ut holds mu_g until the end
+        for n in range(n_rows):
+            ut[i, n] = means[own[n], i]
+            yt[i, n] = xt[i, n] - ut[i, n]
+            vt[i, n] = 0.0
+    for k in range(n_components):
+        r = rt[k]
+        for i in range(n_features):
+            mean = means[k, i]
+            y, v, own_mean = yt[i], vt[i], ut[i]
+            total = 0.0
+            for n in range(n_rows):
+                total += r[n] * y[n]
+                v[n] += r[n] * (own_mean[n] - mean)
+            first[k, i] += total
+    for i in range(n_features):
+        for n in range(n_rows):
+            ut[i, n] = row_weight[n] * yt[i, n] + vt[i, n]
+    for i in range(n_features):
+        y_i, v_i = yt[i], vt[i]
+        for j in range(i, n_features):
+            y_j, u_j = yt[j], ut[j]
+            total = 0.0
+            for n in range(n_rows):
+                total += y_i[n] * u_j[n] + v_i[n] * y_j[n]
+            m2[i, j] += total
+
+
+@numba.njit(**_JIT)
+def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+                     nk, first, m2, between, totals):
+    prec_chol, means_white = params
+    n_components, n_features = means.shape
+    block = _block_rows(n_components, n_features)
+    xt = np.empty((n_features, block))
+    yt = np.empty((n_features, block))
+    vt = np.empty((n_features, block))
+    ut = np.empty((n_features, block))
+    lp = np.empty((n_components, block))
+    own = np.empty(block, dtype=np.intp)
+    row_weight = np.empty(block)
+    for start in range(0, X.shape[0], block):
+        n_rows = min(block, X.shape[0] - start)
+        _centred_columns(X, start, n_rows, centre, xt)
+        if resp.shape[0]:
+            _given_responsibilities(resp, n_rows, sample_weight, start, lp, nk, totals)
+        else:
+            _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, yt)
+            _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals)
+        _tied_moments_block(xt, n_rows, means, lp, first, m2, between, yt, vt, ut, own,
+                            row_weight)
+
+
+@numba.njit(**_JIT)
+def _tied_log_prob(X, centre, means, params, const, out):
+    prec_chol, means_white = params
+    n_components, n_features = means.shape
+    block = _block_rows(n_components, n_features)
+    xt = np.empty((n_features, block))
+    yt = np.empty((n_features, block))
+    lp = np.empty((n_components, block))
+    for start in range(0, X.shape[0], block):
+        n_rows = min(block, X.shape[0] - start)
+        _centred_columns(X, start, n_rows, centre, xt)
+        _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, yt)
+        _copy_out(lp, n_rows, start, out)
+
+
+# ---------------------------------------------------------------- shared
+
+# Rows per block: every buffer of a block holds at most this many float64
+# (max(K, D) x block), so that a block's buffers stay in a core's L2 cache.
+_BLOCK_ELEMENTS = 2**14
+# Fewest and most rows per block: short blocks make the per-block work
+# (and, for ``full``, BLAS calls) dominate, long ones gain nothing.
+_BLOCK_ROWS = (32, 1024)
+
+
+@numba.njit(**_JIT)
+def _block_rows(n_components, n_features):
+    rows = _BLOCK_ELEMENTS // max(n_components, n_features, 1)
+    return min(max(rows, _BLOCK_ROWS[0]), _BLOCK_ROWS[1])
+
+
+@numba.njit(**_JIT)
+def _copy_out(lp, n_rows, start, out):
+    for n in range(n_rows):
+        for k in range(lp.shape[0]):
+            out[start + n, k] = lp[k, n]
+
+
+class Kernel:
+    """The compiled ``statistics`` and ``log_prob`` of one covariance type."""
+
+    def __init__(self, statistics, log_prob):
+        self.statistics = statistics
+        self.log_prob = log_prob
+
+
+KERNELS = {
+    "full": Kernel(_full_statistics, _full_log_prob),
+    "tied": Kernel(_tied_statistics, _tied_log_prob),
+    "diag": Kernel(_diag_statistics, _diag_log_prob),
+    "spherical": Kernel(_diag_statistics, _diag_log_prob),
+}
