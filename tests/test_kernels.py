@@ -1,0 +1,272 @@
+"""The compiled per-block kernels against naive formulas written out here.
+
+The references: log-densities from scipy.stats, responsibilities by an explicit
+softmax, and the statistics as plain two-pass sums in float64 on the rows
+*before* they are moved far from the origin (moving by 1e6 and back is exact for
+these values), so that any digits a kernel loses there show.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from daskgmm import _kernels
+from daskgmm._covariance import covariances_from_precision_cholesky, precision_cholesky
+
+from .conftest import COVARIANCE_TYPES
+
+
+def _covariance_matrices(covariances, covariance_type, n_components, n_features):
+    """(K, D, D) covariance matrices of every component."""
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances, (n_components, n_features, n_features))
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in covariances])
+    return np.stack([c * np.eye(n_features) for c in covariances])
+
+
+def _random_parameters(rng, n_components, n_features, covariance_type, spread=1.0,
+                       separation=4.0):
+    """Weights, means (about 0) and prec_chol of a random mixture."""
+    weights = rng.uniform(0.5, 1.5, n_components)
+    weights /= weights.sum()
+    means = rng.normal(scale=separation * spread, size=(n_components, n_features))
+    if covariance_type == "full":
+        a = rng.normal(size=(n_components, n_features, n_features))
+        cov = (a @ a.transpose(0, 2, 1) / n_features + np.eye(n_features)) * spread**2
+    elif covariance_type == "tied":
+        a = rng.normal(size=(n_features, n_features))
+        cov = (a @ a.T / n_features + np.eye(n_features)) * spread**2
+    elif covariance_type == "diag":
+        cov = rng.uniform(0.5, 2.0, (n_components, n_features)) * spread**2
+    else:
+        cov = rng.uniform(0.5, 2.0, n_components) * spread**2
+    return weights, means, precision_cholesky(cov, covariance_type)
+
+
+def _sample(rng, n_rows, weights, means, prec_chol, covariance_type):
+    """Rows drawn from the mixture (about the origin)."""
+    n_components, n_features = means.shape
+    cov = _covariance_matrices(covariances_from_precision_cholesky(prec_chol, covariance_type),
+                               covariance_type, n_components, n_features)
+    labels = rng.choice(n_components, n_rows, p=weights)
+    rows = np.array([rng.multivariate_normal(means[k], cov[k]) for k in labels]).reshape(
+        n_rows, n_features)
+    return _on_grid(rows)
+
+
+def _on_grid(values):
+    """``values`` rounded to multiples of 2^-20: then adding and removing 1e6 is exact."""
+    return np.round(values * 2.0**20) / 2.0**20
+
+
+def _naive_log_prob(X, weights, means, prec_chol, covariance_type, log_weights=None):
+    n_components, n_features = means.shape
+    cov = _covariance_matrices(covariances_from_precision_cholesky(prec_chol, covariance_type),
+                               covariance_type, n_components, n_features)
+    constants = np.log(weights) if log_weights is None else log_weights
+    return np.stack([multivariate_normal(means[k], cov[k]).logpdf(X).reshape(-1) + constants[k]
+                     for k in range(n_components)], axis=1)
+
+
+def _naive_statistics(X, sample_weight, resp, covariance_type):
+    """nk, block means and moments about them, by explicit two-pass sums."""
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    r = resp * w[:, None]
+    nk = r.sum(axis=0)
+    means = (r.T @ X) / np.where(nk > 0, nk, 1)[:, None]
+    n_components, n_features = means.shape
+    full = np.zeros((n_components, n_features, n_features))
+    for k in range(n_components):
+        d = X - means[k]
+        full[k] = (r[:, k, None] * d).T @ d
+    m2 = {"full": full, "tied": full.sum(axis=0),
+          "diag": np.diagonal(full, axis1=1, axis2=2),
+          "spherical": np.trace(full, axis1=1, axis2=2)}[covariance_type]
+    return nk, means, m2
+
+
+def _naive_em(X, sample_weight, weights, means, prec_chol, covariance_type, log_weights=None):
+    log_prob = _naive_log_prob(X, weights, means, prec_chol, covariance_type, log_weights)
+    norm = logsumexp(log_prob, axis=1)
+    resp = np.exp(log_prob - norm[:, None])
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_log_r = np.where(resp > 0, resp * np.log(resp), 0.0).sum(axis=1)
+    return (*_naive_statistics(X, sample_weight, resp, covariance_type),
+            np.dot(norm, w), w.sum(), np.dot(r_log_r, w))
+
+
+def _assert_stats(stats, reference, shift, means_ref, rtol, atol_m2=0.0):
+    nk, means, m2, loglik, weight, entropy = reference
+    np.testing.assert_allclose(stats.nk, nk, rtol=rtol, atol=1e-300)
+    # The kernel's means are relative to means_ref, shifted far from the origin.
+    has_weight = nk > 0
+    np.testing.assert_allclose(((means_ref - shift) + stats.mean)[has_weight],
+                               means[has_weight], rtol=rtol, atol=rtol * np.abs(means).max())
+    assert (stats.mean[~has_weight] == 0).all()
+    scale = np.abs(m2).max()
+    np.testing.assert_allclose(stats.m2, m2, rtol=rtol, atol=rtol * scale + atol_m2)
+    assert stats.loglik == pytest.approx(loglik, rel=rtol)
+    assert stats.weight == pytest.approx(weight, rel=1e-13)
+    if entropy is not None:
+        assert stats.entropy == pytest.approx(entropy, rel=rtol, abs=rtol * nk.sum())
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("shift", [0.0, 1e6])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_em_statistics_equal_the_naive_formulas(covariance_type, shift, weighted):
+    rng = np.random.default_rng(1)
+    weights, means, prec_chol = _random_parameters(rng, 4, 5, covariance_type)
+    means = _on_grid(means)
+    X = _sample(rng, 3000, weights, means, prec_chol, covariance_type)
+    sample_weight = rng.uniform(0, 3, len(X)) if weighted else None
+    log_weights = np.log(weights) - 0.3 * np.arange(4)
+    reference = _naive_em(X, sample_weight, weights, means, prec_chol, covariance_type,
+                          log_weights)
+    stats = _kernels.em_statistics(X + shift, sample_weight, weights, means + shift, prec_chol,
+                                   covariance_type, log_weights)
+    _assert_stats(stats, reference, shift,
+                  _kernels.reference_means(weights, means + shift), rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_clusters_far_apart_far_from_the_origin_are_exact(covariance_type):
+    """Components 1e4 spreads apart at an offset of 1e6: moments to 1e-12."""
+    rng = np.random.default_rng(2)
+    weights, means, prec_chol = _random_parameters(rng, 3, 4, covariance_type,
+                                                   separation=1e4)
+    X = _sample(rng, 2000, weights, means, prec_chol, covariance_type)
+    # Means a little off the data's, so that the statistics' offsets are not zero.
+    start = _on_grid(means + rng.normal(scale=0.1, size=means.shape))
+    reference = _naive_em(X, None, weights, start, prec_chol, covariance_type)
+    stats = _kernels.em_statistics(X + 1e6, None, weights, start + 1e6, prec_chol,
+                                   covariance_type)
+    _assert_stats(stats, reference[:5] + (None,), 1e6,
+                  _kernels.reference_means(weights, start + 1e6), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_rows_equal_the_float64_rows(covariance_type):
+    """float32 rows give the statistics of the same rows in float64: to rounding where the
+    arithmetic is float64, to float32's precision for ``full``'s float32 whitening."""
+    rng = np.random.default_rng(3)
+    weights, means, prec_chol = _random_parameters(rng, 3, 6, covariance_type, spread=1e-2)
+    X32 = (_sample(rng, 2000, weights, means, prec_chol, covariance_type) + 1e4).astype(
+        np.float32)
+    X64 = X32.astype(np.float64)
+    single = _kernels.em_statistics(X32, None, weights, means + 1e4, prec_chol, covariance_type)
+    double = _kernels.em_statistics(X64, None, weights, means + 1e4, prec_chol, covariance_type)
+    rtol = 1e-5 if covariance_type == "full" else 1e-12
+    for name in ("nk", "mean", "m2", "loglik"):
+        np.testing.assert_allclose(getattr(single, name), getattr(double, name), rtol=rtol,
+                                   atol=rtol * np.abs(getattr(double, name)).max(),
+                                   err_msg=name)
+    variances = (np.diagonal(single.m2, axis1=-2, axis2=-1)
+                 if covariance_type in ("full", "tied") else single.m2)
+    assert (variances > 0).all()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_estimate_weighted_log_prob_equals_scipy(covariance_type, dtype):
+    rng = np.random.default_rng(4)
+    weights, means, prec_chol = _random_parameters(rng, 5, 3, covariance_type)
+    X = (_sample(rng, 700, weights, means, prec_chol, covariance_type) + 100).astype(dtype)
+    ours = _kernels.estimate_weighted_log_prob(X, weights, means + 100, prec_chol,
+                                               covariance_type)
+    expected = _naive_log_prob(X.astype(np.float64) - 100, weights, means, prec_chol,
+                               covariance_type)
+    rtol = 1e-5 if dtype == np.float32 and covariance_type == "full" else 1e-9
+    np.testing.assert_allclose(ours, expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shift", [0.0, 1e6])
+def test_resp_statistics_equal_the_naive_formulas(covariance_type, dtype, shift):
+    if dtype == np.float32 and shift:
+        pytest.skip("float32 has no digits left for these rows at 1e6")
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(500, 4)).astype(dtype).astype(np.float64)
+    resp = rng.random((500, 3))
+    resp /= resp.sum(axis=1, keepdims=True)
+    sample_weight = rng.uniform(0, 2, 500)
+    nk, means, m2 = _naive_statistics(X, sample_weight, resp, covariance_type)
+    stats = _kernels.resp_statistics((X + shift).astype(dtype), sample_weight, resp,
+                                     covariance_type)
+    np.testing.assert_allclose(stats.nk, nk, rtol=1e-12)
+    np.testing.assert_allclose(stats.mean - shift, means, atol=1e-9)
+    np.testing.assert_allclose(stats.m2, m2, rtol=1e-9)
+    assert stats.weight == pytest.approx(sample_weight.sum())
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_empty_blocks_and_blocks_of_one_row(covariance_type, dtype):
+    rng = np.random.default_rng(6)
+    weights, means, prec_chol = _random_parameters(rng, 3, 2, covariance_type)
+    empty = _kernels.em_statistics(np.empty((0, 2), dtype), None, weights, means, prec_chol,
+                                   covariance_type)
+    assert (empty.nk == 0).all() and empty.loglik == 0 and empty.weight == 0
+    assert (empty.m2 == 0).all() and (empty.mean == 0).all()
+    assert _kernels.estimate_weighted_log_prob(np.empty((0, 2), dtype), weights, means,
+                                               prec_chol, covariance_type).shape == (0, 3)
+    row = np.array([[0.3, -1.2]], dtype)
+    one = _kernels.em_statistics(row, np.array([2.0]), weights, means, prec_chol,
+                                 covariance_type)
+    reference = _naive_em(row.astype(np.float64), np.array([2.0]), weights, means, prec_chol,
+                          covariance_type)
+    rtol = 1e-5 if dtype == np.float32 and covariance_type == "full" else 1e-12
+    _assert_stats(one, reference[:5] + (None,), 0.0, _kernels.reference_means(weights, means),
+                  rtol=rtol, atol_m2=1e-12)
+    resp = _kernels.resp_statistics(row, None, np.array([[0.25, 0.75, 0.0]]), covariance_type)
+    np.testing.assert_allclose(resp.nk, [0.25, 0.75, 0.0])
+    np.testing.assert_allclose(resp.mean[:2], np.repeat(row, 2, axis=0), rtol=1e-7)
+    assert (resp.m2 == 0).all()
+
+
+def test_responsibilities_below_the_floor_are_zero():
+    """A row 1e3 spreads from a component gets exactly 0 there, not a subnormal."""
+    weights = np.array([0.5, 0.5])
+    means = np.array([[0.0], [1e3]])
+    prec_chol = np.ones(2)
+    stats = _kernels.em_statistics(np.array([[0.0], [1e3]]), None, weights, means, prec_chol,
+                                   "spherical")
+    np.testing.assert_array_equal(stats.nk, [1.0, 1.0])
+    np.testing.assert_array_equal(stats.m2, [0.0, 0.0])
+
+
+def test_non_finite_rows_raise():
+    weights, means, prec_chol = np.array([1.0]), np.zeros((1, 2)), np.ones((1, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        _kernels.em_statistics(np.array([[0.0, np.nan]]), None, weights, means, prec_chol,
+                               "diag")
+
+
+@settings(max_examples=25, deadline=None)
+@given(covariance_type=st.sampled_from(COVARIANCE_TYPES),
+       n_rows=st.integers(0, 70), n_features=st.integers(1, 7), n_components=st.integers(1, 5),
+       log_shift=st.integers(0, 7), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_random_shapes_and_offsets(covariance_type, n_rows, n_features, n_components,
+                                   log_shift, seed, dtype):
+    rng = np.random.default_rng(seed)
+    weights, means, prec_chol = _random_parameters(rng, n_components, n_features,
+                                                   covariance_type)
+    means = _on_grid(means)
+    X = _sample(rng, n_rows, weights, means, prec_chol, covariance_type)
+    shift = dtype(10.0**log_shift) if dtype == np.float64 else dtype(0)
+    X = X.astype(dtype).astype(np.float64)
+    stats = _kernels.em_statistics((X + shift).astype(dtype), None, weights, means + shift,
+                                   prec_chol, covariance_type, np.log(weights))
+    reference = _naive_em(X, None, weights, means, prec_chol, covariance_type, np.log(weights))
+    rtol = 1e-4 if dtype == np.float32 and covariance_type == "full" else 1e-8
+    _assert_stats(stats, reference, shift, _kernels.reference_means(weights, means + shift),
+                  rtol=rtol, atol_m2=1e-9 * max(1, n_rows))
