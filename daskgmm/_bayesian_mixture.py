@@ -10,7 +10,8 @@ Passes over Dask input (each a read of every chunk), default priors:
 that also gives the data's mean and scatter for the priors, then one per
 iteration; ``random``: one (starts and priors), then one per iteration;
 ``k-means++`` and ``random_from_data``: one to read rows, one for the
-priors, then one per iteration. Given ``mean_prior`` and
+priors (with ``tied`` covariances also when the priors are given: the
+start's scatter, as scikit-learn's), then one per iteration. Given ``mean_prior`` and
 ``covariance_prior`` spare the priors' pass; ``warm_start`` and a resumed
 checkpoint make one for the priors (when they are not given), then iterate.
 In-memory input is initialised in memory as scikit-learn does.
@@ -216,13 +217,19 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
             stats, all_rows = _init.dask_start_statistics(
                 data, [candidate], self.n_init, self.init_params, self.random_state,
                 self.split_every, self.checkpoint, moments)
-            return [stats[candidate, init] for init in range(self.n_init)], all_rows
-        sample_weight = None if data.sample_weight is None else data.sample_weight.compute()
-        starts = _init.memory_start_statistics(
-            X_memory, sample_weight, self.n_components, self.covariance_type, self.n_init,
-            self.init_params, self.random_state)
-        all_rows = moments and _init.data_moments(data, moments, self.split_every,
+            starts = [stats[candidate, init] for init in range(self.n_init)]
+        else:
+            sample_weight = None if data.sample_weight is None else data.sample_weight.compute()
+            starts = _init.memory_start_statistics(
+                X_memory, sample_weight, self.n_components, self.covariance_type, self.n_init,
+                self.init_params, self.random_state)
+            all_rows = moments and _init.data_moments(data, moments, self.split_every,
+                                                      self.checkpoint)
+        if self.covariance_type == "tied" and self.init_params in _init.POINT_STARTS:
+            # moments is "full" for tied; with both priors given, one pass of its own.
+            rows = all_rows or _init.data_moments(data, "full", self.split_every,
                                                   self.checkpoint)
+            starts = [_init.tied_as_sklearn(start, rows) for start in starts]
         return starts, all_rows
 
     # --------------------------------------------------------------- priors

@@ -2,9 +2,11 @@
 
 A configuration file holds one top-level ``cluster`` mapping whose ``type``
 selects the kind of cluster and whose other keys are the options of that
-kind. One commented file per type ships inside the package
-(``daskgmm/cluster_configs/NAME.yaml``); wherever a configuration file is
-taken, the bare ``NAME`` of a shipped one is taken too.
+kind. One commented file per type lies in the project's top-level
+``cluster_configs/NAME.yaml`` and ships inside the package (``daskgmm/
+cluster_configs`` links to that folder; the wheel holds the files);
+wherever a configuration file is taken, the bare ``NAME`` of a shipped one
+is taken too.
 """
 
 import contextlib

@@ -360,7 +360,9 @@ def run_em(data, state, settings, save=None):
                 settings.print(_converged_message(model, settings))
         state.iteration, state.block = iteration, 0
         still = len(state.active)
-        if iteration % settings.verbose_interval == 0 or still < len(running):
+        # At verbose 2 a single model's line above reports the iteration.
+        reported = settings.verbose >= 2 and n_models == 1
+        if not reported and (iteration % settings.verbose_interval == 0 or still < len(running)):
             settings.print(f"  Iteration {iteration}" + (
                 f": {still} of {n_models} models still running" if n_models > 1 else ""))
         if save is not None:

@@ -100,6 +100,27 @@ def memory_start_statistics(X, sample_weight, n_components, covariance_type, n_i
     return stats
 
 
+# Starts whose responsibilities pick one row per component (the other rows have none).
+POINT_STARTS = ("k-means++", "random_from_data")
+
+
+def tied_as_sklearn(start, all_rows):
+    """A tied start from ``POINT_STARTS`` with scikit-learn's scatter.
+
+    scikit-learn's tied covariance estimate takes ``X.T @ X`` over every row,
+    as if each row's responsibilities summed to 1, minus ``sum_k nk mu_k
+    mu_k^T``; from a start that picks one row per component that is the
+    second moment of every row about the origin. ``all_rows`` are the
+    statistics of every row as one component in the ``"full"`` layout (see
+    `data_moments`); the scatter is rebuilt from them, so that NumPy and Dask
+    input start alike, where scikit-learn starts.
+    """
+    mean, nk = all_rows.mean[0], all_rows.nk[0]
+    second_moment = all_rows.m2[0] + nk * np.outer(mean, mean)
+    return start._replace(m2=second_moment - np.einsum("k,ki,kj->ij", start.nk, start.mean,
+                                                       start.mean))
+
+
 def with_user_init(start, covariance_type, weights_init, means_init, precisions_init):
     """``start`` (None: nothing) with parts replaced by the user's initial parameters."""
     parts = start._asdict() if start is not None else {}

@@ -34,7 +34,7 @@ from . import _em, _graph
 DTYPES = [np.float64, np.float32]
 
 
-def validate(estimator, X, reset):
+def validate(estimator, X, reset, known_rows=False):
     """``X`` checked as scikit-learn's ``validate_data`` would, whatever its type.
 
     Parameters
@@ -45,11 +45,14 @@ def validate(estimator, X, reset):
     X : array-like, Dask array, zarr array, Dask DataFrame or xarray DataArray
     reset : bool
         True at fit (at least 2 samples then), False at predict.
+    known_rows : bool
+        Count the rows of a Dask array's row chunks of unknown size (for
+        example ``X[mask]``) on the workers; else they may stay unknown.
 
     Returns
     -------
     X : ndarray or dask.array.Array of shape (n_samples, n_features)
-        Dask arrays have all their row chunk sizes known.
+        Dask arrays have all their row chunk sizes known with ``known_rows``.
     wrap : callable
         Gives a result of shape (n_samples,) or (n_samples, k) back in the
         form of ``X`` (a DataArray for a DataArray, else as it is).
@@ -75,6 +78,8 @@ def validate(estimator, X, reset):
     else:
         _check_dask_array(X, name)
         validate_data(estimator, np.empty((0, X.shape[1])), reset=reset, skip_check_array=True)
+        if known_rows:
+            X = _with_row_lengths(X)
     if reset and X.shape[0] < 2:
         raise ValueError(
             f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) "
@@ -153,11 +158,14 @@ def _check_numeric_columns(frame):
 def vector(v):
     """``v`` (``y`` or ``sample_weight``) as it is, or a Dask Series as a Dask array.
 
-    The array has one chunk per partition, of known size.
+    The array has one chunk per partition, of known size; a Dask array's
+    unknown chunk sizes (``w[mask]``) are counted on the workers.
     """
     dataframe = sys.modules.get("dask.dataframe")
     if dataframe is not None and isinstance(v, dataframe.Series):
         return v.to_dask_array(lengths=_partition_lengths(v))
+    if isinstance(v, da.Array) and v.ndim == 1 and any(np.isnan(n) for n in v.chunks[0]):
+        return _with_row_lengths(v[:, None])[:, 0]
     return v
 
 
@@ -166,6 +174,24 @@ def _partition_lengths(collection):
     only the counts come to the client."""
     (lengths,) = _graph.compute(collection.map_partitions(len))
     return tuple(int(n) for n in lengths)
+
+
+def _block_rows(block):
+    return np.array([[block.shape[0]]])
+
+
+def _with_row_lengths(X):
+    """``X`` with its row chunks' lengths known: those unknown (``X[mask]``) are
+    counted where the chunks are (on the workers of a cluster), and only the
+    counts come to the client. ``X`` itself is not modified."""
+    if not any(np.isnan(n) for n in X.chunks[0]):
+        return X
+    first_column = X.blocks[:, 0]
+    counts = first_column.map_blocks(_block_rows, chunks=((1,) * first_column.numblocks[0], (1,)),
+                                     dtype=np.int64, meta=np.empty((0, 0), np.int64))
+    (lengths,) = _graph.compute(counts)
+    return da.Array(X.dask, X.name, (tuple(int(n) for n in lengths[:, 0]), X.chunks[1]),
+                    meta=X._meta)
 
 
 def _partitions_as_chunks(frame):
@@ -184,10 +210,6 @@ def _check_dask_array(X, estimator_name):
         )
     if X.dtype.kind not in "biuf":
         raise ValueError(f"X must hold numbers; got dtype {X.dtype}.")
-    if any(np.isnan(c) for c in X.chunks[0]):
-        raise ValueError(
-            "X has unknown chunk sizes along rows; call X.compute_chunk_sizes() first."
-        )
     if X.shape[1] < 1:
         raise ValueError(
             f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
@@ -255,7 +277,7 @@ def fit_data(estimator, X, sample_weight, n_blocks=None, reset=True):
     chunks of ``_em.in_memory_chunks``; with ``reset=False`` (later
     ``partial_fit`` calls) X must have the fitted features.
     """
-    X, _ = validate(estimator, X, reset=reset)
+    X, _ = validate(estimator, X, reset=reset, known_rows=True)
     if sample_weight is not None:
         sample_weight = check_sample_weight(vector(sample_weight), X.shape[0])
     if isinstance(X, da.Array):

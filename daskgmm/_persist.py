@@ -177,8 +177,10 @@ def _chunk_shape(shape):
 
 
 def _little_endian(array):
-    array = np.ascontiguousarray(array)
-    return array.astype(array.dtype.newbyteorder("<"), copy=False)
+    array = np.asarray(array)
+    # ascontiguousarray makes a 0-d array 1-d: keep the shape as given.
+    contiguous = np.ascontiguousarray(array).reshape(array.shape)
+    return contiguous.astype(array.dtype.newbyteorder("<"), copy=False)
 
 
 def _to_stored(array):
@@ -495,8 +497,11 @@ def save(estimator, path):
     check_is_fitted(estimator)
     arrays = {name: np.asarray(getattr(estimator, name)) for name in MODEL_PARAMETER_ARRAYS}
     arrays["lower_bounds_"] = np.asarray(estimator.lower_bounds_, dtype=np.float64)
-    arrays.update({name: np.asarray(getattr(estimator, name), dtype=np.float64)
-                   for name in VARIATIONAL_ARRAYS if hasattr(estimator, name)})
+    variational = {name: getattr(estimator, name)
+                   for name in VARIATIONAL_ARRAYS if hasattr(estimator, name)}
+    arrays.update({name: np.asarray(value) for name, value in variational.items()})
+    scalars = {name: value for name, value in variational.items() if np.ndim(value) == 0}
+    scalars["lower_bound_"] = estimator.lower_bound_
     labels = {
         name: np.asarray(getattr(estimator, name))
         for name in MODEL_OPTIONAL_ARRAYS
@@ -513,8 +518,29 @@ def save(estimator, path):
         "n_iter_": int(estimator.n_iter_),
         "lower_bound_": encode_json(float(estimator.lower_bound_)),
         "n_features_in_": int(estimator.n_features_in_),
+        "scalar_types": {name: _scalar_type(value) for name, value in scalars.items()},
     }
     write_group(path, arrays, attrs)
+
+
+def _scalar_type(value):
+    """The name of a scalar's type: ``"int"``, ``"float"``, or a NumPy dtype's name."""
+    if type(value) in (int, float):
+        return type(value).__name__
+    dtype = np.asarray(value).dtype
+    if dtype.kind not in "iuf":
+        raise ValueError(f"cannot save a scalar of type {type(value).__name__}")
+    return dtype.name
+
+
+def _as_scalar(value, type_name):
+    """``value`` (a number or 0-d array) as a scalar of the type `_scalar_type` named."""
+    if type_name in ("int", "float"):
+        return {"int": int, "float": float}[type_name](value)
+    dtype = _storable_dtype(type_name)
+    if dtype.kind not in "iuf":
+        raise ValueError(f"invalid scalar type {type_name!r}")
+    return dtype.type(value)
 
 
 def _label_array(name, labels):
@@ -593,14 +619,20 @@ def _model(arrays, attrs):
         for name in (*MODEL_PARAMETER_ARRAYS, *MODEL_OPTIONAL_ARRAYS)
         if name in arrays
     }
-    fitted.update({name: arrays[name] if arrays[name].ndim else float(arrays[name])
+    # Stores before "scalar_types" was recorded: 0-d arrays are floats.
+    scalar_types = attrs.get("scalar_types", {})
+    fitted.update({name: arrays[name] if arrays[name].ndim else
+                   _as_scalar(arrays[name], scalar_types.get(name, "float"))
                    for name in VARIATIONAL_ARRAYS if name in arrays})
     if np.ndim(fitted.get("weight_concentration_")) == 2:
         fitted["weight_concentration_"] = tuple(fitted["weight_concentration_"])
     fitted["lower_bounds_"] = arrays["lower_bounds_"].tolist()
     fitted["converged_"] = _typed(attrs["converged_"], bool, "converged_")
     fitted["n_iter_"] = _typed(attrs["n_iter_"], int, "n_iter_")
-    fitted["lower_bound_"] = _typed(decode_json(attrs["lower_bound_"]), float, "lower_bound_")
+    fitted["lower_bound_"] = _as_scalar(
+        _typed(decode_json(attrs["lower_bound_"]), float, "lower_bound_"),
+        scalar_types.get("lower_bound_", "float"),
+    )
     fitted["n_features_in_"] = _typed(attrs["n_features_in_"], int, "n_features_in_")
     _check_shapes(fitted, params.get("covariance_type"))
     return params, fitted

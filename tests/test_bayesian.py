@@ -92,6 +92,24 @@ def test_every_init_params_and_n_init_as_sklearn(X, init_params):
     assert dask_fit.n_iter_ > 0 and np.isfinite(dask_fit.lower_bound_)
 
 
+@pytest.mark.parametrize("given_priors", [False, True])
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+@pytest.mark.parametrize("init_params", ["k-means++", "random_from_data"])
+def test_tied_point_starts_start_where_sklearn_starts(X, init_params, prior_type, given_priors):
+    """scikit-learn's tied scatter from a start of one row per component takes
+    X.T @ X over every row; NumPy input starts there, and Dask input as NumPy."""
+    kwargs = dict(n_components=4, covariance_type="tied", init_params=init_params, tol=0,
+                  random_state=0, max_iter=1, weight_concentration_prior_type=prior_type)
+    if given_priors:
+        kwargs.update(mean_prior=np.ones(3), covariance_prior=np.diag([2.0, 3.0, 4.0]))
+    theirs = _fit(SklearnBayesianGaussianMixture(**kwargs), X)
+    ours = _fit(BayesianGaussianMixture(**kwargs), X)
+    assert_same_fit(ours, theirs, rtol=1e-6)
+    for rows in (-1, 300):
+        on_dask = _fit(BayesianGaussianMixture(**kwargs), da.from_array(X, chunks=(rows, 3)))
+        assert_same_fit(on_dask, ours, rtol=1e-9)
+
+
 def test_default_priors_come_from_one_exact_pass(X):
     shift = 1e6
     for covariance_type in COVARIANCE_TYPES:

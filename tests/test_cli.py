@@ -3,6 +3,7 @@
 import argparse
 import fcntl
 import os
+import re
 import select
 import signal
 import struct
@@ -415,5 +416,8 @@ def test_demo_runs_as_installed(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "fitted 4 full components" in result.stdout
+    reported = re.findall(r"^\s*[Ii]teration (\d+)\b", result.stdout, re.MULTILINE)
+    n_iter = int(result.stdout.split("full components in ")[1].split()[0])
+    assert reported == [str(iteration) for iteration in range(1, n_iter + 1)], result.stdout
     error = float(result.stdout.split("true means: ")[1].split()[0])
     assert error < 0.2

@@ -62,7 +62,59 @@ def test_shipped_configs_are_package_data():
         relative = path.relative_to(package).as_posix()
         assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
     assert shipped_configs() == ["kubernetes", "local", "pbs", "scheduler", "slurm"]
-    assert not (ROOT / "cluster_configs").exists()
+
+
+def test_top_level_cluster_configs_are_the_one_source():
+    """Users read and copy ``cluster_configs/``; the package's folder is a link to
+    it, not a second copy that could drift."""
+    top_level = ROOT / "cluster_configs"
+    assert top_level.is_dir() and not top_level.is_symlink()
+    assert (ROOT / "daskgmm" / "cluster_configs").is_symlink()
+    assert (ROOT / "daskgmm" / "cluster_configs").resolve() == top_level
+    assert sorted(path.name for path in top_level.glob("*.yaml")) == [
+        f"{name}.yaml" for name in shipped_configs()]
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_configs(tmp_path):
+    """A wheel built from the source holds the files of the top-level folder, and an
+    installed wheel finds them."""
+    import os
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".*_cache",
+        "dask-worker-space", "dask-scratch-space", "*.zarr"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "-w", str(tmp_path / "wheel"),
+         "--no-deps", "-q"], capture_output=True, text=True, timeout=600)
+    if built.returncode and "No matching distribution" in built.stderr:
+        pytest.skip(f"no build backend to install (offline?): {built.stderr[-300:]}")
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name: archive.read(name) for name in archive.namelist()
+                   if name.startswith("daskgmm/cluster_configs/")}
+    assert shipped == {f"daskgmm/cluster_configs/{path.name}": path.read_bytes()
+                       for path in (ROOT / "cluster_configs").glob("*.yaml")}
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True, timeout=300)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+                   check=True, timeout=300)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    found = subprocess.run(
+        [str(python), "-c", "import daskgmm._cluster as c; print(c.__file__); "
+         "print(' '.join(c.shipped_configs())); print(c.config_path('slurm'))"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env, check=True,
+    ).stdout.splitlines()
+    assert found[0].startswith(str(venv))
+    assert found[1] == "kubernetes local pbs scheduler slurm"
+    assert Path(found[2]).read_bytes() == (ROOT / "cluster_configs" / "slurm.yaml").read_bytes()
 
 
 def test_config_path_prefers_files(tmp_path, monkeypatch):

@@ -157,6 +157,15 @@ def test_verbose_prints_iteration_bound_change_and_seconds(blobs, capsys):
     assert re.search(r"iteration 1: lower bound -?\d+\.\d+, change inf, \d+\.\d+ s", lines[0])
 
 
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_verbose_reports_each_iteration_once(blobs, capsys, verbose):
+    X, _ = blobs
+    gm = GaussianMixture(3, random_state=0, verbose=verbose, verbose_interval=1, tol=0,
+                         max_iter=4).fit(X)
+    reported = re.findall(r"^\s*[Ii]teration (\d+)\b", capsys.readouterr().out, re.MULTILINE)
+    assert reported == [str(iteration) for iteration in range(1, gm.n_iter_ + 1)]
+
+
 def test_n_init_keeps_the_best(blobs):
     X, _ = blobs
     kwargs = dict(n_components=3, init_params="random_from_data", max_iter=30)

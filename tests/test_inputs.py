@@ -167,6 +167,44 @@ def test_dask_dataframe_with_unknown_partition_lengths(X, frame):
     np.testing.assert_array_equal(labels.compute(), fit.predict(frame[frame["a"] > 0]))
 
 
+def _masked(X, chunks=250):
+    """``X[mask]`` as a Dask array: row chunks of unknown size, and the mask in NumPy."""
+    dX = da.from_array(X, chunks=(chunks, X.shape[1]))
+    kept = dX[dX[:, 0] > 0]
+    assert all(np.isnan(n) for n in kept.chunks[0])
+    return kept, X[:, 0] > 0
+
+
+def test_dask_array_with_unknown_chunk_sizes(X):
+    """Counted on the workers, no error: the fit equals the known-chunk array's and
+    NumPy's (scikit-learn's start); the user's array keeps its unknown sizes."""
+    kept, mask = _masked(X)
+    weights = np.random.default_rng(2).uniform(0.5, 2, size=len(X))
+    kept_weights = da.from_array(weights, chunks=250)[da.from_array(mask, chunks=250)]
+    with LargestTaskResult() as largest:
+        fit = _fit(kept)
+    assert 0 < largest.largest <= sizeof(X) / 4  # no task returned much more than a chunk
+    assert all(np.isnan(n) for n in kept.chunks[0])
+    known = _masked(X)[0].compute_chunk_sizes()
+    assert_same_fit(fit, _fit(known))
+    assert_same_fit(fit, _fit(X[mask]))
+    labels = fit.predict(kept)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), fit.predict(X[mask]))
+    np.testing.assert_allclose(fit.score_samples(kept).compute(), fit.score_samples(X[mask]),
+                               rtol=1e-12)
+    assert_same_fit(_fit(kept, sample_weight=kept_weights),
+                    _fit(X[mask], sample_weight=weights[mask]))
+
+
+def test_dask_array_with_unknown_chunk_sizes_on_a_local_cluster(client, X):
+    kept, mask = _masked(X, chunks=300)
+    fit = _fit(kept)
+    assert_same_fit(fit, _fit(X[mask]))
+    np.testing.assert_array_equal(client.compute(fit.predict(kept)).result(),
+                                  fit.predict(X[mask]))
+
+
 def test_dask_dataframe_with_weights_and_integer_and_float32_columns(X, frame):
     weights = np.random.default_rng(0).uniform(0.5, 2, size=len(X))
     mixed = frame.assign(c=np.arange(len(X)) % 7, d=X[:, 2].astype(np.float32))

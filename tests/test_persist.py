@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
-from daskgmm import GaussianMixture, _persist
+from daskgmm import BayesianGaussianMixture, GaussianMixture, GaussianMixtureIC, _persist
 from daskgmm import load
 from daskgmm._persist import read_group, save, write_group
 
@@ -39,6 +39,12 @@ def fit_quietly(model, y=None):
         return model.fit(X, y)
 
 
+def fit_quietly_on(model, data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(data)
+
+
 @cache
 def fitted(covariance_type="full", labels=None):
     """A fitted model, shared between tests (they must not modify it)."""
@@ -56,10 +62,44 @@ def assert_same_params(loaded, original):
         np.testing.assert_array_equal(loaded_params[name], value, err_msg=name)
 
 
+def fitted_attributes(estimator):
+    """Every fitted attribute of an estimator (public, trailing underscore)."""
+    return {
+        name: value
+        for name, value in vars(estimator).items()
+        if name.endswith("_") and not name.startswith("_")
+    }
+
+
+def assert_same_value(loaded, original, name):
+    """Same type, and for arrays the same shape and dtype; same value, bit for bit."""
+    assert type(loaded) is type(original), (name, type(loaded), type(original))
+    if isinstance(original, (tuple, list)):
+        assert len(loaded) == len(original), name
+        for index, (item, original_item) in enumerate(zip(loaded, original)):
+            assert_same_value(item, original_item, f"{name}[{index}]")
+    elif isinstance(original, (np.ndarray, np.generic)):
+        assert loaded.shape == original.shape, (name, loaded.shape, original.shape)
+        assert loaded.dtype == original.dtype, (name, loaded.dtype, original.dtype)
+        np.testing.assert_array_equal(loaded, original, err_msg=name)
+    else:
+        assert loaded == original, name
+
+
+def assert_same_fitted_attributes(loaded, original):
+    """Every fitted attribute comes back: type, shape, dtype and value."""
+    loaded_attributes = fitted_attributes(loaded)
+    original_attributes = fitted_attributes(original)
+    assert loaded_attributes.keys() == original_attributes.keys()
+    for name, value in original_attributes.items():
+        assert_same_value(loaded_attributes[name], value, name)
+
+
 def assert_same_model(loaded, original):
     """Same class, parameters and fitted attributes, bit for bit and dtype for dtype."""
     assert type(loaded) is type(original)
     assert_same_params(loaded, original)
+    assert_same_fitted_attributes(loaded, original)
     for name in ARRAYS + OPTIONAL_ARRAYS:
         assert hasattr(loaded, name) == hasattr(original, name), name
         if hasattr(original, name):
@@ -69,7 +109,8 @@ def assert_same_model(loaded, original):
     assert type(loaded.lower_bounds_) is list
     assert all(type(bound) is float for bound in loaded.lower_bounds_)
     assert loaded.lower_bounds_ == original.lower_bounds_
-    assert type(loaded.lower_bound_) is float and loaded.lower_bound_ == original.lower_bound_
+    assert type(loaded.lower_bound_) is type(original.lower_bound_)
+    assert loaded.lower_bound_ == original.lower_bound_
     assert type(loaded.converged_) is bool and loaded.converged_ == original.converged_
     assert type(loaded.n_iter_) is int and loaded.n_iter_ == original.n_iter_
     assert loaded.n_features_in_ == original.n_features_in_
@@ -88,6 +129,64 @@ def test_round_trip(tmp_path, covariance_type, labels):
     np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
     np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
     np.testing.assert_array_equal(loaded.score_samples(X), original.score_samples(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("prior_type", ["dirichlet_process", "dirichlet_distribution"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_bayesian_round_trip_keeps_every_attribute(tmp_path, covariance_type, prior_type, dtype):
+    """Scalar priors stay Python scalars (3, not array([3.])), the tied
+    degrees_of_freedom_ a NumPy scalar, weight_concentration_ a tuple or an
+    array, float32 attributes float32."""
+    original = fit_quietly_on(
+        BayesianGaussianMixture(
+            n_components=3,
+            covariance_type=covariance_type,
+            weight_concentration_prior_type=prior_type,
+            max_iter=5,
+            random_state=0,
+        ),
+        X.astype(dtype),
+    )
+    assert type(original.degrees_of_freedom_prior_) is int
+    assert type(original.mean_precision_prior_) is float
+    save(original, tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    assert_same_model(loaded, original)
+    assert type(loaded.degrees_of_freedom_prior_) is int
+    Xt = X.astype(dtype)
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), original.predict_proba(Xt))
+    np.testing.assert_array_equal(loaded.score_samples(Xt), original.score_samples(Xt))
+
+
+def test_bayesian_round_trip_of_given_priors(tmp_path):
+    """Priors set by the user come back as they were given (types included)."""
+    original = fit_quietly_on(
+        BayesianGaussianMixture(
+            n_components=2,
+            covariance_type="spherical",
+            weight_concentration_prior=2,
+            mean_precision_prior=0.5,
+            degrees_of_freedom_prior=4.5,
+            covariance_prior=1.5,
+            mean_prior=[0.5, -0.5],
+            max_iter=3,
+        ),
+        X,
+    )
+    save(original, tmp_path / "model")
+    assert_same_model(load(tmp_path / "model"), original)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_search_round_trip_keeps_every_attribute(tmp_path, covariance_type, dtype):
+    search = fit_quietly_on(
+        GaussianMixtureIC(1, 3, covariance_type=covariance_type, max_iter=5, random_state=0),
+        X.astype(dtype),
+    )
+    search.save(tmp_path / "model")
+    assert_same_model(load(tmp_path / "model"), search.best_estimator_)
 
 
 def test_round_trip_object_labels_and_feature_names(tmp_path):

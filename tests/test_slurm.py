@@ -15,7 +15,7 @@ from daskgmm import GaussianMixture
 from daskgmm._cluster import connect, read_config
 from daskgmm.datasets import make_mixture
 
-SHIPPED = Path(__file__).resolve().parents[1] / "daskgmm" / "cluster_configs" / "slurm.yaml"
+SHIPPED = Path(__file__).resolve().parents[1] / "cluster_configs" / "slurm.yaml"
 
 pytestmark = [
     pytest.mark.slow,
