@@ -52,9 +52,8 @@ def _weighted_log_prob(X, params, covariance_type, nan_policy):
 
 def _score_samples_block(X, params, covariance_type, nan_policy, counted=False):
     """Row log-likelihoods; with ``counted``, NaN for rows that take no part in a fit."""
-    scores = logsumexp(_weighted_log_prob(X, params, covariance_type, nan_policy), axis=1)
-    if counted:
-        scores = _missing.counted(X, scores, nan_policy)
+    scores = _missing.log_likelihood(
+        X, _weighted_log_prob(X, params, covariance_type, nan_policy), nan_policy, counted)
     return scores.astype(_input.float_dtype(X), copy=False)
 
 

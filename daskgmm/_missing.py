@@ -46,6 +46,7 @@ min(n, 2^D) and, once P approaches n / D, they dominate.
 import functools
 
 import numpy as np
+from scipy.special import logsumexp
 
 from . import _kernels
 from ._covariance import covariances_from_precision_cholesky, weighted_outer
@@ -313,15 +314,18 @@ def weighted_log_prob(X, weights, means, prec_chol, covariance_type, nan_policy=
     return out
 
 
-def counted(X, scores, nan_policy):
-    """``scores`` with NaN for the rows that take no part in a fit.
+def log_likelihood(X, weighted, nan_policy, counted=False):
+    """Row log-likelihoods from `weighted_log_prob`'s ``weighted`` (n, K).
 
-    Those of ``"omit"`` hold NaN already; those of ``"marginalize"`` with no
-    observed entry (log-likelihood 0) are set to NaN, so that means and
-    counts over the non-NaN scores are those over rows that hold data.
+    A row with no observed entry has log-likelihood 0 exactly (its weights
+    sum to 1 but their logsumexp rounds). With ``counted``, the rows that
+    take no part in a fit get NaN (those of ``"omit"`` have it already), so
+    that means and counts over the non-NaN values are those over the rows
+    that hold data.
     """
+    scores = logsumexp(weighted, axis=1)
     if nan_policy == "marginalize":
-        scores = np.where(np.isnan(X).all(axis=1), np.nan, scores)
+        scores[np.isnan(X).all(axis=1)] = np.nan if counted else 0.0
     return scores
 
 
