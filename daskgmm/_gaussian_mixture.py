@@ -69,7 +69,11 @@ def _predict_block(X, params, covariance_type, classes, nan_policy):
     labels = weighted.argmax(axis=1)
     if classes is not None:
         labels = classes[labels]
-    return np.where(np.isnan(weighted[:, 0]), -1, labels).astype(labels.dtype, copy=False)
+    left_out = np.isnan(weighted[:, 0])
+    if left_out.any():
+        labels = labels.copy()
+        labels[left_out] = -1
+    return labels
 
 
 class GaussianMixture(_SklearnGaussianMixture):
@@ -442,8 +446,8 @@ class GaussianMixture(_SklearnGaussianMixture):
         """One ``Parameters`` per initialisation."""
         user_init = dict(weights_init=self.weights_init, means_init=self.means_init,
                          precisions_init=self.precisions_init)
-        data, X_memory = _missing.initialisation_data(
-            data, X_memory, needs_data=X_memory is not None or labels is not None
+        data, X_memory, labels = _missing.initialisation_data(
+            data, X_memory, labels, needs_data=X_memory is not None or labels is not None
             or any(value is None for value in user_init.values()))
         if labels is not None:
             return [_init.class_start(data, labels, n_components, self.covariance_type,
@@ -529,12 +533,13 @@ class GaussianMixture(_SklearnGaussianMixture):
         """
         scores = self._apply(X, self._scorer(counted=True), wrap=False)
         if self.nan_policy == "raise":
-            total, n_samples = scores.sum(), scores.shape[0]
+            mean, n_samples = scores.mean(), scores.shape[0]
         else:
-            total, n_samples = np.nansum(scores), (~np.isnan(scores)).sum()
+            n_samples = (~np.isnan(scores)).sum()
+            mean = np.nansum(scores) / n_samples
         if isinstance(scores, da.Array):
-            total, n_samples = _graph.compute(total, n_samples)
-        return float(total) / int(n_samples), int(n_samples)
+            mean, n_samples = _graph.compute(mean, da.asarray(n_samples))
+        return float(mean), int(n_samples)
 
     def score(self, X, y=None):
         """Mean per-row log-likelihood of X, as a Python float."""

@@ -45,10 +45,11 @@ min(n, 2^D) and, once P approaches n / D, they dominate.
 
 import functools
 
+import dask.array as da
 import numpy as np
 from scipy.special import logsumexp
 
-from . import _kernels
+from . import _graph, _kernels
 from ._covariance import covariances_from_precision_cholesky, weighted_outer
 from ._stats import Stats, merge
 
@@ -389,10 +390,6 @@ def _column_means(data, X_memory):
         counts, sums = (~missing).sum(axis=0), np.where(missing, 0, X_memory).sum(axis=0)
         n_complete = int((~missing.any(axis=1)).sum())
     else:
-        import dask.array as da
-
-        from . import _graph  # here: _graph's E-step imports this module
-
         missing = da.isnan(data.X)
         counts, sums, n_complete = _graph.compute(
             (~missing).sum(axis=0), da.where(missing, 0, data.X).sum(axis=0, dtype=np.float64),
@@ -411,30 +408,35 @@ def _column_means(data, X_memory):
     return sums / counts
 
 
-def initialisation_data(data, X_memory, needs_data=True):
-    """The data an initialisation sees under ``data.nan_policy``: ``(data, X_memory)``.
+def initialisation_data(data, X_memory, labels=None, needs_data=True):
+    """What an initialisation sees under ``data.nan_policy``: ``(data, X_memory, labels)``.
 
-    Its NaN are replaced by the means of their column's observed entries
-    (one pass over Dask input, only ``needs_data``), and the rows that take
+    NaN are replaced by the means of their column's observed entries (one
+    pass over Dask input, only when ``needs_data``), and the rows that take
     no part in the fit (``"omit"``: those with NaN; ``"marginalize"``: those
-    with no observed entry) get weight 0 in the initialisation's passes; in
-    memory (scikit-learn's initialisation, which has no weights) they are
-    left out of ``X_memory``. So k-means, k-means++ and ``random_from_data``
-    work on the filled rows, ``random`` is unchanged, class starts are the
-    class statistics of the filled rows; under ``"omit"``, in memory, the
-    start is that of a fit on the complete rows.
+    with no observed entry) are left out: in memory, from the rows (and the
+    class ``labels``, a Dask array aligned with them), so that under
+    ``"omit"`` the start is that of a fit on the complete rows; for Dask
+    input, by weight 0 in the initialisation's passes (the k-means sample
+    may hold them, filled, as it may hold rows of weight 0). So k-means,
+    k-means++ and ``random_from_data`` work on filled rows, ``random`` is
+    unchanged, and class starts are the class statistics of the filled rows.
     """
     if data.nan_policy == "raise" or not needs_data:
-        return data, X_memory
+        return data, X_memory, labels
     fill = _column_means(data, X_memory)
+    if X_memory is not None:
+        missing = np.isnan(X_memory)
+        kept = ~(missing.any(axis=1) if data.nan_policy == "omit" else missing.all(axis=1))
+        weights = None if data.sample_weight is None else data.sample_weight.compute()[kept]
+        X_memory = _filled(X_memory[kept], fill)
+        if labels is not None:
+            labels = labels[kept]
+        return (_graph.from_numpy(X_memory, weights)._replace(nan_policy=data.nan_policy),
+                X_memory, labels)
     missing = data.X.map_blocks(np.isnan, dtype=bool)
     dropped = missing.any(axis=1) if data.nan_policy == "omit" else missing.all(axis=1)
     taking_part = (~dropped).astype(np.float64)
     weights = taking_part if data.sample_weight is None else taking_part * data.sample_weight
-    view = data._replace(X=data.X.map_blocks(_filled, fill, dtype=data.X.dtype),
-                         sample_weight=weights)
-    if X_memory is not None:
-        rows = np.isnan(X_memory)
-        rows = ~(rows.any(axis=1) if data.nan_policy == "omit" else rows.all(axis=1))
-        X_memory = _filled(X_memory[rows], fill)
-    return view, X_memory
+    return data._replace(X=data.X.map_blocks(_filled, fill, dtype=data.X.dtype),
+                         sample_weight=weights), X_memory, labels
