@@ -432,8 +432,10 @@ def initialisation_data(data, X_memory, labels=None, needs_data=True):
         X_memory = _filled(X_memory[kept], fill)
         if labels is not None:
             labels = labels[kept]
-        return (_graph.from_numpy(X_memory, weights)._replace(nan_policy=data.nan_policy),
-                X_memory, labels)
+        view = _graph.from_numpy(X_memory, weights)
+        if data.class_codes is not None:
+            view = view._replace(class_codes=data.class_codes[kept].rechunk((view.X.chunks[0],)))
+        return view._replace(nan_policy=data.nan_policy), X_memory, labels
     missing = data.X.map_blocks(np.isnan, dtype=bool)
     dropped = missing.any(axis=1) if data.nan_policy == "omit" else missing.all(axis=1)
     taking_part = (~dropped).astype(np.float64)
