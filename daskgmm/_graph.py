@@ -324,6 +324,7 @@ def em_statistics(data, models, split_every=None, classes=None):
 
 
 def _label_block(x, sample_weight, labels, n_components, covariance_type):
+    _missing.check_values(x, "raise")  # initialisations see NaN only under nan_policy='raise'
     resp = _kernels.one_hot(labels, n_components)
     return [_kernels.resp_statistics(x, sample_weight, resp, covariance_type)]
 
@@ -344,6 +345,7 @@ class Centres(NamedTuple):
 
 
 def _nearest_block(x, sample_weight, centre_sets):
+    _missing.check_values(x, "raise")  # as in `_label_block`
     stats = []
     for centre_set in centre_sets:
         resp = _kernels.nearest_resp(x, centre_set.centres)
@@ -378,6 +380,7 @@ class RandomStart(NamedTuple):
 
 
 def _random_block(x, sample_weight, row_index, random_starts):
+    _missing.check_values(x, "raise")  # as in `_label_block`
     start = int(row_index[0])
     return [
         _kernels.resp_statistics(

@@ -13,6 +13,29 @@ from . import _input, _missing
 from ._gaussian_mixture import GaussianMixture
 
 
+def fill(mixture, X, sample_posterior=False, random_state=None):
+    """``X`` (NumPy or Dask) with its NaN filled under a fitted mixture (see
+    `GaussianMixtureImputer`); lazy, chunked like X along rows, for Dask.
+
+    ``mixture`` is a fitted ``daskgmm.GaussianMixture`` (or a variational
+    one: its fitted parameters are used as they are); X's features are
+    checked against it.
+    """
+    params = mixture._parameters()
+    params = {name: params[name] for name in ("weights", "means", "prec_chol")}
+    seed = None
+    if sample_posterior:
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    block = partial(_impute_block, params=params, covariance_type=mixture.covariance_type,
+                    seed=seed)
+    array, _ = _input.validate(mixture, X, reset=False)
+    if isinstance(array, da.Array):
+        array = array.rechunk({1: -1})
+        dtype = _input.float_dtype(array)
+        return array.map_blocks(block, dtype=dtype, meta=np.empty((0, 0), dtype))
+    return block(array)
+
+
 def _impute_block(x, params, covariance_type, seed, block_info=None):
     """One row chunk filled by `_missing.impute`; draws keyed to the chunk's global rows."""
     draws = None
@@ -171,20 +194,8 @@ class GaussianMixtureImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimat
             DataArray; else NumPy.
         """
         check_is_fitted(self)
-        mixture = self.gaussian_mixture_
-        seed = None
-        if self.sample_posterior:
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        block = partial(_impute_block, params=mixture._parameters(),
-                        covariance_type=mixture.covariance_type, seed=seed)
-        array, _ = _input.validate(mixture, X, reset=False)
-        if isinstance(array, da.Array):
-            array = array.rechunk({1: -1})
-            filled = array.map_blocks(block, dtype=_input.float_dtype(array),
-                                      meta=np.empty((0, 0), _input.float_dtype(array)))
-        else:
-            filled = block(array)
-        return _like(X, filled)
+        return _like(X, fill(self.gaussian_mixture_, X, self.sample_posterior,
+                             self.random_state))
 
 
 def _like(X, filled):
