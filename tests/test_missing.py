@@ -401,3 +401,58 @@ def test_predicting_nan_under_raise_names_nan_policy(data):
     for X in (data, da.from_array(data, chunks=(60, 4))):
         with pytest.raises(ValueError, match="Input X contains NaN.*nan_policy"):
             np.asarray(fit.predict(X))
+
+
+def test_search_candidates_equal_standalone_fits(data):
+    from daskgmm import GaussianMixtureIC
+
+    for policy in ("omit", "marginalize"):
+        search = _fit(GaussianMixtureIC(3, 3, covariance_type="diag", nan_policy=policy,
+                                        random_state=0), data)
+        alone = _fit(GaussianMixture(3, covariance_type="diag", nan_policy=policy,
+                                     random_state=0), data)
+        best = search.best_estimator_
+        assert best.nan_policy == policy
+        np.testing.assert_allclose(best.means_, alone.means_, rtol=1e-9)
+        np.testing.assert_allclose(search.criterion_, alone.bic(data), rtol=1e-9)
+
+
+def test_classifier_marginalizes_each_class():
+    from daskgmm import GaussianMixtureClassifier
+
+    X, labels = make_mixture(n_samples=900, n_features=4, seed=6)
+    X = _with_gaps(X, 0.15, seed=9, all_missing_rows=(4,))
+    classifier = _fit(GaussianMixtureClassifier(nan_policy="marginalize", tol=1e-12,
+                                                max_iter=500), da.from_array(X, (300, 4)), y=labels)
+    for code in range(3):
+        alone = _fit(GaussianMixture(1, nan_policy="marginalize", tol=1e-12, max_iter=500),
+                     X[labels == code])
+        np.testing.assert_allclose(classifier.means_[code], alone.means_, rtol=1e-6)
+        np.testing.assert_allclose(classifier.covariances_[code], alone.covariances_, rtol=1e-5)
+    proba = classifier.predict_proba(X)
+    np.testing.assert_allclose(proba[4], classifier.class_prior_)
+    assert (classifier.predict(X) == labels).mean() > 0.9
+    omitting = _fit(GaussianMixtureClassifier(nan_policy="omit"), X, y=labels)
+    complete = ~np.isnan(X).any(axis=1)
+    np.testing.assert_array_equal(omitting.predict(X)[~complete], -1)
+
+
+def test_variational_mixture_omits_rows(data):
+    from daskgmm import BayesianGaussianMixture
+
+    complete = ~np.isnan(data).any(axis=1)
+
+    def fit(X, **kwargs):
+        return _fit(BayesianGaussianMixture(n_components=3, random_state=0, max_iter=20,
+                                            **kwargs), X)
+
+    # In memory: the start, priors and fit of the complete rows.
+    omitted, alone = fit(data, nan_policy="omit"), fit(data[complete])
+    np.testing.assert_allclose(omitted.means_, alone.means_, rtol=1e-9)
+    # Dask: the default priors are those of the complete rows.
+    omitted = fit(da.from_array(data, chunks=(50, 4)), nan_policy="omit")
+    alone = fit(da.from_array(data[complete], chunks=(50, 4)))
+    np.testing.assert_allclose(omitted.mean_prior_, alone.mean_prior_, rtol=1e-12)
+    np.testing.assert_allclose(omitted.covariance_prior_, alone.covariance_prior_, rtol=1e-12)
+    with pytest.raises(InvalidParameterError, match="nan_policy"):
+        BayesianGaussianMixture(nan_policy="marginalize").fit(data)
