@@ -12,6 +12,7 @@ _EXPORTS = {
     "GaussianMixture": "._gaussian_mixture",
     "GaussianMixtureClassifier": "._classifier",
     "GaussianMixtureIC": "._ic",
+    "GaussianMixtureImputer": "._imputer",
     "load": "._gaussian_mixture",
     "show_progress": "._progress",
 }

@@ -24,10 +24,11 @@ import numpy as np
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _init, _input
+from . import _checkpoint, _em, _init, _input, _missing
 from ._covariance import covariance_prior
 from ._gaussian_mixture import GaussianMixture
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
+from ._sklearn import StrOptions
 from ._stats import Layout
 
 
@@ -65,6 +66,11 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
         :class:`daskgmm.GaussianMixture` draws them.
     split_every, checkpoint, cache
         As in :class:`daskgmm.GaussianMixture`.
+    nan_policy : {'raise', 'omit'}, default='raise'
+        As in :class:`daskgmm.GaussianMixture`: ``'omit'`` leaves the rows
+        holding NaN out of the fit, the default priors included.
+        ``'marginalize'`` is not offered: the variational E-step's constants
+        (``_mstep.e_step_constants``) assume every feature observed.
 
     Attributes
     ----------
@@ -83,6 +89,7 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
         **_SklearnBayesianGaussianMixture._parameter_constraints,
         **{name: GaussianMixture._parameter_constraints[name]
            for name in ("split_every", "checkpoint", "cache")},
+        "nan_policy": [StrOptions({"raise", "omit"})],
     }
 
     def __init__(
@@ -108,6 +115,7 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
         split_every=None,
         checkpoint=None,
         cache="auto",
+        nan_policy="raise",
     ):
         super().__init__(
             n_components=n_components,
@@ -131,6 +139,7 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
         self.split_every = split_every
         self.checkpoint = checkpoint
         self.cache = cache
+        self.nan_policy = nan_policy
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -179,11 +188,13 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
         moments = None
         if self.mean_prior is None or self.covariance_prior is None:
             moments = "full" if self.covariance_type in ("full", "tied") else "diag"
+        start_data, X_memory, _ = _missing.initialisation_data(data, X_memory,
+                                                               needs_data=bool(moments) or do_init)
         if state is None and do_init:
-            starts, all_rows = self._start_statistics(data, X_memory, moments)
+            starts, all_rows = self._start_statistics(start_data, X_memory, moments)
         else:
             starts = None
-            all_rows = moments and _init.data_moments(data, moments, self.split_every,
+            all_rows = moments and _init.data_moments(start_data, moments, self.split_every,
                                                       self.checkpoint)
         prior = self._set_priors(data.X.shape, all_rows)
         if state is not None:

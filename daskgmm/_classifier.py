@@ -20,16 +20,20 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em, _graph, _init, _input, _kernels
+from . import _em, _graph, _init, _input, _missing
 from ._gaussian_mixture import GaussianMixture, _encode_labels
 from ._sklearn import Interval
 
 
-def _log_joint_block(X, class_parameters, log_prior, covariance_type):
-    """log p(x, class) of every row (n, n_classes): each class's mixture density plus its prior."""
-    _kernels.check_finite(X)
+def _log_joint_block(X, class_parameters, log_prior, covariance_type, nan_policy):
+    """log p(x, class) of every row (n, n_classes): each class's mixture density plus its prior.
+
+    Under ``nan_policy``, of the observed entries (see ``_missing``): NaN for
+    a row left out by ``'omit'``, ``log_prior`` for a row with nothing observed.
+    """
     return log_prior + np.stack([
-        logsumexp(_kernels.estimate_weighted_log_prob(X, *parameters, covariance_type), axis=1)
+        _missing.log_likelihood(X, _missing.weighted_log_prob(
+            X, *parameters, covariance_type, nan_policy), nan_policy)
         for parameters in class_parameters
     ], axis=1).reshape(X.shape[0], len(class_parameters))
 
@@ -44,7 +48,13 @@ def _predict_proba_block(X, log_joint):
 
 
 def _predict_block(X, log_joint, classes):
-    return classes[log_joint(X).argmax(axis=1)]
+    """The most probable class; -1 (cast to the classes' dtype) for a row left out by 'omit'."""
+    joint = log_joint(X)
+    labels = classes[joint.argmax(axis=1)]
+    left_out = np.isnan(joint[:, 0])
+    if left_out.any():
+        labels[left_out] = -1
+    return labels
 
 
 class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
@@ -77,6 +87,10 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
     priors : array-like of shape (n_classes,), default=None
         Class prior probabilities (summing to 1); None: the classes'
         shares of the total sample weight (of the rows, without weights).
+    nan_policy : {'raise', 'omit', 'marginalize'}, default='raise'
+        As :class:`daskgmm.GaussianMixture`, for every class's mixture. With
+        ``'marginalize'`` EM runs also with one component per class (the
+        class statistics of the filled rows are then only its start).
 
     Attributes
     ----------
@@ -106,7 +120,8 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         "priors": ["array-like", None],
         **{name: GaussianMixture._parameter_constraints[name] for name in (
             "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
-            "random_state", "verbose", "verbose_interval", "split_every", "cache")},
+            "random_state", "verbose", "verbose_interval", "split_every", "cache",
+            "nan_policy")},
     }
 
     def __init__(
@@ -125,6 +140,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         verbose_interval=10,
         split_every=None,
         cache="auto",
+        nan_policy="raise",
     ):
         self.n_components_per_class = n_components_per_class
         self.covariance_type = covariance_type
@@ -139,6 +155,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.split_every = split_every
         self.cache = cache
+        self.nan_policy = nan_policy
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -186,8 +203,9 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
             verbose_interval=self.verbose_interval,
         )
         data = _em.cached(data, self.cache, settings)
+        start_data, X_memory, _ = _missing.initialisation_data(data, X_memory)
         starts = _init.class_starts(
-            data, X_memory, classes, self.n_components_per_class, self.covariance_type,
+            start_data, X_memory, classes, self.n_components_per_class, self.covariance_type,
             self.n_init, self.init_params, self.reg_covar, self.random_state, self.split_every,
             None,
         )
@@ -195,7 +213,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
                              start, class_code=code)
                    for init, start in enumerate(inits)]
                   for code, (label, inits) in enumerate(zip(classes.tolist(), starts))]
-        if self.n_components_per_class > 1:
+        if self._iterates():
             _em.run_em(data, _em.EMState([model for inits in models for model in inits]),
                        settings)
         self.classes_ = classes
@@ -230,9 +248,13 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
             )
         self.class_prior_ = priors
 
+    def _iterates(self):
+        """Whether EM runs (not with one component per class on complete data)."""
+        return self.n_components_per_class > 1 or self.nan_policy == "marginalize"
+
     def _set_fitted(self, models):
         """The fitted attributes from each class's kept ``Model`` (in class order)."""
-        fitted = self.max_iter > 0 and self.n_components_per_class > 1
+        fitted = self.max_iter > 0 and self._iterates()
         parameters = [model.parameters for model in models]
         self.weights_ = np.stack([p.weights for p in parameters])
         self.means_ = np.stack([p.means for p in parameters])
@@ -241,7 +263,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = np.array([model.n_iter for model in models])
         self.lower_bound_ = np.array([model.lower_bound if fitted else np.nan
                                       for model in models])
-        if self.n_components_per_class == 1:
+        if not self._iterates():
             self.n_iter_ = np.ones(len(models), dtype=int)
             self.converged_ = np.ones(len(models), dtype=bool)
             return
@@ -266,6 +288,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
             class_parameters=list(zip(self.weights_, self.means_, self.precisions_cholesky_)),
             log_prior=log_prior,
             covariance_type=self.covariance_type,
+            nan_policy=self.nan_policy,
         )
 
     def predict(self, X):

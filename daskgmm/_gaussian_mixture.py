@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _checkpoint, _em, _graph, _init, _input, _kernels, _persist
+from . import _checkpoint, _em, _graph, _init, _input, _missing, _persist
 from ._covariance import n_parameters
 from ._mstep import Parameters
 from ._sklearn import NUMPY, Interval, StrOptions
@@ -45,25 +45,35 @@ def _encode_labels(y, data):
     return classes, da.from_array(np.searchsorted(classes, y), chunks=(data.X.chunks[0],))
 
 
-def _weighted_log_prob(X, params, covariance_type):
-    _kernels.check_finite(X)
-    return _kernels.estimate_weighted_log_prob(X, covariance_type=covariance_type, **params)
+def _weighted_log_prob(X, params, covariance_type, nan_policy):
+    return _missing.weighted_log_prob(X, covariance_type=covariance_type, nan_policy=nan_policy,
+                                      **params)
 
 
-def _score_samples_block(X, params, covariance_type):
-    scores = logsumexp(_weighted_log_prob(X, params, covariance_type), axis=1)
+def _score_samples_block(X, params, covariance_type, nan_policy, counted=False):
+    """Row log-likelihoods; with ``counted``, NaN for rows that take no part in a fit."""
+    scores = _missing.log_likelihood(
+        X, _weighted_log_prob(X, params, covariance_type, nan_policy), nan_policy, counted)
     return scores.astype(_input.float_dtype(X), copy=False)
 
 
-def _predict_proba_block(X, params, covariance_type):
-    weighted = _weighted_log_prob(X, params, covariance_type)
+def _predict_proba_block(X, params, covariance_type, nan_policy):
+    weighted = _weighted_log_prob(X, params, covariance_type, nan_policy)
     proba = np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
     return proba.astype(_input.float_dtype(X), copy=False)
 
 
-def _predict_block(X, params, covariance_type, classes):
-    labels = _weighted_log_prob(X, params, covariance_type).argmax(axis=1)
-    return labels if classes is None else classes[labels]
+def _predict_block(X, params, covariance_type, classes, nan_policy):
+    """Labels; -1 for a row left out by ``nan_policy='omit'`` (classes: -1 cast to theirs)."""
+    weighted = _weighted_log_prob(X, params, covariance_type, nan_policy)
+    labels = weighted.argmax(axis=1)
+    if classes is not None:
+        labels = classes[labels]
+    left_out = np.isnan(weighted[:, 0])
+    if left_out.any():
+        labels = labels.copy()
+        labels[left_out] = -1
+    return labels
 
 
 class GaussianMixture(_SklearnGaussianMixture):
@@ -153,6 +163,17 @@ class GaussianMixture(_SklearnGaussianMixture):
         at its call t (counted from 0, the first call).
     learning_offset : float, default=10.0
         At least 0; larger values slow down the early steps of ``partial_fit``.
+    nan_policy : {'raise', 'omit', 'marginalize'}, default='raise'
+        What NaN in ``X`` means (infinity is an error under every policy).
+        ``'raise'``: an error. ``'omit'``: rows holding NaN take no part in
+        ``fit`` (``bic``/``aic`` count the complete rows); at prediction they
+        get label -1 and NaN probabilities and log-likelihood.
+        ``'marginalize'``: values missing at random; EM maximises the
+        likelihood of the observed entries (Ghahramani & Jordan 1994) and
+        predictions use each row's observed marginal (a row with nothing
+        observed gets ``weights_`` as probabilities and log-likelihood 0,
+        and takes no part in ``score``, ``bic`` and ``aic``). Initialisation
+        fills NaN with column means (see ``daskgmm._missing``).
 
     Attributes
     ----------
@@ -181,6 +202,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         "relaxation": [Interval(Real, 1, 2, closed="left"), StrOptions({"auto"})],
         "learning_decay": [Interval(Real, 0.5, 1, closed="right")],
         "learning_offset": [Interval(Real, 0, None, closed="left")],
+        "nan_policy": [StrOptions(set(_missing.NAN_POLICIES))],
     }
 
     def __init__(
@@ -209,6 +231,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         relaxation="auto",
         learning_decay=0.7,
         learning_offset=10.0,
+        nan_policy="raise",
     ):
         super().__init__(
             n_components=n_components,
@@ -235,6 +258,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         self.relaxation = relaxation
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.nan_policy = nan_policy
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -422,6 +446,9 @@ class GaussianMixture(_SklearnGaussianMixture):
         """One ``Parameters`` per initialisation."""
         user_init = dict(weights_init=self.weights_init, means_init=self.means_init,
                          precisions_init=self.precisions_init)
+        data, X_memory, labels = _missing.initialisation_data(
+            data, X_memory, labels, needs_data=X_memory is not None or labels is not None
+            or any(value is None for value in user_init.values()))
         if labels is not None:
             return [_init.class_start(data, labels, n_components, self.covariance_type,
                                       self.reg_covar, self.split_every, self.checkpoint)]
@@ -493,19 +520,26 @@ class GaussianMixture(_SklearnGaussianMixture):
         """Log-likelihood of every row; lazy for Dask input."""
         return self._apply(X, self._scorer())
 
-    def _scorer(self):
+    def _scorer(self, counted=False):
         return partial(
-            _score_samples_block, params=self._parameters(), covariance_type=self.covariance_type
+            _score_samples_block, params=self._parameters(), covariance_type=self.covariance_type,
+            nan_policy=self.nan_policy, counted=counted,
         )
 
     def _mean_score(self, X):
-        """Mean per-row log-likelihood of X (one pass for Dask) and its number of rows."""
-        scores = self._apply(X, self._scorer(), wrap=False)
-        if isinstance(scores, da.Array):
-            (mean,) = _graph.compute(scores.mean())
+        """Mean per-row log-likelihood of X (one pass for Dask) and its number of rows.
+
+        Rows that take no part in a fit under ``nan_policy`` count in neither.
+        """
+        scores = self._apply(X, self._scorer(counted=True), wrap=False)
+        if self.nan_policy == "raise":
+            mean, n_samples = scores.mean(), scores.shape[0]
         else:
-            mean = np.mean(scores)
-        return float(mean), scores.shape[0]
+            n_samples = (~np.isnan(scores)).sum()
+            mean = np.nansum(scores) / n_samples
+        if isinstance(scores, da.Array):
+            mean, n_samples = _graph.compute(mean, da.asarray(n_samples))
+        return float(mean), int(n_samples)
 
     def score(self, X, y=None):
         """Mean per-row log-likelihood of X, as a Python float."""
@@ -530,6 +564,7 @@ class GaussianMixture(_SklearnGaussianMixture):
             params=params,
             covariance_type=self.covariance_type,
             classes=classes,
+            nan_policy=self.nan_policy,
         )
         dtype = np.intp if classes is None else classes.dtype
         return self._apply(X, block, dtype=dtype)
@@ -537,7 +572,8 @@ class GaussianMixture(_SklearnGaussianMixture):
     def predict_proba(self, X):
         """Posterior probability of every component for every row; lazy for Dask."""
         block = partial(
-            _predict_proba_block, params=self._parameters(), covariance_type=self.covariance_type
+            _predict_proba_block, params=self._parameters(), covariance_type=self.covariance_type,
+            nan_policy=self.nan_policy,
         )
         return self._apply(X, block, n_columns=self.means_.shape[0])
 

@@ -23,7 +23,7 @@ from dask.sizeof import sizeof
 from distributed import KilledWorker
 from threadpoolctl import ThreadpoolController
 
-from . import _kernels, _progress
+from . import _kernels, _missing, _progress
 from ._stats import Layout, Layouts
 
 # Times a distributed task is retried after an error (a transient failure of a worker).
@@ -67,6 +67,8 @@ class RowData(NamedTuple):
     class_codes: Optional[da.Array] = None
     # Whether the arrays are held in memory by the scheduler (`persist`).
     persisted: bool = False
+    # What a NaN in X means to the E-step (see ``_missing``).
+    nan_policy: str = "raise"
 
     @property
     def n_samples(self):
@@ -165,7 +167,8 @@ def cluster_memory():
 def persist(data):
     """The data persisted on the active scheduler (the workers, or local memory)."""
     X, sample_weight, class_codes = dask.persist(data.X, data.sample_weight, data.class_codes)
-    return RowData(X, sample_weight, data.scheduler, class_codes, persisted=True)
+    return data._replace(X=X, sample_weight=sample_weight, class_codes=class_codes,
+                         persisted=True)
 
 
 def read_ahead(data):
@@ -291,10 +294,10 @@ def _per_task(data, block_stats, name, items, classes):
     return block, [(data.class_codes, "i"), *args]
 
 
-def _em_block(x, sample_weight, models):
+def _em_block(x, sample_weight, models, nan_policy="raise"):
     return [
-        _kernels.em_statistics(x, sample_weight, model.weights, model.means, model.prec_chol,
-                               model.covariance_type, model.log_weights)
+        _missing.em_statistics(x, sample_weight, model.weights, model.means, model.prec_chol,
+                               model.covariance_type, model.log_weights, nan_policy)
         for model in models
     ]
 
@@ -315,11 +318,13 @@ def em_statistics(data, models, split_every=None, classes=None):
                _kernels.reference_means(model.weights, model.means))
         for model in models))
     models = [model._replace(covariances=None) for model in models]  # not needed by the E-step
-    block, args = _per_task(data, _em_block, "models", models, classes)
+    block, args = _per_task(data, partial(_em_block, nan_policy=data.nan_policy), "models",
+                            models, classes)
     return _reduce(data, block, layouts, args, split_every), layouts
 
 
 def _label_block(x, sample_weight, labels, n_components, covariance_type):
+    _missing.check_values(x, "raise")  # initialisations see NaN only under nan_policy='raise'
     resp = _kernels.one_hot(labels, n_components)
     return [_kernels.resp_statistics(x, sample_weight, resp, covariance_type)]
 
@@ -340,6 +345,7 @@ class Centres(NamedTuple):
 
 
 def _nearest_block(x, sample_weight, centre_sets):
+    _missing.check_values(x, "raise")  # as in `_label_block`
     stats = []
     for centre_set in centre_sets:
         resp = _kernels.nearest_resp(x, centre_set.centres)
@@ -374,6 +380,7 @@ class RandomStart(NamedTuple):
 
 
 def _random_block(x, sample_weight, row_index, random_starts):
+    _missing.check_values(x, "raise")  # as in `_label_block`
     start = int(row_index[0])
     return [
         _kernels.resp_statistics(

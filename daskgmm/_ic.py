@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _init, _input
+from . import _checkpoint, _em, _init, _input, _missing
 from ._covariance import COVARIANCE_TYPES, n_parameters
 from ._gaussian_mixture import GaussianMixture
 from ._sklearn import Interval
@@ -47,6 +47,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
     verbose, verbose_interval, split_every, checkpoint, cache
         As :class:`daskgmm.GaussianMixture`; verbose output says per pass how
         many candidates are still running.
+    nan_policy : {'raise', 'omit', 'marginalize'}, default='raise'
+        As :class:`daskgmm.GaussianMixture`, for every candidate; ``bic`` and
+        ``aic`` count the rows that take part (complete rows under ``'omit'``).
 
     Attributes
     ----------
@@ -75,7 +78,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         **{name: GaussianMixture._parameter_constraints[name] for name in (
             "n_init", "init_params", "tol", "reg_covar", "max_iter", "random_state", "algorithm",
             "n_blocks", "relaxation", "verbose", "verbose_interval", "split_every", "checkpoint",
-            "cache")},
+            "cache", "nan_policy")},
     }
 
     def __init__(
@@ -99,6 +102,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         split_every=None,
         checkpoint=None,
         cache="auto",
+        nan_policy="raise",
     ):
         self.min_components = min_components
         self.max_components = max_components
@@ -118,6 +122,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.split_every = split_every
         self.checkpoint = checkpoint
         self.cache = cache
+        self.nan_policy = nan_policy
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit every candidate in shared passes over ``X`` and keep the best.
@@ -203,6 +208,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self._set_results(data, candidates, chosen)
 
     def _starts(self, data, X_memory, candidates, labels):
+        data, X_memory, _ = _missing.initialisation_data(data, X_memory)
         if X_memory is not None:
             starts = _init.memory_starts(X_memory, candidates, self.n_init, self.init_params,
                                          self.reg_covar, self.random_state)
@@ -255,7 +261,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             init_params=self.init_params, random_state=self.random_state,
             verbose=self.verbose, verbose_interval=self.verbose_interval,
             split_every=self.split_every, cache=self.cache, algorithm=self.algorithm,
-            n_blocks=self.n_blocks, relaxation=self.relaxation,
+            n_blocks=self.n_blocks, relaxation=self.relaxation, nan_policy=self.nan_policy,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

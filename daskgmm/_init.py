@@ -18,7 +18,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils import check_random_state
 
-from . import _graph, _kernels
+from . import _graph, _kernels, _missing
 from ._covariance import covariances_from_precision_cholesky, m2_shape
 from ._em import cluster_failures, statistics
 from ._mstep import Parameters, start_from_stats
@@ -258,7 +258,7 @@ def _sample(data, random_state, checkpoint):
         indices = np.unique(random_state.randint(0, n_samples, size))
     with cluster_failures(data, checkpoint):
         sample = _graph.take_rows(data, indices)
-    _kernels.check_finite(sample)
+    _missing.check_values(sample, "raise")  # a NaN here: nan_policy='raise' (see _missing)
     return indices, sample
 
 

@@ -28,7 +28,7 @@ import zarr
 from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import check_non_negative, validate_data
 
-from . import _em, _graph
+from . import _em, _graph, _missing
 
 # The floating-point types kept as they are; other numbers become float64.
 DTYPES = [np.float64, np.float32]
@@ -66,8 +66,10 @@ def validate(estimator, X, reset, known_rows=False):
                 "Dask DataFrame of shape (n_samples, n_features)."
             )
         X = validate_data(
-            estimator, X, dtype=DTYPES, reset=reset, ensure_min_samples=2 if reset else 1
+            estimator, X, dtype=DTYPES, reset=reset, ensure_min_samples=2 if reset else 1,
+            ensure_all_finite=False,
         )
+        _missing.check_values(X, nan_policy(estimator))
         return X, wrap
     name = type(estimator).__name__
     if frame is not None:
@@ -86,6 +88,11 @@ def validate(estimator, X, reset, known_rows=False):
             f"while a minimum of 2 is required by {name}."
         )
     return X, wrap
+
+
+def nan_policy(estimator):
+    """The estimator's ``nan_policy`` (``"raise"`` for estimators without one)."""
+    return getattr(estimator, "nan_policy", "raise")
 
 
 def _as_is(result):
@@ -280,7 +287,8 @@ def fit_data(estimator, X, sample_weight, n_blocks=None, reset=True):
     X, _ = validate(estimator, X, reset=reset, known_rows=True)
     if sample_weight is not None:
         sample_weight = check_sample_weight(vector(sample_weight), X.shape[0])
+    policy = nan_policy(estimator)
     if isinstance(X, da.Array):
-        return _graph.from_dask(X, sample_weight), None
+        return _graph.from_dask(X, sample_weight)._replace(nan_policy=policy), None
     row_chunks = None if n_blocks is None else _em.in_memory_chunks(len(X), n_blocks)
-    return _graph.from_numpy(X, sample_weight, row_chunks), X
+    return _graph.from_numpy(X, sample_weight, row_chunks)._replace(nan_policy=policy), X

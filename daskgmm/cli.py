@@ -1,4 +1,4 @@
-"""The ``daskgmm`` command line: make data, fit, predict, score, inspect, demo.
+"""The ``daskgmm`` command line: make data, fit, predict, score, impute, inspect, demo.
 
 Only the standard library is imported when the command starts; Dask,
 scikit-learn and zarr are imported by the commands that use them, so
@@ -27,6 +27,7 @@ EXIT_ERROR = 2
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+NAN_POLICIES = ("raise", "omit", "marginalize")
 CACHE_CHOICES = {"auto": "auto", "true": True, "false": False}
 # scikit-learn's bound on an integer random_state (NumPy's legacy seeds).
 MAX_SEED = 2**32 - 1
@@ -347,7 +348,7 @@ def _fit(args):
         init_params=args.init_params, random_state=args.random_state,
         verbose=0 if args.quiet else args.verbose, verbose_interval=args.verbose_interval,
         split_every=args.split_every, checkpoint=args.checkpoint,
-        cache=CACHE_CHOICES[args.cache],
+        cache=CACHE_CHOICES[args.cache], nan_policy=args.nan_policy,
     )
     if args.select is not None:
         model = GaussianMixtureIC(*args.select, covariance_type=args.covariance_type, **common)
@@ -404,12 +405,27 @@ def _score(args):
 
     gm, data = _checked_model_and_data(args)
     with _connect(args):
-        X = rows(data)
-        score = gm.score(X)
-    n_samples, n_parameters = X.shape[0], gm._n_parameters()
+        score, n_samples = gm._mean_score(rows(data))  # the rows that count under nan_policy
+    n_parameters = gm._n_parameters()
     bic = -2 * score * n_samples + n_parameters * np.log(n_samples)
     aic = -2 * score * n_samples + 2 * n_parameters
     print(f"mean log-likelihood {score:.6f}  BIC {bic:.2f}  AIC {aic:.2f}")
+
+
+def _impute(args):
+    import dask.array as da
+
+    from ._graph import compute
+    from ._imputer import fill
+
+    _check_distinct(DATA=args.data, MODEL=args.model, **{"--output": args.output})
+    gm, data = _checked_model_and_data(args)
+    with _connect(args):
+        X = rows(data)
+        compute(da.to_zarr(fill(gm, X, args.sample, args.random_state), args.output,
+                           overwrite=True, compute=False))
+    how = "draws from the conditional mixture" if args.sample else "conditional expectations"
+    print(f"wrote {X.shape[0]} rows with their NaN filled by {how} to {args.output}")
 
 
 def covariance_summary(covariances, covariance_type, n_components, n_features):
@@ -619,6 +635,9 @@ def _parser():
                           "--verbose-interval iterations")
     fit.add_argument("--verbose-interval", type=_number(int, 1), default=1,
                      help="iterations between two progress lines at --verbose 2")
+    fit.add_argument("--nan-policy", default="raise", choices=NAN_POLICIES,
+                     help="NaN in DATA: an error, rows left out, or values missing at random "
+                          "(EM on the observed entries; not with --bayesian)")
 
     predict = _command(commands, "predict", _predict,
                        "write the component of every row of DATA (and probabilities) to zarr",
@@ -634,6 +653,19 @@ def _parser():
                      data_options)
     score.add_argument("model", type=_existing, metavar="MODEL", help="a saved model")
     score.add_argument("data", type=_existing, metavar="DATA", help=data_help)
+
+    impute = _command(commands, "impute", _impute,
+                      "fill the NaN of DATA from a saved model, chunk by chunk, into zarr",
+                      data_options)
+    impute.add_argument("model", type=_existing, metavar="MODEL", help="a saved model")
+    impute.add_argument("data", type=_existing, metavar="DATA", help=data_help)
+    impute.add_argument("--output", required=True, metavar="OUT.zarr",
+                        help="zarr store for the filled rows (required; replaced)")
+    impute.add_argument("--sample", action="store_true",
+                        help="draw each row's missing values from the conditional mixture "
+                             "instead of taking its mean")
+    impute.add_argument("--random-state", type=_number(int, 0, MAX_SEED), default=None,
+                        help="seed of --sample's draws")
 
     info = _command(commands, "info", _info,
                     "describe a saved model: hyperparameters, convergence, components")

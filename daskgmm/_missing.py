@@ -1,0 +1,444 @@
+"""Missing values (NaN): EM over the observed entries, predictions and imputation.
+
+``nan_policy`` says what a NaN in ``X`` means:
+
+- ``"raise"``: an error (scikit-learn's "Input X contains NaN", naming
+  ``nan_policy``);
+- ``"omit"``: a row holding any NaN takes no part in the fit, as if absent;
+  at prediction it gets NaN;
+- ``"marginalize"``: entries missing at random. EM maximises the likelihood
+  of the observed entries (Ghahramani & Jordan 1994). For a row x with
+  observed features o and missing m, and component k (mu, Sigma):
+
+  E-step:  log p(x_o | k) = log N(x_o; mu_o, Sigma_oo)                   (1)
+           r_k = pi_k p(x_o | k) / sum_j pi_j p(x_o | j)
+  Statistics: the row enters with its conditional expectation
+           x_hat_k = x, x_hat_m = mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o)   (2)
+           and conditional covariance on its (m, m) block
+           C_k = Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om                  (3)
+           sum_n r_nk x_hat_nk,  sum_n r_nk (x_hat x_hat^T + C)_nk.
+  For ``diag`` and ``spherical``, (2) is mu_m and (3) diag(sigma_m^2); for
+  ``tied``, Sigma is shared. A row with no observed entry carries no data:
+  weight 0, log-likelihood 0.
+
+Infinity is an error under every policy.
+
+The statistics have the format of ``_stats.Stats``, so the M-step and the
+Chan merges are unchanged: `em_statistics` is a drop-in for
+``_kernels.em_statistics`` (means relative to
+``_kernels.reference_means``). Complete rows go through
+``_kernels.em_statistics``, unchanged (data without NaN gives the
+``"raise"`` fit under every policy); rows with NaN through the kernels
+below, and the two parts merge with ``_stats.merge``. Moments are taken about
+each component's own (centred) mean, exact far from the origin.
+
+Cost, for a block of n rows with NaN, K components, D features:
+``diag`` and ``spherical`` are vectorised NumPy, O(n K D), whatever the
+missingness. ``full`` and ``tied`` group the rows by missingness pattern
+(a sort, O(n log n)); per pattern and covariance (K, or 1 for ``tied``) a
+Cholesky factor of Sigma_oo, the regression of (2) and the Schur complement
+(3) cost O(D^3) once (``_pattern_kernels``, numba), then O(K D^2) per row:
+O(P K D^3 + n K D^2) for P patterns. With missingness in blocks of columns
+(P small) the factorisations vanish; at random, P grows towards
+min(n, 2^D) and, once P approaches n / D, they dominate.
+"""
+
+import functools
+
+import dask.array as da
+import numpy as np
+from scipy.special import logsumexp
+
+from . import _graph, _kernels
+from ._covariance import covariances_from_precision_cholesky, weighted_outer
+from ._stats import Stats, merge
+
+NAN_POLICIES = ("raise", "omit", "marginalize")
+
+LOG_2PI = np.log(2 * np.pi)
+
+# Elements of the (K, rows, D) deviations of a sub-block of the ``diag`` and
+# ``spherical`` kernels: kept in cache, as ``_kernels``' ``full`` sub-blocks.
+_SUB_BLOCK_ELEMENTS = 2**18
+
+# Responsibilities whose log (relative to the row's largest) is at most this
+# are 0, as in ``_kernels`` and ``_pattern_kernels`` (exp(-500) = 7e-218).
+_LOG_RESP_FLOOR = -500.0
+
+# Rows per block of the random generator of `row_draws`: a row's draws depend
+# on its global index only, not on the chunking.
+_RANDOM_ROWS = 4096
+
+
+@functools.lru_cache(maxsize=1)
+def _numba():
+    """The numba kernels, compiled (or loaded from numba's cache) on first use."""
+    from . import _pattern_kernels
+
+    return _pattern_kernels
+
+
+def nan_error():
+    """scikit-learn's ValueError for NaN, saying how to fit such data."""
+    return ValueError(
+        "Input X contains NaN. With nan_policy='raise' (the default) NaN is an error; "
+        "pass nan_policy='marginalize' to treat NaN as values missing at random (EM on "
+        "the observed entries), or nan_policy='omit' to leave out the rows holding NaN."
+    )
+
+
+def check_values(X, nan_policy):
+    """Raise ValueError for infinity in ``X`` (any policy) and for NaN (``"raise"``)."""
+    X = np.asarray(X)
+    if X.dtype.kind != "f":
+        return
+    if np.isinf(X).any():
+        raise ValueError(
+            f"Input X contains infinity or a value too large for {X.dtype!r}. Infinity is "
+            "not a missing value under any nan_policy: replace it (by NaN, if missing)."
+        )
+    if nan_policy == "raise" and np.isnan(X).any():
+        raise nan_error()
+
+
+def _centre(weights, means):
+    """A point near the data: the weighted mean of the component means."""
+    return weights @ means / weights.sum()
+
+
+def _full_covariances(prec_chol, covariance_type, n_features):
+    """The covariances as (F, D, D) matrices, exactly symmetric: F = K, or 1 (``tied``)."""
+    covariances = covariances_from_precision_cholesky(prec_chol, covariance_type)
+    if covariance_type in ("full", "tied"):
+        covariances = np.reshape(covariances, (-1, n_features, n_features))
+        return 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+    variances = np.broadcast_to(np.reshape(covariances, (len(covariances), -1)),
+                                (len(covariances), n_features))
+    return variances[:, :, None] * np.eye(n_features)
+
+
+def _variances(prec_chol, n_features):
+    """``diag`` and ``spherical`` variances as (K, D)."""
+    variances = 1.0 / np.square(prec_chol)
+    return np.broadcast_to(np.reshape(variances, (len(variances), -1)),
+                           (len(variances), n_features))
+
+
+def _by_pattern(missing):
+    """Rows grouped by missingness pattern.
+
+    Returns ``(order, observed, starts)``: row ``order[i]`` is the i-th in
+    pattern order, ``observed`` (P, D) the observed features of each
+    pattern, whose rows are ``starts[p]:starts[p + 1]`` of that order.
+    """
+    packed = np.ascontiguousarray(np.packbits(missing, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(inverse))]).astype(np.int64)
+    return order, ~missing[first], starts
+
+
+def _sub_blocks(n_rows, n_components, n_features):
+    step = max(16, _SUB_BLOCK_ELEMENTS // (n_components * n_features))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def _deviations(x0, observed, means_c):
+    """Observed deviations from every component's mean, 0 where missing, (K, rows, D)."""
+    return (x0[None, :, :] - means_c[:, None, :]) * observed[None, :, :]
+
+
+def _diag_log_prob(deviations, observed, variances, log_weights):
+    """(1) for ``diag`` and ``spherical``, (rows, K):
+    log w_k - 1/2 sum_{d in o} (log(2 pi sigma_kd^2) + (x_d - mu_kd)^2 / sigma_kd^2)."""
+    quad = np.matmul(np.square(deviations), (1.0 / variances)[:, :, None])[:, :, 0].T
+    return log_weights - 0.5 * (observed @ np.log(2 * np.pi * variances).T + quad)
+
+
+def _normalise(log_prob):
+    """Responsibilities (rows, K), each row's log-likelihood and its sum r log r."""
+    top = log_prob.max(axis=1, keepdims=True)
+    shifted = log_prob - top
+    resp = np.where(shifted > _LOG_RESP_FLOOR, np.exp(np.maximum(shifted, _LOG_RESP_FLOOR)), 0.0)
+    total = resp.sum(axis=1, keepdims=True)
+    resp /= total
+    log_total = np.log(total)
+    entropy = np.sum(resp * (shifted - log_total), axis=1)
+    return resp, (top + log_total)[:, 0], entropy
+
+
+def _diag_part(xc, sample_weight, means_c, prec_chol, log_weights):
+    """``(nk, first, m2 (K, D), loglik, weight, entropy)`` of rows with NaN, ``diag``
+    and ``spherical``: (2) is mu_m, (3) adds r sigma_m^2 to the missing features."""
+    n_components, n_features = means_c.shape
+    variances = _variances(prec_chol, n_features)
+    observed = ~np.isnan(xc)
+    x0 = np.where(observed, xc, 0.0)
+    nk, first, m2 = np.zeros(n_components), np.zeros(means_c.shape), np.zeros(means_c.shape)
+    loglik = weight = entropy = 0.0
+    for rows in _sub_blocks(len(xc), n_components, n_features):
+        deviations = _deviations(x0[rows], observed[rows], means_c)
+        resp, log_norm, row_entropy = _normalise(
+            _diag_log_prob(deviations, observed[rows], variances, log_weights))
+        w = sample_weight[rows]
+        loglik += log_norm @ w
+        weight += w.sum()
+        entropy += row_entropy @ w
+        resp *= w[:, None]
+        nk += resp.sum(axis=0)
+        first += np.matmul(resp.T[:, None, :], deviations)[:, 0]
+        m2 += (np.matmul(resp.T[:, None, :], np.square(deviations))[:, 0]
+               + (resp.T @ ~observed[rows]) * variances)
+    return nk, first, m2, loglik, weight, entropy
+
+
+def _full_part(xc, sample_weight, means_c, prec_chol, covariance_type, log_weights):
+    """`_diag_part` for ``full`` and ``tied``, m2 (K, D, D), pattern by pattern."""
+    order, observed, starts = _by_pattern(np.isnan(xc))
+    covariances = _full_covariances(prec_chol, covariance_type, xc.shape[1])
+    return _numba().pattern_statistics(xc[order], sample_weight[order], observed, starts,
+                                       means_c, covariances, log_weights)
+
+
+def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
+                      log_weights):
+    """`Stats` of rows that all hold NaN (``"marginalize"``), relative to
+    ``_kernels.reference_means``."""
+    centre = _centre(weights, means)
+    means_c = _kernels.reference_means(weights, means) - centre
+    xc = np.asarray(x, dtype=np.float64) - centre
+    sw = np.ones(len(xc)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    log_w = np.log(weights) if log_weights is None else log_weights
+    if covariance_type in ("full", "tied"):
+        nk, first, m2, loglik, weight, entropy = _full_part(xc, sw, means_c, prec_chol,
+                                                            covariance_type, log_w)
+        if covariance_type == "tied":
+            m2 = m2.sum(axis=0)
+    else:
+        nk, first, m2, loglik, weight, entropy = _diag_part(xc, sw, means_c, prec_chol, log_w)
+        if covariance_type == "spherical":
+            m2 = m2.sum(axis=1)
+    has_weight = nk > 0
+    offset = np.where(has_weight[:, None], first / np.where(has_weight, nk, 1)[:, None], 0.0)
+    return Stats(nk, offset, m2 - weighted_outer(nk, offset, covariance_type),
+                 np.float64(loglik), np.float64(weight),
+                 np.float64(entropy if log_weights is not None else 0.0))
+
+
+def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
+                  log_weights=None, nan_policy="raise"):
+    """``_kernels.em_statistics`` for a block whose rows may hold NaN.
+
+    Parameters
+    ----------
+    X, sample_weight, weights, means, prec_chol, covariance_type, log_weights
+        As ``_kernels.em_statistics``. ``log_weights`` (a variational
+        mixture's constants, which assume every feature observed) only with
+        ``nan_policy`` ``"raise"`` or ``"omit"``.
+    nan_policy : {'raise', 'omit', 'marginalize'}
+
+    Returns
+    -------
+    Stats
+        As ``_kernels.em_statistics``: complete rows as there; with
+        ``"marginalize"``, plus the rows with NaN by (1)-(3) (module
+        docstring); with ``"omit"``, the complete rows only.
+    """
+    arguments = (weights, means, prec_chol, covariance_type, log_weights)
+    if nan_policy == "raise":
+        try:
+            return _kernels.em_statistics(X, sample_weight, *arguments)
+        except ValueError:
+            check_values(X, nan_policy)
+            raise
+    check_values(X, nan_policy)
+    missing = np.isnan(X)
+    complete = ~missing.any(axis=1)
+    if complete.all():
+        return _kernels.em_statistics(X, sample_weight, *arguments)
+
+    def rows(which):
+        weights_of = None if sample_weight is None else sample_weight[which]
+        return X[which], weights_of
+
+    stats = _kernels.em_statistics(*rows(complete), *arguments)
+    if nan_policy == "omit":
+        return stats
+    with_data = ~complete & ~missing.all(axis=1)  # a row with nothing observed takes no part
+    return merge(stats, _incomplete_stats(*rows(with_data), *arguments), covariance_type)
+
+
+def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weights):
+    """(1) plus log w_k of rows with NaN, (n, K); ``log_weights`` for a row with none observed."""
+    centre = _centre(weights, means)
+    means_c = means - centre
+    xc = np.asarray(x, dtype=np.float64) - centre
+    if covariance_type in ("diag", "spherical"):
+        observed = ~np.isnan(xc)
+        x0 = np.where(observed, xc, 0.0)
+        variances = _variances(prec_chol, xc.shape[1])
+        out = np.empty((len(xc), len(means)))
+        for rows in _sub_blocks(len(xc), *means.shape):
+            out[rows] = _diag_log_prob(_deviations(x0[rows], observed[rows], means_c),
+                                       observed[rows], variances, log_weights)
+        return out
+    order, observed, starts = _by_pattern(np.isnan(xc))
+    out = np.empty((len(xc), len(means)))
+    out[order] = _numba().pattern_log_prob(
+        xc[order], observed, starts, means_c,
+        _full_covariances(prec_chol, covariance_type, xc.shape[1]), log_weights)
+    return out
+
+
+def weighted_log_prob(X, weights, means, prec_chol, covariance_type, nan_policy="raise",
+                      log_weights=None):
+    """``_kernels.estimate_weighted_log_prob`` for rows that may hold NaN, (n, K).
+
+    A row with NaN gets NaN (``"omit"``), or log w_k plus the log-density (1)
+    of its observed entries (``"marginalize"``; ``log w`` for a row with no
+    observed entry, whose probabilities are then the weights and
+    log-likelihood 0). ``"raise"``: NaN is an error.
+    """
+    check_values(X, nan_policy)
+    arguments = (weights, means, prec_chol, covariance_type, log_weights)
+    incomplete = np.isnan(X).any(axis=1) if nan_policy != "raise" else None
+    if incomplete is None or not incomplete.any():
+        return _kernels.estimate_weighted_log_prob(X, *arguments)
+    out = np.full((X.shape[0], means.shape[0]), np.nan)
+    out[~incomplete] = _kernels.estimate_weighted_log_prob(X[~incomplete], *arguments)
+    if nan_policy == "marginalize":
+        log_w = np.log(weights) if log_weights is None else log_weights
+        out[incomplete] = _marginal_log_prob(X[incomplete], weights, means, prec_chol,
+                                             covariance_type, log_w)
+    return out
+
+
+def log_likelihood(X, weighted, nan_policy, counted=False):
+    """Row log-likelihoods from `weighted_log_prob`'s ``weighted`` (n, K).
+
+    A row with no observed entry has log-likelihood 0 exactly (its weights
+    sum to 1 but their logsumexp rounds). With ``counted``, the rows that
+    take no part in a fit get NaN (those of ``"omit"`` have it already), so
+    that means and counts over the non-NaN values are those over the rows
+    that hold data.
+    """
+    scores = logsumexp(weighted, axis=1)
+    if nan_policy == "marginalize":
+        scores[np.isnan(X).all(axis=1)] = np.nan if counted else 0.0
+    return scores
+
+
+def row_draws(start, stop, n_features, seed):
+    """A uniform and D standard normals for every row ``start:stop``, from ``seed``
+    and the rows' global indices only: ``(uniforms (n,), normals (n, D))``."""
+    first, last = start // _RANDOM_ROWS, (stop - 1) // _RANDOM_ROWS
+    uniforms, normals = [], []
+    for block in range(first, last + 1):
+        generator = np.random.default_rng([seed, block])
+        uniforms.append(generator.random(_RANDOM_ROWS))
+        normals.append(generator.standard_normal((_RANDOM_ROWS, n_features)))
+    rows = slice(start - first * _RANDOM_ROWS, stop - first * _RANDOM_ROWS)
+    return np.concatenate(uniforms)[rows], np.concatenate(normals)[rows]
+
+
+def impute(X, weights, means, prec_chol, covariance_type, draws=None):
+    """``X`` with every NaN filled under the mixture; observed entries unchanged.
+
+    Without ``draws``, the conditional expectation
+    sum_k p(k | x_o) (mu_km + Sigma_mo Sigma_oo^-1 (x_o - mu_o)), by (1)-(2);
+    with ``draws`` (`row_draws` of the rows), a draw from the conditional
+    mixture: k from p(k | x_o), then x_m from N((2), (3)). A row with no
+    observed entry gets the mixture's mean (or a draw from the mixture).
+    """
+    X = np.asarray(X)
+    check_values(X, "marginalize")
+    missing = np.isnan(X)
+    incomplete = missing.any(axis=1)
+    out = X.copy()
+    if not incomplete.any():
+        return out
+    centre = _centre(weights, means)
+    xc = np.asarray(X[incomplete], dtype=np.float64) - centre
+    order, observed, starts = _by_pattern(missing[incomplete])
+    uniforms, normals = np.empty(0), np.empty((0, X.shape[1]))
+    if draws is not None:
+        uniforms, normals = (np.ascontiguousarray(values[incomplete][order]) for values in draws)
+    filled = np.empty_like(xc)
+    filled[order] = _numba().pattern_impute(
+        xc[order], observed, starts, means - centre,
+        _full_covariances(prec_chol, covariance_type, X.shape[1]), np.log(weights),
+        uniforms, normals)
+    out[incomplete] = np.where(missing[incomplete], filled + centre, X[incomplete])
+    return out
+
+
+def _filled(x, fill):
+    """Block ``x`` with its NaN replaced by the column values ``fill``."""
+    return np.where(np.isnan(x), fill.astype(x.dtype), x)
+
+
+def _column_means(data, X_memory):
+    """Means of every column's observed entries, and the number of complete rows.
+
+    In memory, from ``X_memory``; else in one pass. A column with no
+    observed entry is a ValueError.
+    """
+    if X_memory is not None:
+        missing = np.isnan(X_memory)
+        counts, sums = (~missing).sum(axis=0), np.where(missing, 0, X_memory).sum(axis=0)
+        n_complete = int((~missing.any(axis=1)).sum())
+    else:
+        missing = da.isnan(data.X)
+        counts, sums, n_complete = _graph.compute(
+            (~missing).sum(axis=0), da.where(missing, 0, data.X).sum(axis=0, dtype=np.float64),
+            (~missing.any(axis=1)).sum(), scheduler=data.scheduler)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        raise ValueError(
+            f"X has no observed value in column(s) {empty.tolist()}: nothing can be learnt "
+            "about them under any nan_policy; drop them."
+        )
+    if data.nan_policy == "omit" and n_complete == 0:
+        raise ValueError(
+            "Every row of X holds NaN, so nan_policy='omit' leaves no row to fit; use "
+            "nan_policy='marginalize' to fit the observed entries."
+        )
+    return sums / counts
+
+
+def initialisation_data(data, X_memory, labels=None, needs_data=True):
+    """What an initialisation sees under ``data.nan_policy``: ``(data, X_memory, labels)``.
+
+    NaN are replaced by the means of their column's observed entries (one
+    pass over Dask input, only when ``needs_data``), and the rows that take
+    no part in the fit (``"omit"``: those with NaN; ``"marginalize"``: those
+    with no observed entry) are left out: in memory, from the rows (and the
+    class ``labels``, a Dask array aligned with them), so that under
+    ``"omit"`` the start is that of a fit on the complete rows; for Dask
+    input, by weight 0 in the initialisation's passes (the k-means sample
+    may hold them, filled, as it may hold rows of weight 0). So k-means,
+    k-means++ and ``random_from_data`` work on filled rows, ``random`` is
+    unchanged, and class starts are the class statistics of the filled rows.
+    """
+    if data.nan_policy == "raise" or not needs_data:
+        return data, X_memory, labels
+    fill = _column_means(data, X_memory)
+    if X_memory is not None:
+        missing = np.isnan(X_memory)
+        kept = ~(missing.any(axis=1) if data.nan_policy == "omit" else missing.all(axis=1))
+        weights = None if data.sample_weight is None else data.sample_weight.compute()[kept]
+        X_memory = _filled(X_memory[kept], fill)
+        if labels is not None:
+            labels = labels[kept]
+        view = _graph.from_numpy(X_memory, weights)
+        if data.class_codes is not None:
+            view = view._replace(class_codes=data.class_codes[kept].rechunk((view.X.chunks[0],)))
+        return view._replace(nan_policy=data.nan_policy), X_memory, labels
+    missing = data.X.map_blocks(np.isnan, dtype=bool)
+    dropped = missing.any(axis=1) if data.nan_policy == "omit" else missing.all(axis=1)
+    taking_part = (~dropped).astype(np.float64)
+    weights = taking_part if data.sample_weight is None else taking_part * data.sample_weight
+    return data._replace(X=data.X.map_blocks(_filled, fill, dtype=data.X.dtype),
+                         sample_weight=weights), X_memory, labels
