@@ -12,7 +12,7 @@ _EXPORTS = {
     "GaussianMixture": "._gaussian_mixture",
     "GaussianMixtureClassifier": "._classifier",
     "GaussianMixtureIC": "._ic",
-    "load": "._gaussian_mixture",
+    "load": "._io",
     "show_progress": "._progress",
 }
 

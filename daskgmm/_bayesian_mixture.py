@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _init, _input
+from . import _checkpoint, _em, _init, _input, _persist
 from ._covariance import covariance_prior
 from ._gaussian_mixture import GaussianMixture
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
@@ -40,6 +40,7 @@ class _Rows(NamedTuple):
         return self.row_mean
 
 
+@_persist.register
 class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
     """Variational Gaussian mixture on Dask, one pass over the data per iteration.
 

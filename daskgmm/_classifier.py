@@ -21,7 +21,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import _em, _graph, _init, _input, _kernels
-from ._gaussian_mixture import GaussianMixture, _encode_labels
+from ._gaussian_mixture import GaussianMixture
 from ._sklearn import Interval
 
 
@@ -177,7 +177,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         y = _input.vector(y)
         if not isinstance(y, da.Array):
             check_classification_targets(y)
-        classes, codes = _encode_labels(y, data)
+        classes, codes = _input.encode_labels(y, data)
         data = data._replace(class_codes=codes.rechunk((data.X.chunks[0],)))
         self._check_classes(data, classes)
         settings = _em.Settings(

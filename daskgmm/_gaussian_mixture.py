@@ -11,38 +11,13 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _em, _graph, _init, _input, _kernels, _persist
 from ._covariance import n_parameters
 from ._mstep import Parameters
 from ._sklearn import NUMPY, Interval, StrOptions
 from ._stats import Layout
-
-
-def _encode_labels(y, data):
-    """classes_ and the (NumPy or Dask) class index of every row."""
-    if isinstance(y, da.Array):
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-dimensional; got shape {y.shape}.")
-        (classes,) = _graph.compute(da.unique(y), scheduler=data.scheduler)
-        target = type_of_target(classes, raise_unknown=True)
-    else:
-        y = column_or_1d(y, warn=True)
-        classes = np.unique(y)
-        target = type_of_target(y, raise_unknown=True)
-    if y.shape[0] != data.n_samples:
-        raise ValueError(
-            f"y has {y.shape[0]} samples but X has {data.n_samples}; they must match."
-        )
-    if target not in ("binary", "multiclass"):
-        raise ValueError(
-            f"y must hold class labels (binary or multiclass); got a {target!r} target."
-        )
-    if isinstance(y, da.Array):
-        return classes, y.map_blocks(partial(np.searchsorted, classes), dtype=np.intp)
-    return classes, da.from_array(np.searchsorted(classes, y), chunks=(data.X.chunks[0],))
 
 
 def _weighted_log_prob(X, params, covariance_type):
@@ -66,6 +41,7 @@ def _predict_block(X, params, covariance_type, classes):
     return labels if classes is None else classes[labels]
 
 
+@_persist.register
 class GaussianMixture(_SklearnGaussianMixture):
     """Gaussian mixture fitted by EM on Dask, one pass over the data per iteration.
 
@@ -272,7 +248,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         incremental = self.algorithm == "incremental"
         data, X_memory, classes, labels, n_components = self._fit_input(
             X, y, sample_weight, self.n_blocks if incremental else None)
-        blocks = _em.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
+        blocks = _graph.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
         _em.check_statistics_size({
             f"initialisation {init}": Layout(n_components, data.X.shape[1], self.covariance_type)
             for init in range(self.n_init)
@@ -338,7 +314,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         classes = labels = None
         n_components = self.n_components
         if y is not None:
-            classes, labels = _encode_labels(_input.vector(y), data)
+            classes, labels = _input.encode_labels(_input.vector(y), data)
             n_components = len(classes)
         if data.n_samples < n_components:
             raise ValueError(
@@ -541,37 +517,3 @@ class GaussianMixture(_SklearnGaussianMixture):
         )
         return self._apply(X, block, n_columns=self.means_.shape[0])
 
-
-def load(path):
-    """Load a model saved by :meth:`GaussianMixture.save` (or a search's, or a
-    :class:`BayesianGaussianMixture`'s ``save``).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Local directory of the model store.
-
-    Returns
-    -------
-    GaussianMixture or BayesianGaussianMixture
-        A fitted estimator of the class saved, with the saved
-        hyperparameters and fitted attributes, bit for bit.
-
-    Raises
-    ------
-    ValueError
-        If ``path`` is missing, corrupt, foreign, of another format version,
-        or not a consistent model.
-    """
-    from ._bayesian_mixture import BayesianGaussianMixture
-
-    name, params, fitted = _persist.read_model(path)
-    classes = {"GaussianMixture": GaussianMixture,
-               "BayesianGaussianMixture": BayesianGaussianMixture}
-    try:
-        estimator = classes[name]().set_params(**params)
-        estimator._validate_params()
-    except (KeyError, TypeError, ValueError) as error:
-        raise _persist.invalid_model(path, error) from error
-    vars(estimator).update(fitted)
-    return estimator

@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _init, _input
+from . import _checkpoint, _em, _graph, _init, _input
 from ._covariance import COVARIANCE_TYPES, n_parameters
 from ._gaussian_mixture import GaussianMixture
 from ._sklearn import Interval
@@ -177,7 +177,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         labels = {(c, i): f"K={c.n_components} {c.covariance_type}"
                   + (f" init {i}" if self.n_init > 1 else "")
                   for c in candidates for i in range(self.n_init)}
-        blocks = _em.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
+        blocks = _graph.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
         _em.check_statistics_size({label: Layout(c.n_components, n_features, c.covariance_type)
                                    for (c, _), label in labels.items()},
                                   copies=len(blocks) if incremental else 1)

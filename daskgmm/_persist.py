@@ -42,6 +42,9 @@ STORABLE_KINDS = "biufcSU"
 # Fixed-width string kinds: the integer type of one code point.
 _CODE_POINT = {"U": np.dtype("<u4"), "S": np.dtype("u1")}
 
+# The estimator classes a model store may hold, by class name (see `register`).
+ESTIMATORS = {}
+
 # Names of arrays (directories inside the group).
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -574,6 +577,27 @@ def read_model(path):
         return (attrs.get("estimator", "GaussianMixture"), *_model(arrays, attrs))
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise invalid_model(path, error) from error
+
+
+def register(cls):
+    """Class decorator: ``load`` rebuilds saved estimators of ``cls`` by its name."""
+    ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def load(path):
+    """The fitted estimator saved at ``path``, of the registered class it names.
+
+    See `daskgmm.load`; the classes must have been registered (imported).
+    """
+    name, params, fitted = read_model(path)
+    try:
+        estimator = ESTIMATORS[name]().set_params(**params)
+        estimator._validate_params()
+    except (KeyError, TypeError, ValueError) as error:
+        raise invalid_model(path, error) from error
+    vars(estimator).update(fitted)
+    return estimator
 
 
 def invalid_model(path, error):

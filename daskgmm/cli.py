@@ -214,7 +214,7 @@ def _check_parent(option, path):
 
 def _checked_model_and_data(args):
     """Load MODEL and open DATA, checking that their feature counts agree."""
-    from ._gaussian_mixture import load
+    from ._io import load
 
     gm = load(args.model)
     data = open_data(args.data, args.columns)
@@ -451,7 +451,7 @@ def _describe(value):
 def _info(args):
     import numpy as np
 
-    from ._gaussian_mixture import load
+    from ._io import load
 
     gm = load(args.model)
     n_components, n_features = gm.means_.shape
