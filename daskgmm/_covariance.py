@@ -9,7 +9,7 @@ and their Cholesky factors all have that shape.
 import numpy as np
 from scipy import linalg
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from ._covariance_types import COVARIANCE_TYPES
 
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "

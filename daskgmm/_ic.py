@@ -16,7 +16,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _em, _graph, _init, _input
-from ._covariance import COVARIANCE_TYPES, n_parameters
+from ._covariance import n_parameters
+from ._covariance_types import COVARIANCE_TYPES
 from ._gaussian_mixture import GaussianMixture
 from ._sklearn import Interval
 from ._stats import Layout

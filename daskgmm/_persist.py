@@ -31,7 +31,8 @@ import zarr
 from sklearn.utils.validation import check_is_fitted
 from zarr.storage import LocalStore
 
-from ._covariance import COVARIANCE_TYPES, m2_shape
+from ._covariance import m2_shape
+from ._covariance_types import COVARIANCE_TYPES
 
 FORMAT = "daskgmm"
 FORMAT_VERSION = 1

@@ -19,13 +19,13 @@ import textwrap
 import time
 
 from . import __version__
+from ._covariance_types import COVARIANCE_TYPES
 
 # Exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells report it.
 EXIT_INTERRUPTED = 130
 # Exit status of a command that failed on its input or its cluster (argparse's own).
 EXIT_ERROR = 2
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 CACHE_CHOICES = {"auto": "auto", "true": True, "false": False}
 # scikit-learn's bound on an integer random_state (NumPy's legacy seeds).

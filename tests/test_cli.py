@@ -21,12 +21,12 @@ import zarr
 
 import daskgmm
 from daskgmm._cluster import CONFIG_DIR
+from daskgmm._covariance_types import COVARIANCE_TYPES
 from daskgmm._progress import DESCRIPTION
 from daskgmm.cli import _parser, covariance_summary, main
 from daskgmm.datasets import make_mixture
 
 ROOT = Path(__file__).resolve().parents[1]
-COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # Modules that `daskgmm --help` must not import (seconds of start-up between them).
 HEAVY_MODULES = ("dask", "distributed", "numpy", "sklearn", "zarr", "yaml", "tqdm")
 
