@@ -24,7 +24,7 @@ from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianM
 from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _em, _init, _input, _persist
-from ._covariance import covariance_prior
+from ._covariance import REGISTRY, covariance_prior
 from ._gaussian_mixture import GaussianMixture
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
 from ._stats import Layout
@@ -178,7 +178,7 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
             data = _em.cached(data, self.cache, settings)
         moments = None
         if self.mean_prior is None or self.covariance_prior is None:
-            moments = "full" if self.covariance_type in ("full", "tied") else "diag"
+            moments = REGISTRY[self.covariance_type].prior_moments
         if state is None and do_init:
             starts, all_rows = self._start_statistics(data, X_memory, moments)
         else:

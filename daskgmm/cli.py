@@ -412,36 +412,6 @@ def _score(args):
     print(f"mean log-likelihood {score:.6f}  BIC {bic:.2f}  AIC {aic:.2f}")
 
 
-def covariance_summary(covariances, covariance_type, n_components, n_features):
-    """Mean variance and log-determinant of each component's covariance.
-
-    Parameters
-    ----------
-    covariances : ndarray
-        ``covariances_`` of a fitted model, shaped as for ``covariance_type``.
-    covariance_type : {"full", "tied", "diag", "spherical"}
-    n_components, n_features : int
-
-    Returns
-    -------
-    mean_variance, log_det : ndarray of shape (n_components,)
-    """
-    import numpy as np
-
-    if covariance_type == "full":
-        variances = np.diagonal(covariances, axis1=1, axis2=2)
-        log_det = np.linalg.slogdet(covariances)[1]
-    elif covariance_type == "tied":
-        variances = np.tile(np.diag(covariances), (n_components, 1))
-        log_det = np.full(n_components, np.linalg.slogdet(covariances)[1])
-    elif covariance_type == "diag":
-        variances = covariances
-        log_det = np.log(covariances).sum(axis=1)
-    else:
-        return covariances, n_features * np.log(covariances)
-    return variances.mean(axis=1), log_det
-
-
 def _describe(value):
     """A hyperparameter value in one short piece of text (arrays by their shape)."""
     shape = getattr(value, "shape", None)
@@ -451,6 +421,7 @@ def _describe(value):
 def _info(args):
     import numpy as np
 
+    from ._covariance import covariance_summary
     from ._io import load
 
     gm = load(args.model)

@@ -21,9 +21,10 @@ import zarr
 
 import daskgmm
 from daskgmm._cluster import CONFIG_DIR
+from daskgmm._covariance import covariance_summary
 from daskgmm._covariance_types import COVARIANCE_TYPES
 from daskgmm._progress import DESCRIPTION
-from daskgmm.cli import _parser, covariance_summary, main
+from daskgmm.cli import _parser, main
 from daskgmm.datasets import make_mixture
 
 ROOT = Path(__file__).resolve().parents[1]
