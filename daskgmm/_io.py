@@ -4,13 +4,14 @@ Importing the estimator modules registers their classes with `_persist`
 (`_persist.register`); the store names its class.
 """
 
-from . import _bayesian_mixture, _gaussian_mixture  # noqa: F401 (they register their classes)
+from . import _bayesian_mixture, _classifier, _gaussian_mixture  # noqa: F401 (they register)
 from . import _persist
 
 
 def load(path):
-    """Load a model saved by :meth:`GaussianMixture.save` (or a search's, or a
-    :class:`BayesianGaussianMixture`'s ``save``).
+    """Load a model saved by the ``save`` of a daskgmm estimator.
+
+    A :class:`GaussianMixtureIC` saves its best :class:`GaussianMixture`.
 
     Parameters
     ----------
@@ -19,7 +20,7 @@ def load(path):
 
     Returns
     -------
-    GaussianMixture or BayesianGaussianMixture
+    GaussianMixture, BayesianGaussianMixture or GaussianMixtureClassifier
         A fitted estimator of the class saved, with the saved
         hyperparameters and fitted attributes, bit for bit.
 

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import uuid
+from typing import NamedTuple
 
 import numpy as np
 import zarr
@@ -57,7 +58,6 @@ MODEL_PARAMETER_ARRAYS = (
     "precisions_",
     "precisions_cholesky_",
 )
-MODEL_REQUIRED_ARRAYS = (*MODEL_PARAMETER_ARRAYS, "lower_bounds_")
 MODEL_OPTIONAL_ARRAYS = ("classes_", "feature_names_in_")
 # A BayesianGaussianMixture's posterior and priors (a Dirichlet process's
 # weight_concentration_ tuple stored as a (2, K) array; scalars as 0-d arrays).
@@ -71,6 +71,29 @@ VARIATIONAL_ARRAYS = (
     "degrees_of_freedom_prior_",
     "covariance_prior_",
 )
+
+
+
+
+class SavedAttributes(NamedTuple):
+    """The fitted attributes an estimator class saves (its ``_saved_attributes``).
+
+    ``arrays`` bit for bit, ``lists`` (of floats) as float64 arrays,
+    ``scalars`` (names in ``SCALAR_TYPES``) as typed JSON attributes; every
+    estimator also saves ``n_features_in_``, ``classes_`` and
+    ``feature_names_in_`` where it has them, and a variational mixture its
+    ``VARIATIONAL_ARRAYS``.
+    """
+
+    arrays: tuple
+    lists: tuple = ()
+    scalars: tuple = ()
+
+
+# A fitted mixture's (GaussianMixture, BayesianGaussianMixture).
+MIXTURE_ATTRIBUTES = SavedAttributes(MODEL_PARAMETER_ARRAYS, ("lower_bounds_",),
+                                     ("converged_", "n_iter_", "lower_bound_"))
+SCALAR_TYPES = {"converged_": bool, "n_iter_": int, "lower_bound_": float, "n_features_in_": int}
 
 
 # ---------------------------------------------------------------- JSON values
@@ -483,8 +506,8 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : daskgmm.GaussianMixture or daskgmm.BayesianGaussianMixture
-        A fitted estimator.
+    estimator : a registered daskgmm estimator
+        A fitted estimator; its class's ``_saved_attributes`` say what is saved.
     path : str or os.PathLike
         Local directory; an existing model there is replaced atomically.
 
@@ -497,8 +520,10 @@ def save(estimator, path):
     from . import __version__
 
     check_is_fitted(estimator)
-    arrays = {name: np.asarray(getattr(estimator, name)) for name in MODEL_PARAMETER_ARRAYS}
-    arrays["lower_bounds_"] = np.asarray(estimator.lower_bounds_, dtype=np.float64)
+    saved = estimator._saved_attributes
+    arrays = {name: np.asarray(getattr(estimator, name)) for name in saved.arrays}
+    arrays.update({name: np.asarray(getattr(estimator, name), dtype=np.float64)
+                   for name in saved.lists})
     arrays.update({name: np.asarray(getattr(estimator, name), dtype=np.float64)
                    for name in VARIATIONAL_ARRAYS if hasattr(estimator, name)})
     labels = {
@@ -513,10 +538,8 @@ def save(estimator, path):
         "object_arrays": [name for name, array in labels.items() if array.dtype.kind == "O"],
         "daskgmm_version": __version__,
         "params": _encode_params(estimator.get_params(deep=False)),
-        "converged_": bool(estimator.converged_),
-        "n_iter_": int(estimator.n_iter_),
-        "lower_bound_": encode_json(float(estimator.lower_bound_)),
-        "n_features_in_": int(estimator.n_features_in_),
+        **{name: encode_json(SCALAR_TYPES[name](getattr(estimator, name)))
+           for name in (*saved.scalars, "n_features_in_")},
     }
     write_group(path, arrays, attrs)
 
@@ -608,26 +631,25 @@ def invalid_model(path, error):
 
 def _model(arrays, attrs):
     """Hyperparameters and fitted attributes from a store's verified arrays and attributes."""
-    missing = [name for name in MODEL_REQUIRED_ARRAYS if name not in arrays]
+    saved = ESTIMATORS[attrs.get("estimator", "GaussianMixture")]._saved_attributes
+    missing = [name for name in (*saved.arrays, *saved.lists) if name not in arrays]
     if missing:
         raise ValueError(f"missing arrays {missing}")
     params = {name: decode_json(value) for name, value in attrs["params"].items()}
     object_arrays = attrs["object_arrays"]
     fitted = {
         name: arrays[name].astype(object) if name in object_arrays else arrays[name]
-        for name in (*MODEL_PARAMETER_ARRAYS, *MODEL_OPTIONAL_ARRAYS)
+        for name in (*saved.arrays, *MODEL_OPTIONAL_ARRAYS)
         if name in arrays
     }
     fitted.update({name: arrays[name] if arrays[name].ndim else float(arrays[name])
                    for name in VARIATIONAL_ARRAYS if name in arrays})
     if np.ndim(fitted.get("weight_concentration_")) == 2:
         fitted["weight_concentration_"] = tuple(fitted["weight_concentration_"])
-    fitted["lower_bounds_"] = arrays["lower_bounds_"].tolist()
-    fitted["converged_"] = _typed(attrs["converged_"], bool, "converged_")
-    fitted["n_iter_"] = _typed(attrs["n_iter_"], int, "n_iter_")
-    fitted["lower_bound_"] = _typed(decode_json(attrs["lower_bound_"]), float, "lower_bound_")
-    fitted["n_features_in_"] = _typed(attrs["n_features_in_"], int, "n_features_in_")
-    _check_shapes(fitted, params.get("covariance_type"))
+    fitted.update({name: arrays[name].tolist() for name in saved.lists})
+    fitted.update({name: _typed(decode_json(attrs[name]), SCALAR_TYPES[name], name)
+                   for name in (*saved.scalars, "n_features_in_")})
+    _check_shapes(fitted, params.get("covariance_type"), saved)
     return params, fitted
 
 
@@ -637,18 +659,28 @@ def _typed(value, expected_type, name):
     return value
 
 
-def _check_shapes(fitted, covariance_type):
-    """The fitted arrays agree with each other and with the covariance type."""
+def _check_shapes(fitted, covariance_type, saved):
+    """The fitted arrays agree with each other and with the covariance type.
+
+    A classifier's arrays have a leading class axis (that of ``weights_``,
+    one mixture per class); its other ``saved.arrays`` are one value per class.
+    """
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"unknown covariance_type {covariance_type!r}")
-    n_components, n_features = len(fitted["weights_"]), fitted["n_features_in_"]
-    covariance_shape = m2_shape(n_components, n_features, covariance_type)
+    weights = fitted["weights_"]
+    if weights.ndim < 1:
+        raise ValueError("weights_ has no component axis")
+    leading, n_components = weights.shape[:-1], weights.shape[-1]
+    n_features = fitted["n_features_in_"]
+    covariance_shape = leading + m2_shape(n_components, n_features, covariance_type)
     expected = {
-        "means_": (n_components, n_features),
+        **{name: leading for name in saved.arrays},
+        "weights_": weights.shape,
+        "means_": leading + (n_components, n_features),
         "covariances_": covariance_shape,
         "precisions_": covariance_shape,
         "precisions_cholesky_": covariance_shape,
-        "classes_": (n_components,),
+        "classes_": weights.shape[:1],
         "feature_names_in_": (n_features,),
     }
     for name, shape in expected.items():
