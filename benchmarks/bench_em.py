@@ -128,8 +128,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import daskgmm
 import peer_gmm
 from daskgmm import GaussianMixture
+from daskgmm._covariance_types import COVARIANCE_TYPES
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 MODES = ("numpy", "dask", "dask-persisted", "localcluster")
 DTYPES = {"float64": np.float64, "float32": np.float32}
 SPARK = "Spark ML local[2]"

@@ -56,7 +56,6 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture, _graph
-from daskgmm._em import block_bounds
 from daskgmm._graph import from_dask
 
 TOLS = (1e-3, 1e-5)
@@ -147,7 +146,7 @@ def run(name, X, covariance_type, n_blocks, client):
     its seconds are those passes' share (all passes cost the same).
     """
     common = _from_start(X, covariance_type, max_iter=500)
-    bounds = block_bounds(from_dask(da.asarray(X)), n_blocks)
+    bounds = _graph.block_bounds(from_dask(da.asarray(X)), n_blocks)
     methods = {
         "batch": {},
         f"incremental plain ({len(bounds)} blocks)": dict(

@@ -13,7 +13,7 @@ _EXPORTS = {
     "GaussianMixtureClassifier": "._classifier",
     "GaussianMixtureIC": "._ic",
     "GaussianMixtureImputer": "._imputer",
-    "load": "._gaussian_mixture",
+    "load": "._io",
     "show_progress": "._progress",
 }
 

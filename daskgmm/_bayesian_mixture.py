@@ -17,19 +17,18 @@ checkpoint make one for the priors (when they are not given), then iterate.
 In-memory input is initialised in memory as scikit-learn does.
 """
 
-from functools import partial
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _init, _input, _missing
-from ._covariance import covariance_prior
-from ._gaussian_mixture import GaussianMixture
+from . import _em, _init, _missing, _persist
+from ._base import DASK_PARAMETER_CONSTRAINTS, DaskMixtureMixin, check_n_samples
+from ._covariance import REGISTRY, covariance_prior
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
 from ._sklearn import StrOptions
-from ._stats import Layout
 
 
 class _Rows(NamedTuple):
@@ -42,7 +41,8 @@ class _Rows(NamedTuple):
         return self.row_mean
 
 
-class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
+@_persist.register
+class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture):
     """Variational Gaussian mixture on Dask, one pass over the data per iteration.
 
     A drop-in replacement for :class:`sklearn.mixture.BayesianGaussianMixture`
@@ -87,8 +87,7 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
 
     _parameter_constraints: dict = {
         **_SklearnBayesianGaussianMixture._parameter_constraints,
-        **{name: GaussianMixture._parameter_constraints[name]
-           for name in ("split_every", "checkpoint", "cache")},
+        **DASK_PARAMETER_CONSTRAINTS,
         "nan_policy": [StrOptions({"raise", "omit"})],
     }
 
@@ -141,85 +140,44 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
         self.cache = cache
         self.nan_policy = nan_policy
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.array_api_support = False
-        return tags
-
-    # The fit wrapper, prediction and saving are GaussianMixture's: they only
-    # use `_fit`, `_parameters` and the fitted attributes.
-    fit = GaussianMixture.fit
-    fit_predict = GaussianMixture.fit_predict
-    _set_fitted = GaussianMixture._set_fitted
-    save = GaussianMixture.save
-    _apply = GaussianMixture._apply
-    score_samples = GaussianMixture.score_samples
-    _scorer = GaussianMixture._scorer
-    _mean_score = GaussianMixture._mean_score
-    score = GaussianMixture.score
-    predict = GaussianMixture.predict
-    predict_proba = GaussianMixture.predict_proba
-
     # ------------------------------------------------------------------ fit
 
-    def _fit(self, X, y, sample_weight):
-        self._validate_params()
-        data, X_memory = _input.fit_data(self, X, sample_weight)
-        if data.n_samples < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {data.n_samples}"
-            )
+    def _statistics_layouts(self, data, target):
+        check_n_samples(data, self.n_components)
         self._check_given_priors(data.X.shape)
-        _em.check_statistics_size({
-            f"initialisation {init}": Layout(self.n_components, data.X.shape[1],
-                                             self.covariance_type)
-            for init in range(self.n_init)
-        })
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        identity, state = None, None
-        if self.checkpoint:
-            identity = _checkpoint.fingerprint(self, data.n_samples, data.X.shape[1], None,
-                                               sample_weight is not None)
-            state = _checkpoint.load(self.checkpoint, identity)
-        settings = self._settings(None)
-        if state is None or (state.active and state.iteration < self.max_iter):
-            data = _em.cached(data, self.cache, settings)
-        moments = None
-        if self.mean_prior is None or self.covariance_prior is None:
-            moments = "full" if self.covariance_type in ("full", "tied") else "diag"
-        start_data, X_memory, _ = _missing.initialisation_data(data, X_memory,
-                                                               needs_data=bool(moments) or do_init)
-        if state is None and do_init:
-            starts, all_rows = self._start_statistics(start_data, X_memory, moments)
-        else:
-            starts = None
-            all_rows = moments and _init.data_moments(start_data, moments, self.split_every,
-                                                      self.checkpoint)
-        prior = self._set_priors(data.X.shape, all_rows)
-        if state is not None:
-            settings.print(f"resuming from {self.checkpoint} after iteration {state.iteration}")
-        elif do_init:
-            state = _em.EMState([
-                _em.Model(str(i), variational_step(stats, self.reg_covar, prior,
-                                                   self.covariance_type))
-                for i, stats in enumerate(starts)])
-        else:
-            state = _em.EMState([_em.Model("0", self._fitted_parameters(),
-                                           lower_bound=self.lower_bound_)])
-        save = None
-        if self.checkpoint:
-            save = partial(_checkpoint.save, self.checkpoint, identity=identity)
-        _em.run_em(data, state, self._settings(prior), save)
-        self._set_fitted(_em.best_model(state.models, self.max_iter),
-                         _input.float_dtype(data.X))
+        return self._initialisation_layouts(self.n_components, data.X.shape[1])
 
-    def _settings(self, prior):
-        return _em.Settings(
-            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-            split_every=self.split_every, verbose=self.verbose,
-            verbose_interval=self.verbose_interval, checkpoint=self.checkpoint, prior=prior,
-        )
+    def _prior_moments(self):
+        """The layout of the data's moments the default priors need, or None (both given)."""
+        if self.mean_prior is None or self.covariance_prior is None:
+            return REGISTRY[self.covariance_type].prior_moments
+        return None
+
+    def _em_state(self, data, X_memory, target, blocks, settings):
+        moments = self._prior_moments()
+        warm = self.warm_start and hasattr(self, "converged_")
+        data, X_memory, _ = _missing.initialisation_data(data, X_memory,
+                                                         needs_data=bool(moments) or not warm)
+        if warm:
+            prior = self._set_priors(data.X.shape, self._data_moments(data, moments))
+            models = [_em.Model("0", self._fitted_parameters(), lower_bound=self.lower_bound_)]
+        else:
+            starts, all_rows = self._start_statistics(data, X_memory, moments)
+            prior = self._set_priors(data.X.shape, all_rows)
+            models = [_em.Model(str(i), variational_step(stats, self.reg_covar, prior,
+                                                         self.covariance_type))
+                      for i, stats in enumerate(starts)]
+        return _em.EMState(models), dataclasses.replace(settings, prior=prior)
+
+    def _resumed_settings(self, data, settings):
+        moments = self._prior_moments()
+        data, _, _ = _missing.initialisation_data(data, None, needs_data=bool(moments))
+        all_rows = self._data_moments(data, moments)
+        return dataclasses.replace(settings, prior=self._set_priors(data.X.shape, all_rows))
+
+    def _data_moments(self, data, moments):
+        """The statistics of all rows in the layout ``moments`` (a pass), or None."""
+        return moments and _init.data_moments(data, moments, self.split_every, self.checkpoint)
 
     def _start_statistics(self, data, X_memory, moments):
         """The statistics of every start's responsibilities, and of all rows (or None)."""
@@ -234,12 +192,10 @@ class BayesianGaussianMixture(_SklearnBayesianGaussianMixture):
             starts = _init.memory_start_statistics(
                 X_memory, sample_weight, self.n_components, self.covariance_type, self.n_init,
                 self.init_params, self.random_state)
-            all_rows = moments and _init.data_moments(data, moments, self.split_every,
-                                                      self.checkpoint)
+            all_rows = self._data_moments(data, moments)
         if self.covariance_type == "tied" and self.init_params in _init.POINT_STARTS:
             # moments is "full" for tied; with both priors given, one pass of its own.
-            rows = all_rows or _init.data_moments(data, "full", self.split_every,
-                                                  self.checkpoint)
+            rows = all_rows or self._data_moments(data, "full")
             starts = [_init.tied_as_sklearn(start, rows) for start in starts]
         return starts, all_rows
 

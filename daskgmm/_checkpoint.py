@@ -86,6 +86,7 @@ def save(path, state, identity):
                 "n_iter": model.n_iter,
                 "converged": model.converged,
                 "error": model.error,
+                "class_code": model.class_code,
             }
             for model in state.models
         ],
@@ -131,6 +132,7 @@ def load(path, identity):
             n_iter=record["n_iter"],
             converged=record["converged"],
             error=record["error"],
+            class_code=record.get("class_code"),
         )
         for i, record in enumerate(attrs["models"])
     ]

@@ -20,9 +20,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em, _graph, _init, _input, _missing
-from ._gaussian_mixture import GaussianMixture, _encode_labels
+from . import _em, _graph, _init, _input, _missing, _persist
+from ._base import (DASK_PARAMETER_CONSTRAINTS, INCREMENTAL_PARAMETER_CONSTRAINTS,
+                    DaskEstimatorMixin, FitTarget)
+from ._gaussian_mixture import GaussianMixture
 from ._sklearn import Interval
+from ._stats import Layout
 
 
 def _log_joint_block(X, class_parameters, log_prior, covariance_type, nan_policy):
@@ -57,7 +60,8 @@ def _predict_block(X, log_joint, classes):
     return labels
 
 
-class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
+@_persist.register
+class GaussianMixtureClassifier(DaskEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Classifier modelling each class by a Gaussian mixture, all classes in the same passes.
 
     With ``n_components_per_class=1`` this is quadratic discriminant analysis
@@ -75,8 +79,11 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         Mixture components of every class.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
         Of each class's mixture ('tied': shared by the components of one class).
-    tol, reg_covar, max_iter, n_init, random_state, verbose, verbose_interval, split_every, cache
+    tol, reg_covar, max_iter, n_init, random_state, verbose, verbose_interval
         As :class:`daskgmm.GaussianMixture`, for every class's mixture.
+    split_every, checkpoint, cache, algorithm, n_blocks, relaxation
+        As :class:`daskgmm.GaussianMixture`: every class's mixture in the
+        same passes (and checkpoints; with ``'incremental'``, the same blocks).
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
         Each class starts within its own rows. In-memory input: scikit-learn's
         start on the class's rows, as a standalone fit on them with the same
@@ -120,9 +127,13 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         "priors": ["array-like", None],
         **{name: GaussianMixture._parameter_constraints[name] for name in (
             "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
-            "random_state", "verbose", "verbose_interval", "split_every", "cache",
-            "nan_policy")},
+            "random_state", "verbose", "verbose_interval", "nan_policy")},
+        **DASK_PARAMETER_CONSTRAINTS,
+        **INCREMENTAL_PARAMETER_CONSTRAINTS,
     }
+    _saved_attributes = _persist.SavedAttributes((
+        "class_prior_", "weights_", "means_", "covariances_", "precisions_cholesky_",
+        "converged_", "n_iter_", "lower_bound_"))
 
     def __init__(
         self,
@@ -139,7 +150,11 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         verbose=0,
         verbose_interval=10,
         split_every=None,
+        checkpoint=None,
         cache="auto",
+        algorithm="batch",
+        n_blocks="auto",
+        relaxation="auto",
         nan_policy="raise",
     ):
         self.n_components_per_class = n_components_per_class
@@ -154,13 +169,12 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.split_every = split_every
+        self.checkpoint = checkpoint
         self.cache = cache
+        self.algorithm = algorithm
+        self.n_blocks = n_blocks
+        self.relaxation = relaxation
         self.nan_policy = nan_policy
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.array_api_support = False
-        return tags
 
     # ------------------------------------------------------------------ fit
 
@@ -180,44 +194,44 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        with _em.restored_on_error(self):
-            self._fit(X, y, sample_weight)
-        return self
+        return super().fit(X, y, sample_weight)
 
-    def _fit(self, X, y, sample_weight):
-        self._validate_params()
+    def _fit_target(self, data, y):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        data, X_memory = _input.fit_data(self, X, sample_weight)
         y = _input.vector(y)
         if not isinstance(y, da.Array):
             check_classification_targets(y)
-        classes, codes = _encode_labels(y, data)
+        classes, codes = _input.encode_labels(y, data)
         data = data._replace(class_codes=codes.rechunk((data.X.chunks[0],)))
         self._check_classes(data, classes)
-        settings = _em.Settings(
-            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-            split_every=self.split_every, verbose=self.verbose,
-            verbose_interval=self.verbose_interval,
-        )
-        data = _em.cached(data, self.cache, settings)
+        return data, FitTarget(classes, data.class_codes)
+
+    def _statistics_layouts(self, data, target):
+        return {f"class {label!r} init {init}": Layout(
+                    self.n_components_per_class, data.X.shape[1], self.covariance_type)
+                for label in target.classes.tolist() for init in range(self.n_init)}
+
+    def _em_options(self):
+        return dict(relaxation=self.relaxation)
+
+    def _em_state(self, data, X_memory, target, blocks, settings):
+        """Every class's starts; with one component per class on complete data, the
+        class statistics are EM's fixed point: those models start converged and no EM runs."""
         start_data, X_memory, _ = _missing.initialisation_data(data, X_memory)
         starts = _init.class_starts(
-            start_data, X_memory, classes, self.n_components_per_class, self.covariance_type,
+            start_data, X_memory, target.classes, self.n_components_per_class,
+            self.covariance_type,
             self.n_init, self.init_params, self.reg_covar, self.random_state, self.split_every,
-            None,
+            self.checkpoint,
         )
-        models = [[_em.Model(f"class {label!r}" + (f" init {init}" if len(inits) > 1 else ""),
-                             start, class_code=code)
-                   for init, start in enumerate(inits)]
-                  for code, (label, inits) in enumerate(zip(classes.tolist(), starts))]
-        if self._iterates():
-            _em.run_em(data, _em.EMState([model for inits in models for model in inits]),
-                       settings)
-        self.classes_ = classes
-        self._set_fitted([_em.best_model(inits, self.max_iter) for inits in models])
+        models = [_em.Model(f"class {label!r}" + (f" init {init}" if len(inits) > 1 else ""),
+                            start, class_code=code, converged=not self._iterates())
+                  for code, (label, inits) in enumerate(zip(target.classes.tolist(), starts))
+                  for init, start in enumerate(inits)]
+        return _em.EMState(models, blocks=blocks), settings
 
     def _check_classes(self, data, classes):
         """Every class has enough rows and some weight; sets ``class_prior_``."""
@@ -252,8 +266,12 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         """Whether EM runs (not with one component per class on complete data)."""
         return self.n_components_per_class > 1 or self.nan_policy == "marginalize"
 
-    def _set_fitted(self, models):
+    def _set_fitted(self, state, data, target):
         """The fitted attributes from each class's kept ``Model`` (in class order)."""
+        self.classes_ = target.classes
+        models = [_em.best_model([model for model in state.models if model.class_code == code],
+                                 self.max_iter)
+                  for code in range(len(target.classes))]
         fitted = self.max_iter > 0 and self._iterates()
         parameters = [model.parameters for model in models]
         self.weights_ = np.stack([p.weights for p in parameters])

@@ -11,7 +11,7 @@ candidate of a search) are layers on `run_em`.
 
 Incremental EM (Neal & Hinton 1998; Thiesson, Meek & Heckerman 2001) runs on
 the same engine: the rows are cut into blocks of whole row chunks
-(`block_bounds`), each block is one computation of every running model's
+(`_graph.block_bounds`), each block is one computation of every running model's
 statistics with the current parameters, and each model keeps the absolute
 statistics of every block. After a block, its old statistics are replaced,
 all blocks seen are merged in block order (so the result does not depend on
@@ -38,7 +38,6 @@ set of running statistics per model, in the same centred form.
 """
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -49,13 +48,10 @@ from . import _graph
 from ._covariance import expected_log_likelihood
 from ._mstep import (Parameters, Prior, m_step, model_statistics, variational_lower_bound,
                      variational_step)
-from ._stats import Layout, merge, merge_all, scaled
+from ._stats import merge, merge_all, scaled
 
 # Largest sufficient statistics (all models of a pass together) a fit accepts.
 MAX_STATISTICS_BYTES = 2**30
-
-# n_blocks='auto' uses at most this many blocks (see `block_bounds`).
-MAX_AUTO_BLOCKS = 16
 
 # relaxation='auto': plain laps before omega is estimated from their bounds (the
 # first lap is special, see `_with_unseen`; two later changes give a rate).
@@ -198,52 +194,6 @@ def pass_statistics(data, models, split_every, checkpoint, iteration=None):
     return statistics(data, lazy, layouts, checkpoint, iteration)
 
 
-def block_bounds(data, n_blocks):
-    """The ``(start, stop)`` rows of the blocks of incremental EM.
-
-    Blocks are contiguous groups of whole row chunks, as equal in numbers of
-    chunks as can be. ``n_blocks='auto'`` gives every block at least two
-    chunks per thread of the scheduler, so that no thread waits within a
-    block, in at most ``MAX_AUTO_BLOCKS`` blocks.
-    """
-    chunks = data.X.chunks[0]
-    n_chunks = len(chunks)
-    if n_blocks == "auto":
-        n_blocks = max(1, min(MAX_AUTO_BLOCKS, n_chunks // (2 * _graph.n_threads(data.scheduler))))
-    elif n_blocks > n_chunks:
-        raise ValueError(
-            f"n_blocks={n_blocks} exceeds the {n_chunks} row chunks of X: a block is a group "
-            "of whole chunks. Use fewer blocks or rechunk X along rows."
-        )
-    edges = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
-    cuts = [int(edges[(block * n_chunks) // n_blocks]) for block in range(n_blocks + 1)]
-    return tuple(zip(cuts[:-1], cuts[1:]))
-
-
-def blocks(data, in_memory, n_blocks):
-    """`block_bounds` of the data of a fit; in memory, cut by `in_memory_chunks`."""
-    return block_bounds(data, in_memory_blocks(data.n_samples, n_blocks) if in_memory
-                        else n_blocks)
-
-
-def in_memory_blocks(n_samples, n_blocks):
-    """Blocks of incremental EM on in-memory input: ``MAX_AUTO_BLOCKS`` for 'auto'."""
-    return min(MAX_AUTO_BLOCKS if n_blocks == "auto" else n_blocks, n_samples)
-
-
-def in_memory_chunks(n_samples, n_blocks):
-    """Row chunk sizes for in-memory input of incremental EM in ``n_blocks`` blocks.
-
-    The blocks hold equal numbers of rows whatever the machine, so that the
-    fit does not depend on it; each is cut into as many chunks, two per CPU
-    (fewer for tiny data), for the threads.
-    """
-    n_blocks = in_memory_blocks(n_samples, n_blocks)
-    per_block = max(1, min(2 * (os.cpu_count() or 1), n_samples // n_blocks))
-    return tuple(len(piece) for block in np.array_split(np.arange(n_samples), n_blocks)
-                 for piece in np.array_split(block, per_block))
-
-
 def check_statistics_size(layouts, copies=1):
     """Refuse, before any pass, statistics too large for one task's memory.
 
@@ -269,12 +219,6 @@ def check_statistics_size(layouts, copies=1):
         f"task may hold; drop {', '.join(drop)}, or use fewer components or features, or a "
         "diagonal covariance."
     )
-
-
-def model_layouts(models, n_features):
-    """``{label: Layout}`` of models, for `check_statistics_size`."""
-    return {model.label: Layout(model.n_components, n_features, model.covariance_type)
-            for model in models}
 
 
 def cached(data, cache, settings):

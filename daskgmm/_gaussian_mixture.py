@@ -1,82 +1,21 @@
 """The estimator: scikit-learn's GaussianMixture, fitted by single-pass EM on Dask."""
 
 import math
-import os
-import warnings
-from functools import partial
-from numbers import Integral, Real
+from numbers import Real
 
-import dask.array as da
 import numpy as np
-from scipy.special import logsumexp
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _checkpoint, _em, _graph, _init, _input, _missing, _persist
+from . import _em, _init, _input, _missing, _persist
+from ._base import (DASK_PARAMETER_CONSTRAINTS, INCREMENTAL_PARAMETER_CONSTRAINTS,
+                    DaskMixtureMixin, FitTarget, check_n_samples, set_fitted_mixture)
 from ._covariance import n_parameters
 from ._mstep import Parameters
 from ._sklearn import NUMPY, Interval, StrOptions
-from ._stats import Layout
 
 
-def _encode_labels(y, data):
-    """classes_ and the (NumPy or Dask) class index of every row."""
-    if isinstance(y, da.Array):
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-dimensional; got shape {y.shape}.")
-        (classes,) = _graph.compute(da.unique(y), scheduler=data.scheduler)
-        target = type_of_target(classes, raise_unknown=True)
-    else:
-        y = column_or_1d(y, warn=True)
-        classes = np.unique(y)
-        target = type_of_target(y, raise_unknown=True)
-    if y.shape[0] != data.n_samples:
-        raise ValueError(
-            f"y has {y.shape[0]} samples but X has {data.n_samples}; they must match."
-        )
-    if target not in ("binary", "multiclass"):
-        raise ValueError(
-            f"y must hold class labels (binary or multiclass); got a {target!r} target."
-        )
-    if isinstance(y, da.Array):
-        return classes, y.map_blocks(partial(np.searchsorted, classes), dtype=np.intp)
-    return classes, da.from_array(np.searchsorted(classes, y), chunks=(data.X.chunks[0],))
-
-
-def _weighted_log_prob(X, params, covariance_type, nan_policy):
-    return _missing.weighted_log_prob(X, covariance_type=covariance_type, nan_policy=nan_policy,
-                                      **params)
-
-
-def _score_samples_block(X, params, covariance_type, nan_policy, counted=False):
-    """Row log-likelihoods; with ``counted``, NaN for rows that take no part in a fit."""
-    scores = _missing.log_likelihood(
-        X, _weighted_log_prob(X, params, covariance_type, nan_policy), nan_policy, counted)
-    return scores.astype(_input.float_dtype(X), copy=False)
-
-
-def _predict_proba_block(X, params, covariance_type, nan_policy):
-    weighted = _weighted_log_prob(X, params, covariance_type, nan_policy)
-    proba = np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
-    return proba.astype(_input.float_dtype(X), copy=False)
-
-
-def _predict_block(X, params, covariance_type, classes, nan_policy):
-    """Labels; -1 for a row left out by ``nan_policy='omit'`` (classes: -1 cast to theirs)."""
-    weighted = _weighted_log_prob(X, params, covariance_type, nan_policy)
-    labels = weighted.argmax(axis=1)
-    if classes is not None:
-        labels = classes[labels]
-    left_out = np.isnan(weighted[:, 0])
-    if left_out.any():
-        labels = labels.copy()
-        labels[left_out] = -1
-    return labels
-
-
-class GaussianMixture(_SklearnGaussianMixture):
+@_persist.register
+class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
     """Gaussian mixture fitted by EM on Dask, one pass over the data per iteration.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` whose
@@ -194,12 +133,8 @@ class GaussianMixture(_SklearnGaussianMixture):
     _parameter_constraints: dict = {
         **_SklearnGaussianMixture._parameter_constraints,
         "params": [str],
-        "split_every": [Interval(Integral, 2, None, closed="left"), None],
-        "checkpoint": [str, os.PathLike, None],
-        "cache": [StrOptions({"auto"}), "boolean"],
-        "algorithm": [StrOptions({"batch", "incremental"})],
-        "n_blocks": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "relaxation": [Interval(Real, 1, 2, closed="left"), StrOptions({"auto"})],
+        **DASK_PARAMETER_CONSTRAINTS,
+        **INCREMENTAL_PARAMETER_CONSTRAINTS,
         "learning_decay": [Interval(Real, 0.5, 1, closed="right")],
         "learning_offset": [Interval(Real, 0, None, closed="left")],
         "nan_policy": [StrOptions(set(_missing.NAN_POLICIES))],
@@ -260,11 +195,6 @@ class GaussianMixture(_SklearnGaussianMixture):
         self.learning_offset = learning_offset
         self.nan_policy = nan_policy
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.array_api_support = False
-        return tags
-
     # ------------------------------------------------------------------ fit
 
     def fit(self, X, y=None, sample_weight=None):
@@ -284,93 +214,65 @@ class GaussianMixture(_SklearnGaussianMixture):
         -------
         self
         """
-        with _em.restored_on_error(self):
-            self._fit(X, y, sample_weight)
-        return self
+        return super().fit(X, y, sample_weight)
 
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the label of every row (``fit(X).predict(X)``)."""
-        return self.fit(X, y, sample_weight).predict(X)
+    def _warm(self):
+        """Whether the fit starts from the fitted model (``warm_start``)."""
+        return self.warm_start and hasattr(self, "converged_")
 
-    def _fit(self, X, y, sample_weight):
-        incremental = self.algorithm == "incremental"
-        data, X_memory, classes, labels, n_components = self._fit_input(
-            X, y, sample_weight, self.n_blocks if incremental else None)
-        blocks = _em.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
-        _em.check_statistics_size({
-            f"initialisation {init}": Layout(n_components, data.X.shape[1], self.covariance_type)
-            for init in range(self.n_init)
-        }, copies=len(blocks) if incremental else 1)
-
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        if labels is not None:
-            if not do_init and not np.array_equal(classes, getattr(self, "classes_", None)):
-                raise ValueError("warm_start with y needs the same classes as the last fit.")
-            starts = (self.weights_init, self.means_init, self.precisions_init)
-            if any(start is not None for start in starts):
-                raise ValueError(
-                    "fit with y starts from the class statistics; weights_init, means_init "
-                    "and precisions_init cannot be given with it."
-                )
-            self.classes_ = classes
-        elif hasattr(self, "classes_") and do_init:
-            del self.classes_
-
-        settings = self._settings()
-        identity, state = None, None
-        if self.checkpoint:
-            identity = _checkpoint.fingerprint(
-                self, data.n_samples, data.X.shape[1], classes if labels is not None else None,
-                sample_weight is not None,
-            )
-            state = _checkpoint.load(self.checkpoint, identity)
-        if state is None or (state.active and state.iteration < self.max_iter):
-            data = _em.cached(data, self.cache, settings)
-        if state is not None:
-            settings.print(f"resuming from {self.checkpoint} after iteration {state.iteration}"
-                           + (f", block {state.block}" if state.block else ""))
-        elif do_init:
-            starts = self._initial_parameters(data, X_memory, labels, n_components)
-            state = _em.EMState([_em.Model(str(i), start) for i, start in enumerate(starts)],
-                                blocks=blocks)
-        else:
-            fitted = Parameters(self.covariance_type, *(
-                np.asarray(value, dtype=np.float64) for value in self._get_parameters()))
-            state = _em.EMState([_em.Model("0", fitted, lower_bound=self.lower_bound_)],
-                                blocks=blocks)
-        save = None
-        if self.checkpoint:
-            save = partial(_checkpoint.save, self.checkpoint, identity=identity)
-        _em.run_em(data, state, settings, save)
-        self._set_fitted(_em.best_model(state.models, self.max_iter),
-                         _input.float_dtype(data.X))
-        self.__dict__.pop("_stepwise", None)
-
-    def _fit_input(self, X, y, sample_weight, n_blocks=None):
-        """Validate parameters and data for a fit from scratch.
-
-        Returns ``(RowData, X in memory or None, classes, class index of
-        every row, n_components)``; classes and labels are None without ``y``.
-        ``n_blocks``: incremental EM's, which chunks in-memory X by blocks.
-        """
-        self._validate_params()
+    def _check_fit_parameters(self):
         if not set(self.params) <= set("wmc"):
             raise ValueError(
                 f"params must be made of the letters 'w', 'm' and 'c'; got {self.params!r}."
             )
-        data, X_memory = _input.fit_data(self, X, sample_weight, n_blocks)
-        classes = labels = None
-        n_components = self.n_components
-        if y is not None:
-            classes, labels = _encode_labels(_input.vector(y), data)
-            n_components = len(classes)
-        if data.n_samples < n_components:
+
+    def _fit_target(self, data, y):
+        if y is None:
+            return data, None
+        classes, labels = _input.encode_labels(_input.vector(y), data)
+        if self._warm() and not np.array_equal(classes, getattr(self, "classes_", None)):
+            raise ValueError("warm_start with y needs the same classes as the last fit.")
+        starts = (self.weights_init, self.means_init, self.precisions_init)
+        if any(start is not None for start in starts):
             raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {n_components}, n_samples = {data.n_samples}"
+                "fit with y starts from the class statistics; weights_init, means_init "
+                "and precisions_init cannot be given with it."
             )
+        return data, FitTarget(classes, labels)
+
+    def _n_components(self, target):
+        """One component per class when fitted with y."""
+        return self.n_components if target is None else len(target.classes)
+
+    def _check_fit_data(self, data, n_components):
+        check_n_samples(data, n_components)
         self._check_parameters(data.X, xp=NUMPY)
-        return data, X_memory, classes, labels, n_components
+
+    def _statistics_layouts(self, data, target):
+        n_components = self._n_components(target)
+        self._check_fit_data(data, n_components)
+        return self._initialisation_layouts(n_components, data.X.shape[1])
+
+    def _em_options(self):
+        return dict(params=self.params, relaxation=self.relaxation)
+
+    def _em_state(self, data, X_memory, target, blocks, settings):
+        if self._warm():
+            fitted = Parameters(self.covariance_type, *(
+                np.asarray(value, dtype=np.float64) for value in self._get_parameters()))
+            models = [_em.Model("0", fitted, lower_bound=self.lower_bound_)]
+        else:
+            starts = self._initial_parameters(data, X_memory, target, self._n_components(target))
+            models = [_em.Model(str(i), start) for i, start in enumerate(starts)]
+        return _em.EMState(models, blocks=blocks), settings
+
+    def _set_fitted(self, state, data, target):
+        if target is not None:
+            self.classes_ = target.classes
+        elif not self._warm():
+            self.__dict__.pop("classes_", None)
+        super()._set_fitted(state, data, target)
+        self.__dict__.pop("_stepwise", None)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """One step of stepwise (online) EM on the rows of ``X`` (Cappé & Moulines 2009).
@@ -405,7 +307,7 @@ class GaussianMixture(_SklearnGaussianMixture):
 
     def _partial_fit(self, X, sample_weight):
         running, calls = getattr(self, "_stepwise", (None, 0))
-        settings = self._settings()
+        settings = self._em_settings()
         if hasattr(self, "converged_"):
             self._validate_params()
             data, _ = _input.fit_data(self, X, sample_weight, reset=False)
@@ -414,8 +316,11 @@ class GaussianMixture(_SklearnGaussianMixture):
             models = [_em.Model("0", parameters, self.lower_bound_, list(self.lower_bounds_),
                                 self.n_iter_)]
         else:
-            data, X_memory, _, _, n_components = self._fit_input(X, None, sample_weight)
-            starts = self._initial_parameters(data, X_memory, None, n_components)
+            self._validate_params()
+            self._check_fit_parameters()
+            data, X_memory = _input.fit_data(self, X, sample_weight)
+            self._check_fit_data(data, self.n_components)
+            starts = self._initial_parameters(data, X_memory, None, self.n_components)
             models = [_em.Model(str(i), start) for i, start in enumerate(starts)]
         batches = _em.pass_statistics(data, models, self.split_every, None)
         scores = [float(stats.loglik / stats.weight) for stats in batches]
@@ -429,28 +334,21 @@ class GaussianMixture(_SklearnGaussianMixture):
         iteration = model.n_iter + 1
         _em.m_step_model(model, batch, settings, iteration)
         _em.record_bound(model, scores[best], settings, iteration)
-        self._set_fitted(model, _input.float_dtype(data.X), warn=False)
+        set_fitted_mixture(self, model, _input.float_dtype(data.X), warn=False)
         self._stepwise = (batch, calls + 1)
-
-    def _settings(self):
-        return _em.Settings(
-            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter, params=self.params,
-            split_every=self.split_every, verbose=self.verbose,
-            verbose_interval=self.verbose_interval, checkpoint=self.checkpoint,
-            relaxation=self.relaxation,
-        )
 
     # ------------------------------------------------------- initialisation
 
-    def _initial_parameters(self, data, X_memory, labels, n_components):
+    def _initial_parameters(self, data, X_memory, target, n_components):
         """One ``Parameters`` per initialisation."""
         user_init = dict(weights_init=self.weights_init, means_init=self.means_init,
                          precisions_init=self.precisions_init)
-        data, X_memory, labels = _missing.initialisation_data(
-            data, X_memory, labels, needs_data=X_memory is not None or labels is not None
+        codes = None if target is None else target.codes
+        data, X_memory, codes = _missing.initialisation_data(
+            data, X_memory, codes, needs_data=X_memory is not None or target is not None
             or any(value is None for value in user_init.values()))
-        if labels is not None:
-            return [_init.class_start(data, labels, n_components, self.covariance_type,
+        if target is not None:
+            return [_init.class_start(data, codes, n_components, self.covariance_type,
                                       self.reg_covar, self.split_every, self.checkpoint)]
         candidate = _init.Candidate(n_components, self.covariance_type)
         if X_memory is not None:
@@ -465,30 +363,7 @@ class GaussianMixture(_SklearnGaussianMixture):
         return [_init.with_user_init(starts[candidate, init], self.covariance_type, **user_init)
                 for init in range(self.n_init)]
 
-    # ------------------------------------------------------------------- EM
-
-    def _set_fitted(self, model, dtype, warn=True):
-        """Set the fitted attributes from an engine ``Model``, as scikit-learn does.
-
-        The statistics and M-steps are float64; the attributes are then cast
-        to ``dtype``: float32 for float32 input, as scikit-learn keeps it.
-        With ``warn``, a model that did not converge is a ConvergenceWarning.
-        """
-        fitted = self.max_iter > 0 or not warn
-        self.converged_ = bool(model.converged) if fitted else False
-        if not self.converged_ and fitted and warn:
-            warnings.warn(
-                "Best performing initialization did not converge. "
-                "Try different init parameters, or increase max_iter, "
-                "tol, or check for degenerate data.",
-                ConvergenceWarning,
-            )
-        self._set_parameters(self._sklearn_parameters(model.parameters))
-        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
-            setattr(self, name, getattr(self, name).astype(dtype, copy=False))
-        self.n_iter_ = model.n_iter
-        self.lower_bound_ = dtype(model.lower_bound) if fitted else -np.inf
-        self.lower_bounds_ = list(model.history)
+    # ------------------------------------------------------------ fitted
 
     def _sklearn_parameters(self, parameters):
         """scikit-learn's ``_set_parameters`` tuple of an engine ``Parameters``."""
@@ -497,53 +372,6 @@ class GaussianMixture(_SklearnGaussianMixture):
     def _n_parameters(self):
         """Number of free parameters (one component per class when fitted with y)."""
         return n_parameters(*self.means_.shape, self.covariance_type)
-
-    def save(self, path):
-        """Write the fitted model to a zarr store at ``path``, atomically.
-
-        Read it back with :func:`daskgmm.load`; no pickle is involved.
-        """
-        _persist.save(self, path)
-
-    # ------------------------------------------------------------- predict
-
-    def _parameters(self):
-        """The fitted parameters the E-step needs, as keywords of ``estimate_weighted_log_prob``."""
-        check_is_fitted(self)
-        return dict(weights=self.weights_, means=self.means_, prec_chol=self.precisions_cholesky_)
-
-    def _apply(self, X, block_fn, n_columns=None, dtype=None, wrap=True):
-        """`_input.apply_rows` on this estimator."""
-        return _input.apply_rows(self, X, block_fn, n_columns, dtype, wrap)
-
-    def score_samples(self, X):
-        """Log-likelihood of every row; lazy for Dask input."""
-        return self._apply(X, self._scorer())
-
-    def _scorer(self, counted=False):
-        return partial(
-            _score_samples_block, params=self._parameters(), covariance_type=self.covariance_type,
-            nan_policy=self.nan_policy, counted=counted,
-        )
-
-    def _mean_score(self, X):
-        """Mean per-row log-likelihood of X (one pass for Dask) and its number of rows.
-
-        Rows that take no part in a fit under ``nan_policy`` count in neither.
-        """
-        scores = self._apply(X, self._scorer(counted=True), wrap=False)
-        if self.nan_policy == "raise":
-            mean, n_samples = scores.mean(), scores.shape[0]
-        else:
-            n_samples = (~np.isnan(scores)).sum()
-            mean = np.nansum(scores) / n_samples
-        if isinstance(scores, da.Array):
-            mean, n_samples = _graph.compute(mean, da.asarray(n_samples))
-        return float(mean), int(n_samples)
-
-    def score(self, X, y=None):
-        """Mean per-row log-likelihood of X, as a Python float."""
-        return self._mean_score(X)[0]
 
     def bic(self, X):
         """Bayesian information criterion of the model on X (lower is better), a float."""
@@ -554,60 +382,3 @@ class GaussianMixture(_SklearnGaussianMixture):
         """Akaike information criterion of the model on X (lower is better), a float."""
         score, n_samples = self._mean_score(X)
         return -2 * score * n_samples + 2 * self._n_parameters()
-
-    def predict(self, X):
-        """Component of every row, or its class when fitted with ``y``; lazy for Dask."""
-        params = self._parameters()
-        classes = getattr(self, "classes_", None)
-        block = partial(
-            _predict_block,
-            params=params,
-            covariance_type=self.covariance_type,
-            classes=classes,
-            nan_policy=self.nan_policy,
-        )
-        dtype = np.intp if classes is None else classes.dtype
-        return self._apply(X, block, dtype=dtype)
-
-    def predict_proba(self, X):
-        """Posterior probability of every component for every row; lazy for Dask."""
-        block = partial(
-            _predict_proba_block, params=self._parameters(), covariance_type=self.covariance_type,
-            nan_policy=self.nan_policy,
-        )
-        return self._apply(X, block, n_columns=self.means_.shape[0])
-
-
-def load(path):
-    """Load a model saved by :meth:`GaussianMixture.save` (or a search's, or a
-    :class:`BayesianGaussianMixture`'s ``save``).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Local directory of the model store.
-
-    Returns
-    -------
-    GaussianMixture or BayesianGaussianMixture
-        A fitted estimator of the class saved, with the saved
-        hyperparameters and fitted attributes, bit for bit.
-
-    Raises
-    ------
-    ValueError
-        If ``path`` is missing, corrupt, foreign, of another format version,
-        or not a consistent model.
-    """
-    from ._bayesian_mixture import BayesianGaussianMixture
-
-    name, params, fitted = _persist.read_model(path)
-    classes = {"GaussianMixture": GaussianMixture,
-               "BayesianGaussianMixture": BayesianGaussianMixture}
-    try:
-        estimator = classes[name]().set_params(**params)
-        estimator._validate_params()
-    except (KeyError, TypeError, ValueError) as error:
-        raise _persist.invalid_model(path, error) from error
-    vars(estimator).update(fitted)
-    return estimator

@@ -36,6 +36,9 @@ READ_AHEAD_PRIORITY = -1
 # Errors of a cluster that can no longer run the fit (workers or scheduler gone).
 CLUSTER_ERRORS = (OSError, TimeoutError, CancelledError, KilledWorker)
 
+# n_blocks='auto' of incremental EM uses at most this many blocks (see `block_bounds`).
+MAX_AUTO_BLOCKS = 16
+
 # In-memory input is cut into row chunks of at most this many bytes.
 _NUMPY_CHUNK_BYTES = 32 * 2**20
 
@@ -418,3 +421,49 @@ def map_rows(X, func, n_columns=None, dtype=np.float64):
     return X.map_blocks(
         func, chunks=(X.chunks[0], (n_columns,)), dtype=dtype, meta=np.empty((0, 0), dtype)
     )
+
+
+def block_bounds(data, n_blocks):
+    """The ``(start, stop)`` rows of the blocks of incremental EM.
+
+    Blocks are contiguous groups of whole row chunks, as equal in numbers of
+    chunks as can be. ``n_blocks='auto'`` gives every block at least two
+    chunks per thread of the scheduler, so that no thread waits within a
+    block, in at most ``MAX_AUTO_BLOCKS`` blocks.
+    """
+    chunks = data.X.chunks[0]
+    n_chunks = len(chunks)
+    if n_blocks == "auto":
+        n_blocks = max(1, min(MAX_AUTO_BLOCKS, n_chunks // (2 * n_threads(data.scheduler))))
+    elif n_blocks > n_chunks:
+        raise ValueError(
+            f"n_blocks={n_blocks} exceeds the {n_chunks} row chunks of X: a block is a group "
+            "of whole chunks. Use fewer blocks or rechunk X along rows."
+        )
+    edges = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
+    cuts = [int(edges[(block * n_chunks) // n_blocks]) for block in range(n_blocks + 1)]
+    return tuple(zip(cuts[:-1], cuts[1:]))
+
+
+def blocks(data, in_memory, n_blocks):
+    """`block_bounds` of the data of a fit; in memory, cut by `in_memory_chunks`."""
+    return block_bounds(data, in_memory_blocks(data.n_samples, n_blocks) if in_memory
+                        else n_blocks)
+
+
+def in_memory_blocks(n_samples, n_blocks):
+    """Blocks of incremental EM on in-memory input: ``MAX_AUTO_BLOCKS`` for 'auto'."""
+    return min(MAX_AUTO_BLOCKS if n_blocks == "auto" else n_blocks, n_samples)
+
+
+def in_memory_chunks(n_samples, n_blocks):
+    """Row chunk sizes for in-memory input of incremental EM in ``n_blocks`` blocks.
+
+    The blocks hold equal numbers of rows whatever the machine, so that the
+    fit does not depend on it; each is cut into as many chunks, two per CPU
+    (fewer for tiny data), for the threads.
+    """
+    n_blocks = in_memory_blocks(n_samples, n_blocks)
+    per_block = max(1, min(2 * (os.cpu_count() or 1), n_samples // n_blocks))
+    return tuple(len(piece) for block in np.array_split(np.arange(n_samples), n_blocks)
+                 for piece in np.array_split(block, per_block))

@@ -7,7 +7,6 @@ final pass scores every candidate with its final parameters.
 """
 
 import warnings
-from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -15,13 +14,15 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _init, _input, _missing
-from ._covariance import COVARIANCE_TYPES, n_parameters
+from . import _em, _init, _input, _missing
+from ._base import DaskEstimatorMixin, set_fitted_mixture
+from ._covariance import n_parameters
+from ._covariance_types import COVARIANCE_TYPES
 from ._gaussian_mixture import GaussianMixture
 from ._sklearn import Interval
 from ._stats import Layout
 
-class GaussianMixtureIC(DensityMixin, BaseEstimator):
+class GaussianMixtureIC(DaskEstimatorMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture whose number of components and covariance type minimise BIC or AIC.
 
     All candidates advance in the same pass over the data: a search costs
@@ -138,9 +139,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         -------
         self
         """
-        with _em.restored_on_error(self):
-            self._fit(X, sample_weight)
-        return self
+        return super().fit(X, y, sample_weight)
 
     def _covariance_types(self):
         types = self.covariance_type
@@ -154,8 +153,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             )
         return list(dict.fromkeys(types))
 
-    def _check_search(self):
-        self._validate_params()
+    def _check_fit_parameters(self):
         if self.criterion not in ("bic", "aic"):
             raise ValueError(f"criterion must be 'bic' or 'aic'; got {self.criterion!r}.")
         if self.min_components > self.max_components:
@@ -163,52 +161,44 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
                 f"min_components ({self.min_components}) must not exceed max_components "
                 f"({self.max_components})."
             )
-        return self._covariance_types()
+        self._covariance_types()
 
-    def _fit(self, X, sample_weight):
-        types = self._check_search()
-        incremental = self.algorithm == "incremental"
-        data, X_memory = _input.fit_data(self, X, sample_weight,
-                                         self.n_blocks if incremental else None)
+    def _candidates(self):
+        """``{(candidate, init): model label}`` of every candidate of the search."""
+        candidates = [_init.Candidate(k, t)
+                      for k in range(self.min_components, self.max_components + 1)
+                      for t in self._covariance_types()]
+        return {(c, i): f"K={c.n_components} {c.covariance_type}"
+                + (f" init {i}" if self.n_init > 1 else "")
+                for c in candidates for i in range(self.n_init)}
+
+    def _statistics_layouts(self, data, target):
         if self.max_components > data.n_samples:
             raise ValueError(
                 f"max_components ({self.max_components}) must not exceed the number of "
                 f"samples ({data.n_samples})."
             )
-        n_features = data.X.shape[1]
-        candidates = [_init.Candidate(k, t) for k in range(self.min_components,
-                                                           self.max_components + 1)
-                      for t in types]
-        labels = {(c, i): f"K={c.n_components} {c.covariance_type}"
-                  + (f" init {i}" if self.n_init > 1 else "")
-                  for c in candidates for i in range(self.n_init)}
-        blocks = _em.blocks(data, X_memory is not None, self.n_blocks) if incremental else None
-        _em.check_statistics_size({label: Layout(c.n_components, n_features, c.covariance_type)
-                                   for (c, _), label in labels.items()},
-                                  copies=len(blocks) if incremental else 1)
-        settings = _em.Settings(
-            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-            split_every=self.split_every, verbose=self.verbose,
-            verbose_interval=self.verbose_interval, checkpoint=self.checkpoint,
-            drop_failed=True, relaxation=self.relaxation,
-        )
-        state, save = None, None
-        if self.checkpoint:
-            identity = _checkpoint.fingerprint(self, data.n_samples, n_features, None,
-                                               sample_weight is not None)
-            state = _checkpoint.load(self.checkpoint, identity)
-            save = partial(_checkpoint.save, self.checkpoint, identity=identity)
-        data = _em.cached(data, self.cache, settings)
-        if state is None:
-            state = _em.EMState(self._starts(data, X_memory, candidates, labels), blocks=blocks)
-        _em.run_em(data, state, settings, save)
+        return {label: Layout(c.n_components, data.X.shape[1], c.covariance_type)
+                for (c, _), label in self._candidates().items()}
+
+    def _em_options(self):
+        return dict(drop_failed=True, relaxation=self.relaxation)
+
+    def _em_state(self, data, X_memory, target, blocks, settings):
+        return _em.EMState(self._starts(data, X_memory), blocks=blocks), settings
+
+    def _set_fitted(self, state, data, target):
+        labels = self._candidates()
+        candidates = list(dict.fromkeys(c for c, _ in labels))
         by_label = {model.label: model for model in state.models}
         chosen = [_em.best_model([by_label[labels[c, i]] for i in range(self.n_init)],
                                  self.max_iter) for c in candidates]
         self._set_results(data, candidates, chosen)
 
-    def _starts(self, data, X_memory, candidates, labels):
+    def _starts(self, data, X_memory):
         data, X_memory, _ = _missing.initialisation_data(data, X_memory)
+        labels = self._candidates()
+        candidates = list(dict.fromkeys(c for c, _ in labels))
         if X_memory is not None:
             starts = _init.memory_starts(X_memory, candidates, self.n_init, self.init_params,
                                          self.reg_covar, self.random_state)
@@ -265,7 +255,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            estimator._set_fitted(model, dtype)
+            set_fitted_mixture(estimator, model, dtype)
         for name in ("n_features_in_", "feature_names_in_"):
             if hasattr(self, name):
                 setattr(estimator, name, getattr(self, name))

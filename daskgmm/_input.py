@@ -20,15 +20,17 @@ its module was imported, so they are looked up in ``sys.modules``.
 
 import os
 import sys
+from functools import partial
 
 import dask
 import dask.array as da
 import numpy as np
 import zarr
 from sklearn.utils import assert_all_finite
-from sklearn.utils.validation import check_non_negative, validate_data
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_non_negative, column_or_1d, validate_data
 
-from . import _em, _graph, _missing
+from . import _graph, _missing
 
 # The floating-point types kept as they are; other numbers become float64.
 DTYPES = [np.float64, np.float32]
@@ -224,6 +226,34 @@ def _check_dask_array(X, estimator_name):
         )
 
 
+def encode_labels(y, data):
+    """``classes_`` and the (Dask) class index of every row of ``data``.
+
+    ``y`` holds class labels, NumPy or Dask (see `vector`); anything else
+    (continuous, wrong length, not 1-dimensional) is a ValueError.
+    """
+    if isinstance(y, da.Array):
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-dimensional; got shape {y.shape}.")
+        (classes,) = _graph.compute(da.unique(y), scheduler=data.scheduler)
+        target = type_of_target(classes, raise_unknown=True)
+    else:
+        y = column_or_1d(y, warn=True)
+        classes = np.unique(y)
+        target = type_of_target(y, raise_unknown=True)
+    if y.shape[0] != data.n_samples:
+        raise ValueError(
+            f"y has {y.shape[0]} samples but X has {data.n_samples}; they must match."
+        )
+    if target not in ("binary", "multiclass"):
+        raise ValueError(
+            f"y must hold class labels (binary or multiclass); got a {target!r} target."
+        )
+    if isinstance(y, da.Array):
+        return classes, y.map_blocks(partial(np.searchsorted, classes), dtype=np.intp)
+    return classes, da.from_array(np.searchsorted(classes, y), chunks=(data.X.chunks[0],))
+
+
 def _checked_weights(sample_weight):
     """``sample_weight``, after scikit-learn's checks: finite and non-negative."""
     assert_all_finite(sample_weight, input_name="sample_weight")
@@ -281,7 +311,7 @@ def fit_data(estimator, X, sample_weight, n_blocks=None, reset=True):
     """``X`` (and weights) validated for fit: ``(RowData, X in memory or None)``.
 
     With ``n_blocks`` (incremental EM), in-memory input is cut into the row
-    chunks of ``_em.in_memory_chunks``; with ``reset=False`` (later
+    chunks of ``_graph.in_memory_chunks``; with ``reset=False`` (later
     ``partial_fit`` calls) X must have the fitted features.
     """
     X, _ = validate(estimator, X, reset=reset, known_rows=True)
@@ -290,5 +320,5 @@ def fit_data(estimator, X, sample_weight, n_blocks=None, reset=True):
     policy = nan_policy(estimator)
     if isinstance(X, da.Array):
         return _graph.from_dask(X, sample_weight)._replace(nan_policy=policy), None
-    row_chunks = None if n_blocks is None else _em.in_memory_chunks(len(X), n_blocks)
+    row_chunks = None if n_blocks is None else _graph.in_memory_chunks(len(X), n_blocks)
     return _graph.from_numpy(X, sample_weight, row_chunks)._replace(nan_policy=policy), X

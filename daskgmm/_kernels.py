@@ -101,7 +101,7 @@ def _constants(weights, prec_chol, covariance_type, n_features, log_weights):
     if log_weights is None:
         log_weights = np.log(weights)
     return np.ascontiguousarray(
-        log_weights + log_det(prec_chol, covariance_type, n_features)
+        log_weights + log_det(prec_chol, n_features, covariance_type)
         - 0.5 * n_features * LOG_2PI, dtype=np.float64)
 
 

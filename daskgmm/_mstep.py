@@ -13,9 +13,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 from scipy.special import betaln, digamma
 
+from ._covariance import REGISTRY, model_scatter, precision_cholesky, weighted_outer, wishart
 from ._covariance import covariances as estimate_covariances
-from ._covariance import log_det as log_det_of
-from ._covariance import precision_cholesky, weighted_outer, wishart
 from ._sklearn import log_dirichlet_norm, log_wishart_norm
 from ._stats import Stats
 
@@ -99,17 +98,10 @@ def model_statistics(parameters, weight, reg_covar):
     Per component: responsibility sum ``weight * weights``, the model's mean,
     and the scatter of its covariance less ``reg_covar``; no log-likelihood.
     """
-    covariance_type = parameters.covariance_type
     nk = weight * parameters.weights
-    n_features = parameters.means.shape[1]
-    cov = np.array(parameters.covariances, dtype=np.float64)
-    if covariance_type in ("full", "tied"):
-        cov[..., np.arange(n_features), np.arange(n_features)] -= reg_covar
-        scale = nk[:, None, None] if covariance_type == "full" else weight
-    else:
-        cov = np.maximum(cov - reg_covar, 0)
-        scale = nk[:, None] if covariance_type == "diag" else nk * n_features
-    return Stats(nk, parameters.means, cov * scale, 0.0, float(weight))
+    m2 = model_scatter(parameters.covariances, reg_covar, nk, weight,
+                       parameters.means.shape[1], parameters.covariance_type)
+    return Stats(nk, parameters.means, m2, 0.0, float(weight))
 
 
 def m_step(stats, reg_covar, params, previous, iteration):
@@ -193,13 +185,12 @@ def variational_lower_bound(parameters, entropy, prior_type):
     ``parameters`` are those after the M-step, ``entropy`` the pass's
     (weighted) ``sum r log r`` of the E-step before it.
     """
-    posterior, covariance_type = parameters.posterior, parameters.covariance_type
+    posterior, kind = parameters.posterior, REGISTRY[parameters.covariance_type]
     n_components, n_features = parameters.means.shape
-    log_det = (log_det_of(parameters.prec_chol, covariance_type, n_features)
+    log_det = (kind.log_det(parameters.prec_chol, n_features)
                - 0.5 * n_features * np.log(posterior.degrees_of_freedom))
-    log_wishart = np.sum(log_wishart_norm(posterior.degrees_of_freedom, log_det, n_features))
-    if covariance_type == "tied":
-        log_wishart = n_components * log_wishart
+    log_wishart = kind.wishart_copies(n_components) * np.sum(
+        log_wishart_norm(posterior.degrees_of_freedom, log_det, n_features))
     concentration = posterior.weight_concentration
     if prior_type == "dirichlet_process":
         log_norm_weight = -np.sum(betaln(concentration[0], concentration[1]))

@@ -25,13 +25,15 @@ import os
 import re
 import shutil
 import uuid
+from typing import NamedTuple
 
 import numpy as np
 import zarr
 from sklearn.utils.validation import check_is_fitted
 from zarr.storage import LocalStore
 
-from ._covariance import COVARIANCE_TYPES, m2_shape
+from ._covariance import m2_shape
+from ._covariance_types import COVARIANCE_TYPES
 
 FORMAT = "daskgmm"
 FORMAT_VERSION = 1
@@ -41,6 +43,9 @@ STORABLE_KINDS = "biufcSU"
 
 # Fixed-width string kinds: the integer type of one code point.
 _CODE_POINT = {"U": np.dtype("<u4"), "S": np.dtype("u1")}
+
+# The estimator classes a model store may hold, by class name (see `register`).
+ESTIMATORS = {}
 
 # Names of arrays (directories inside the group).
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -53,7 +58,6 @@ MODEL_PARAMETER_ARRAYS = (
     "precisions_",
     "precisions_cholesky_",
 )
-MODEL_REQUIRED_ARRAYS = (*MODEL_PARAMETER_ARRAYS, "lower_bounds_")
 MODEL_OPTIONAL_ARRAYS = ("classes_", "feature_names_in_")
 # A BayesianGaussianMixture's posterior and priors (a Dirichlet process's
 # weight_concentration_ tuple stored as a (2, K) array; scalars as 0-d arrays).
@@ -67,6 +71,29 @@ VARIATIONAL_ARRAYS = (
     "degrees_of_freedom_prior_",
     "covariance_prior_",
 )
+
+
+
+
+class SavedAttributes(NamedTuple):
+    """The fitted attributes an estimator class saves (its ``_saved_attributes``).
+
+    ``arrays`` bit for bit, ``lists`` (of floats) as float64 arrays,
+    ``scalars`` (names in ``SCALAR_TYPES``) as typed JSON attributes; every
+    estimator also saves ``n_features_in_``, ``classes_`` and
+    ``feature_names_in_`` where it has them, and a variational mixture its
+    ``VARIATIONAL_ARRAYS``.
+    """
+
+    arrays: tuple
+    lists: tuple = ()
+    scalars: tuple = ()
+
+
+# A fitted mixture's (GaussianMixture, BayesianGaussianMixture).
+MIXTURE_ATTRIBUTES = SavedAttributes(MODEL_PARAMETER_ARRAYS, ("lower_bounds_",),
+                                     ("converged_", "n_iter_", "lower_bound_"))
+SCALAR_TYPES = {"converged_": bool, "n_iter_": int, "lower_bound_": float, "n_features_in_": int}
 
 
 # ---------------------------------------------------------------- JSON values
@@ -481,8 +508,8 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : daskgmm.GaussianMixture or daskgmm.BayesianGaussianMixture
-        A fitted estimator.
+    estimator : a registered daskgmm estimator
+        A fitted estimator; its class's ``_saved_attributes`` say what is saved.
     path : str or os.PathLike
         Local directory; an existing model there is replaced atomically.
 
@@ -495,13 +522,16 @@ def save(estimator, path):
     from . import __version__
 
     check_is_fitted(estimator)
-    arrays = {name: np.asarray(getattr(estimator, name)) for name in MODEL_PARAMETER_ARRAYS}
-    arrays["lower_bounds_"] = np.asarray(estimator.lower_bounds_, dtype=np.float64)
+    saved = estimator._saved_attributes
+    arrays = {name: np.asarray(getattr(estimator, name)) for name in saved.arrays}
+    arrays.update({name: np.asarray(getattr(estimator, name), dtype=np.float64)
+                   for name in saved.lists})
     variational = {name: getattr(estimator, name)
                    for name in VARIATIONAL_ARRAYS if hasattr(estimator, name)}
     arrays.update({name: np.asarray(value) for name, value in variational.items()})
     scalars = {name: value for name, value in variational.items() if np.ndim(value) == 0}
-    scalars["lower_bound_"] = estimator.lower_bound_
+    scalars.update({name: getattr(estimator, name) for name in saved.scalars
+                    if SCALAR_TYPES[name] is float})
     labels = {
         name: np.asarray(getattr(estimator, name))
         for name in MODEL_OPTIONAL_ARRAYS
@@ -514,10 +544,8 @@ def save(estimator, path):
         "object_arrays": [name for name, array in labels.items() if array.dtype.kind == "O"],
         "daskgmm_version": __version__,
         "params": _encode_params(estimator.get_params(deep=False)),
-        "converged_": bool(estimator.converged_),
-        "n_iter_": int(estimator.n_iter_),
-        "lower_bound_": encode_json(float(estimator.lower_bound_)),
-        "n_features_in_": int(estimator.n_features_in_),
+        **{name: encode_json(SCALAR_TYPES[name](getattr(estimator, name)))
+           for name in (*saved.scalars, "n_features_in_")},
         "scalar_types": {name: _scalar_type(value) for name, value in scalars.items()},
     }
     write_group(path, arrays, attrs)
@@ -602,6 +630,27 @@ def read_model(path):
         raise invalid_model(path, error) from error
 
 
+def register(cls):
+    """Class decorator: ``load`` rebuilds saved estimators of ``cls`` by its name."""
+    ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def load(path):
+    """The fitted estimator saved at ``path``, of the registered class it names.
+
+    See `daskgmm.load`; the classes must have been registered (imported).
+    """
+    name, params, fitted = read_model(path)
+    try:
+        estimator = ESTIMATORS[name]().set_params(**params)
+        estimator._validate_params()
+    except (KeyError, TypeError, ValueError) as error:
+        raise invalid_model(path, error) from error
+    vars(estimator).update(fitted)
+    return estimator
+
+
 def invalid_model(path, error):
     """The ValueError for a store that is not a consistent model."""
     return ValueError(f"{_local_path(path)} is not a valid daskgmm model: {error}")
@@ -609,14 +658,15 @@ def invalid_model(path, error):
 
 def _model(arrays, attrs):
     """Hyperparameters and fitted attributes from a store's verified arrays and attributes."""
-    missing = [name for name in MODEL_REQUIRED_ARRAYS if name not in arrays]
+    saved = ESTIMATORS[attrs.get("estimator", "GaussianMixture")]._saved_attributes
+    missing = [name for name in (*saved.arrays, *saved.lists) if name not in arrays]
     if missing:
         raise ValueError(f"missing arrays {missing}")
     params = {name: decode_json(value) for name, value in attrs["params"].items()}
     object_arrays = attrs["object_arrays"]
     fitted = {
         name: arrays[name].astype(object) if name in object_arrays else arrays[name]
-        for name in (*MODEL_PARAMETER_ARRAYS, *MODEL_OPTIONAL_ARRAYS)
+        for name in (*saved.arrays, *MODEL_OPTIONAL_ARRAYS)
         if name in arrays
     }
     # Stores before "scalar_types" was recorded: 0-d arrays are floats.
@@ -626,15 +676,12 @@ def _model(arrays, attrs):
                    for name in VARIATIONAL_ARRAYS if name in arrays})
     if np.ndim(fitted.get("weight_concentration_")) == 2:
         fitted["weight_concentration_"] = tuple(fitted["weight_concentration_"])
-    fitted["lower_bounds_"] = arrays["lower_bounds_"].tolist()
-    fitted["converged_"] = _typed(attrs["converged_"], bool, "converged_")
-    fitted["n_iter_"] = _typed(attrs["n_iter_"], int, "n_iter_")
-    fitted["lower_bound_"] = _as_scalar(
-        _typed(decode_json(attrs["lower_bound_"]), float, "lower_bound_"),
-        scalar_types.get("lower_bound_", "float"),
-    )
-    fitted["n_features_in_"] = _typed(attrs["n_features_in_"], int, "n_features_in_")
-    _check_shapes(fitted, params.get("covariance_type"))
+    fitted.update({name: arrays[name].tolist() for name in saved.lists})
+    fitted.update({name: _typed(decode_json(attrs[name]), SCALAR_TYPES[name], name)
+                   for name in (*saved.scalars, "n_features_in_")})
+    fitted.update({name: _as_scalar(fitted[name], scalar_types[name])
+                   for name in saved.scalars if name in scalar_types})
+    _check_shapes(fitted, params.get("covariance_type"), saved)
     return params, fitted
 
 
@@ -644,18 +691,28 @@ def _typed(value, expected_type, name):
     return value
 
 
-def _check_shapes(fitted, covariance_type):
-    """The fitted arrays agree with each other and with the covariance type."""
+def _check_shapes(fitted, covariance_type, saved):
+    """The fitted arrays agree with each other and with the covariance type.
+
+    A classifier's arrays have a leading class axis (that of ``weights_``,
+    one mixture per class); its other ``saved.arrays`` are one value per class.
+    """
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"unknown covariance_type {covariance_type!r}")
-    n_components, n_features = len(fitted["weights_"]), fitted["n_features_in_"]
-    covariance_shape = m2_shape(n_components, n_features, covariance_type)
+    weights = fitted["weights_"]
+    if weights.ndim < 1:
+        raise ValueError("weights_ has no component axis")
+    leading, n_components = weights.shape[:-1], weights.shape[-1]
+    n_features = fitted["n_features_in_"]
+    covariance_shape = leading + m2_shape(n_components, n_features, covariance_type)
     expected = {
-        "means_": (n_components, n_features),
+        **{name: leading for name in saved.arrays},
+        "weights_": weights.shape,
+        "means_": leading + (n_components, n_features),
         "covariances_": covariance_shape,
         "precisions_": covariance_shape,
         "precisions_cholesky_": covariance_shape,
-        "classes_": (n_components,),
+        "classes_": weights.shape[:1],
         "feature_names_in_": (n_features,),
     }
     for name, shape in expected.items():

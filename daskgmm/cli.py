@@ -19,13 +19,13 @@ import textwrap
 import time
 
 from . import __version__
+from ._covariance_types import COVARIANCE_TYPES
 
 # Exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells report it.
 EXIT_INTERRUPTED = 130
 # Exit status of a command that failed on its input or its cluster (argparse's own).
 EXIT_ERROR = 2
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 NAN_POLICIES = ("raise", "omit", "marginalize")
 CACHE_CHOICES = {"auto": "auto", "true": True, "false": False}
@@ -215,7 +215,7 @@ def _check_parent(option, path):
 
 def _checked_model_and_data(args):
     """Load MODEL and open DATA, checking that their feature counts agree."""
-    from ._gaussian_mixture import load
+    from ._io import load
 
     gm = load(args.model)
     data = open_data(args.data, args.columns)
@@ -325,11 +325,17 @@ def _fit(args):
     from sklearn.exceptions import ConvergenceWarning
 
     from ._bayesian_mixture import BayesianGaussianMixture
+    from ._classifier import GaussianMixtureClassifier
     from ._gaussian_mixture import GaussianMixture
     from ._ic import GaussianMixtureIC
 
-    _check_distinct(DATA=args.data, **{"--output": args.output, "--checkpoint": args.checkpoint})
+    _check_distinct(DATA=args.data, **{"--output": args.output, "--checkpoint": args.checkpoint,
+                                       "--labels": args.labels})
     _check_parent("--checkpoint", args.checkpoint)
+    if args.labels is not None and (args.select is not None or args.bayesian):
+        raise ValueError("--labels fits a classifier; not with --select or --bayesian")
+    if args.labels is not None and args.n_components is None:
+        args.n_components = 1
     if (args.n_components is None) == (args.select is None):
         raise ValueError("fit takes --n-components K, or --select MIN:MAX for a search: one of them")
     if args.select is None and len(args.covariance_type) > 1:
@@ -343,6 +349,7 @@ def _fit(args):
     data = open_data(args.data, args.columns)
     if not hasattr(data, "columns") and data.shape[0] < most:
         raise ValueError(f"{args.data} has {data.shape[0]} rows, fewer than {option} {most}")
+    labels = None if args.labels is None else _open_labels(args.labels, data)
     common = dict(
         tol=args.tol, reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
         init_params=args.init_params, random_state=args.random_state,
@@ -352,6 +359,9 @@ def _fit(args):
     )
     if args.select is not None:
         model = GaussianMixtureIC(*args.select, covariance_type=args.covariance_type, **common)
+    elif labels is not None:
+        model = GaussianMixtureClassifier(args.n_components,
+                                          covariance_type=args.covariance_type[0], **common)
     elif args.bayesian:
         kind, value = args.weight_concentration_prior or (WEIGHT_PRIOR_TYPES[0], None)
         model = BayesianGaussianMixture(
@@ -365,7 +375,7 @@ def _fit(args):
         tic = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(X)
+            model.fit(X, labels)
         seconds = time.perf_counter() - tic
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
@@ -374,11 +384,30 @@ def _fit(args):
         print("\n".join(_fitted_table(model.results_)))
         print(f"best: {model.n_components_} {model.covariance_type_} components, "
               f"{model.criterion} {model.criterion_:.2f}")
+    if labels is not None:
+        print(f"fitted {len(model.classes_)} classes of {args.n_components} "
+              f"{model.covariance_type} component(s) each in {model.n_iter_.max()} iterations "
+              f"({seconds:.1f} s), converged: {bool(model.converged_.all())}; "
+              f"saved to {args.output}")
+        return model
     gm = model.best_estimator_ if args.select is not None else model
     print(f"fitted {gm.means_.shape[0]} {gm.covariance_type} components in {gm.n_iter_} "
           f"iterations ({seconds:.1f} s), converged: {gm.converged_}, "
           f"lower bound {gm.lower_bound_:.6f}; saved to {args.output}")
     return gm
+
+
+def _open_labels(path, data):
+    """The class labels of the rows of ``data``: a 1-D zarr array or ``.npy`` file, lazily."""
+    if _is_parquet(path):
+        raise ValueError(f"--labels: {path} is Parquet; give the labels as a zarr array or .npy")
+    labels = open_data(path)
+    if labels.ndim != 1:
+        raise ValueError(f"--labels: {path} has shape {labels.shape}; it must be 1-dimensional")
+    if not hasattr(data, "columns") and labels.shape[0] != data.shape[0]:
+        raise ValueError(f"--labels: {path} has {labels.shape[0]} labels but DATA has "
+                         f"{data.shape[0]} rows")
+    return labels
 
 
 def _predict(args):
@@ -404,6 +433,9 @@ def _score(args):
     import numpy as np
 
     gm, data = _checked_model_and_data(args)
+    if hasattr(gm, "class_prior_"):
+        raise ValueError(f"{args.model} is a classifier; score reports a mixture's "
+                         "log-likelihood (use predict for the classes)")
     with _connect(args):
         score, n_samples = gm._mean_score(rows(data))  # the rows that count under nan_policy
     n_parameters = gm._n_parameters()
@@ -428,35 +460,6 @@ def _impute(args):
     print(f"wrote {X.shape[0]} rows with their NaN filled by {how} to {args.output}")
 
 
-def covariance_summary(covariances, covariance_type, n_components, n_features):
-    """Mean variance and log-determinant of each component's covariance.
-
-    Parameters
-    ----------
-    covariances : ndarray
-        ``covariances_`` of a fitted model, shaped as for ``covariance_type``.
-    covariance_type : {"full", "tied", "diag", "spherical"}
-    n_components, n_features : int
-
-    Returns
-    -------
-    mean_variance, log_det : ndarray of shape (n_components,)
-    """
-    import numpy as np
-
-    if covariance_type == "full":
-        variances = np.diagonal(covariances, axis1=1, axis2=2)
-        log_det = np.linalg.slogdet(covariances)[1]
-    elif covariance_type == "tied":
-        variances = np.tile(np.diag(covariances), (n_components, 1))
-        log_det = np.full(n_components, np.linalg.slogdet(covariances)[1])
-    elif covariance_type == "diag":
-        variances = covariances
-        log_det = np.log(covariances).sum(axis=1)
-    else:
-        return covariances, n_features * np.log(covariances)
-    return variances.mean(axis=1), log_det
-
 
 def _describe(value):
     """A hyperparameter value in one short piece of text (arrays by their shape)."""
@@ -467,9 +470,12 @@ def _describe(value):
 def _info(args):
     import numpy as np
 
-    from ._gaussian_mixture import load
+    from ._covariance import covariance_summary
+    from ._io import load
 
     gm = load(args.model)
+    if hasattr(gm, "class_prior_"):
+        return _classifier_info(args.model, gm)
     n_components, n_features = gm.means_.shape
     print(f"daskgmm model {args.model}")
     print(f"  components {n_components}, features {n_features}, "
@@ -492,6 +498,31 @@ def _info(args):
     for k in range(n_components):
         print(f"  {k:>9}  {gm.weights_[k]:.4f}  {mean_variance[k]:13.6g}  {log_det[k]:7.3f}  "
               f"{np.array2string(gm.means_[k], precision=3)}")
+
+
+def _classifier_info(path, classifier):
+    """`daskgmm info` of a saved GaussianMixtureClassifier: per class, its prior and mixture."""
+    import numpy as np
+
+    from ._covariance import covariance_summary
+
+    n_classes, n_components, n_features = classifier.means_.shape
+    print(f"daskgmm classifier {path}")
+    print(f"  classes {n_classes}, components per class {n_components}, features {n_features}, "
+          f"covariance {classifier.covariance_type}")
+    params = classifier.get_params()
+    print(textwrap.fill(", ".join(f"{name}={_describe(params[name])}" for name in sorted(params)),
+                        width=INFO_WIDTH, initial_indent="  hyperparameters: ",
+                        subsequent_indent="    ", break_on_hyphens=False))
+    for code, label in enumerate(classifier.classes_.tolist()):
+        print(f"  class {label!r}: prior {classifier.class_prior_[code]:.4f}, iterations "
+              f"{classifier.n_iter_[code]}, converged {bool(classifier.converged_[code])}")
+        mean_variance, log_det = covariance_summary(
+            classifier.covariances_[code], classifier.covariance_type, n_components, n_features)
+        for k in range(n_components):
+            print(f"    component {k}  weight {classifier.weights_[code, k]:.4f}  mean variance "
+                  f"{mean_variance[k]:.6g}  log-det {log_det[k]:.3f}  "
+                  f"mean {np.array2string(classifier.means_[code, k], precision=3)}")
 
 
 def _cluster_config(args):
@@ -594,7 +625,8 @@ def _parser():
                    data_options)
     fit.add_argument("data", type=_existing, metavar="DATA", help=data_help)
     fit.add_argument("--n-components", type=_number(int, 1), default=None,
-                     help="number of Gaussians (this or --select is required)")
+                     help="number of Gaussians (this or --select is required; with "
+                          "--labels, per class, default 1)")
     fit.add_argument("--select", type=_select, default=None, metavar="MIN:MAX",
                      help="search the numbers of Gaussians MIN..MAX (and the covariance "
                           "types given) in the same passes; save the best by BIC")
@@ -603,6 +635,10 @@ def _parser():
     fit.add_argument("--covariance-type", type=_covariance_types, default="full",
                      help="form of each component's covariance: full, tied, diag or "
                           "spherical; with --select also 'all' or several, comma separated")
+    fit.add_argument("--labels", type=_existing, default=None, metavar="LABELS",
+                     help="class labels of DATA's rows (a 1-D zarr array or .npy): fit a "
+                          "GaussianMixtureClassifier, a mixture of --n-components (default 1: "
+                          "quadratic discriminant analysis) per class")
     fit.add_argument("--bayesian", action="store_true",
                      help="fit a BayesianGaussianMixture: the prior switches unneeded "
                           "components of --n-components off")

@@ -6,7 +6,7 @@ import zarr
 from distributed import Client, LocalCluster
 from zarr.storage import LocalStore, WrapperStore
 
-COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+from daskgmm._covariance_types import COVARIANCE_TYPES  # noqa: F401 (the tests import it from here)
 
 
 def make_mixture(n_samples=2000, n_features=3, n_components=3, seed=0, separation=4.0):

@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import daskgmm
 from daskgmm import GaussianMixture, GaussianMixtureClassifier
 
 from .conftest import COVARIANCE_TYPES, counted_array, make_mixture
@@ -247,3 +248,72 @@ def _expected_failed_checks(estimator):
     2, covariance_type="diag", random_state=0)], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+# ------------------------------------------------- save, load, checkpoint, incremental
+
+
+CLASSIFIER_ATTRIBUTES = ("classes_", "class_prior_", "weights_", "means_", "covariances_",
+                         "precisions_cholesky_", "converged_", "n_iter_", "lower_bound_")
+
+
+@pytest.mark.parametrize("n_components_per_class, covariance_type, labels", [
+    (1, "full", "int"), (2, "tied", "str"), (2, "diag", "object"), (1, "spherical", "str")])
+def test_save_load_round_trip(tmp_path, labelled, n_components_per_class, covariance_type,
+                              labels):
+    X, y = labelled
+    y = {"int": y * 10 - 5, "str": np.array(["a", "bb", "c"])[y],
+         "object": np.array(["a", "bb", "c"], dtype=object)[y]}[labels]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        original = GaussianMixtureClassifier(n_components_per_class,
+                                             covariance_type=covariance_type, max_iter=5,
+                                             random_state=0).fit(X, y)
+    original.save(tmp_path / "model")
+    loaded = daskgmm.load(tmp_path / "model")
+    assert type(loaded) is GaussianMixtureClassifier
+    assert loaded.get_params() == original.get_params()
+    assert sorted(name for name in vars(loaded) if name.endswith("_")) == sorted(
+        name for name in vars(original) if name.endswith("_"))
+    for name in CLASSIFIER_ATTRIBUTES:
+        value, expected = getattr(loaded, name), getattr(original, name)
+        assert type(value) is np.ndarray and value.dtype == expected.dtype, name
+        assert value.shape == expected.shape, name
+        np.testing.assert_array_equal(value, expected, err_msg=name)
+    assert type(loaded.n_features_in_) is int and loaded.n_features_in_ == 3
+    np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+
+
+def test_save_of_an_unfitted_classifier_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="not fitted"):
+        GaussianMixtureClassifier().save(tmp_path / "model")
+
+
+def test_checkpoint_resumes_to_the_uninterrupted_fit(tmp_path, labelled):
+    X, y = labelled
+    checkpoint = str(tmp_path / "fit.ckpt")
+    kwargs = dict(n_components_per_class=3, covariance_type="diag", tol=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        GaussianMixtureClassifier(max_iter=2, checkpoint=checkpoint, **kwargs).fit(X, y)
+        resumed = GaussianMixtureClassifier(max_iter=5, checkpoint=checkpoint, **kwargs).fit(X, y)
+        whole = GaussianMixtureClassifier(max_iter=5, **kwargs).fit(X, y)
+    np.testing.assert_array_equal(resumed.n_iter_, [5, 5, 5])
+    for name in FITTED:
+        np.testing.assert_allclose(getattr(resumed, name), getattr(whole, name), rtol=1e-9)
+    with pytest.raises(ValueError, match="written for other data or parameters"):
+        GaussianMixtureClassifier(max_iter=5, checkpoint=checkpoint, **kwargs).fit(X, y + 1)
+
+
+def test_incremental_em_fits_every_class_in_the_same_blocks(labelled):
+    X, y = labelled
+    kwargs = dict(n_components_per_class=2, covariance_type="full", random_state=0, tol=1e-4,
+                  max_iter=200)
+    batch = GaussianMixtureClassifier(**kwargs).fit(X, y)
+    incremental = GaussianMixtureClassifier(algorithm="incremental", n_blocks=4,
+                                            **kwargs).fit(X, y)
+    assert incremental.converged_.all() and batch.converged_.all()
+    assert incremental.n_iter_.max() < batch.n_iter_.max()  # fewer passes
+    np.testing.assert_allclose(incremental.lower_bound_, batch.lower_bound_, rtol=1e-3)
+    assert (incremental.predict(X) == batch.predict(X)).mean() > 0.99

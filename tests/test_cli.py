@@ -22,12 +22,13 @@ import zarr
 
 import daskgmm
 from daskgmm._cluster import CONFIG_DIR
+from daskgmm._covariance import covariance_summary
+from daskgmm._covariance_types import COVARIANCE_TYPES
 from daskgmm._progress import DESCRIPTION
-from daskgmm.cli import _parser, covariance_summary, main
+from daskgmm.cli import _parser, main
 from daskgmm.datasets import make_mixture
 
 ROOT = Path(__file__).resolve().parents[1]
-COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # Modules that `daskgmm --help` must not import (seconds of start-up between them).
 HEAVY_MODULES = ("dask", "distributed", "numpy", "sklearn", "zarr", "yaml", "tqdm")
 
@@ -421,3 +422,37 @@ def test_demo_runs_as_installed(tmp_path):
     assert reported == [str(iteration) for iteration in range(1, n_iter + 1)], result.stdout
     error = float(result.stdout.split("true means: ")[1].split()[0])
     assert error < 0.2
+
+
+def test_fit_with_labels_is_a_classifier(tmp_path, thread_config, capsys):
+    """`daskgmm fit DATA --labels LABELS` (a real process) fits and saves a classifier;
+    predict writes classes, info describes each class, score refuses it."""
+    data, labels = str(tmp_path / "data.zarr"), str(tmp_path / "labels.zarr")
+    model, predicted = str(tmp_path / "model.zarr"), str(tmp_path / "predicted.zarr")
+    assert main(["make-data", data, "--labels", labels, "--n-samples", "3000",
+                 "--n-features", "2", "--n-components", "3", "--chunk-rows", "1000"]) == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "daskgmm.cli", "fit", data, "--labels", labels,
+         "--n-components", "2", "--covariance-type", "diag", "--random-state", "0",
+         "--cluster", thread_config, "--output", model, "--quiet"],
+        capture_output=True, text=True, env=_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "fitted 3 classes of 2 diag component(s) each" in result.stdout
+    classifier = daskgmm.load(model)
+    assert isinstance(classifier, daskgmm.GaussianMixtureClassifier)
+    X, y = zarr.open_array(data, mode="r")[:], zarr.open_array(labels, mode="r")[:]
+    expected = daskgmm.GaussianMixtureClassifier(2, covariance_type="diag",
+                                                 random_state=0).fit(da.from_zarr(data), y)
+    np.testing.assert_allclose(classifier.means_, expected.means_, rtol=1e-9)
+    np.testing.assert_array_equal(classifier.classes_, np.unique(y))
+
+    capsys.readouterr()
+    assert main(["predict", model, data, "--output", predicted, "--cluster", thread_config]) == 0
+    np.testing.assert_array_equal(zarr.open_array(predicted, mode="r")[:], classifier.predict(X))
+    assert main(["info", model]) == 0
+    out = capsys.readouterr().out
+    assert "classes 3, components per class 2, features 2, covariance diag" in out
+    assert main(["score", model, data]) == 2
+    assert "is a classifier" in capsys.readouterr().err
+    assert main(["fit", data, "--labels", labels, "--select", "1:2", "--output", model]) == 2
+    assert "--labels fits a classifier" in capsys.readouterr().err
