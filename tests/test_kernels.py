@@ -270,3 +270,12 @@ def test_random_shapes_and_offsets(covariance_type, n_rows, n_features, n_compon
     rtol = 1e-4 if dtype == np.float32 and covariance_type == "full" else 1e-8
     _assert_stats(stats, reference, shift, _kernels.reference_means(weights, means + shift),
                   rtol=rtol, atol_m2=1e-9 * max(1, n_rows))
+
+
+def test_exp_is_within_an_ulp_of_numpys():
+    from daskgmm import _fused
+
+    s = np.concatenate([-np.linspace(0, -_fused.LOG_RESP_FLOOR, 100001), [-1e-300, -0.0]])
+    e = s.copy()
+    _fused._exp_row(e, len(e))
+    assert (np.abs(e - np.exp(s)) <= np.spacing(np.exp(s))).all()
