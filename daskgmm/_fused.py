@@ -57,7 +57,10 @@ import numpy as np
 _JIT = dict(cache=True, nogil=True, error_model="numpy",
             fastmath={"reassoc", "contract", "nsz", "arcp"})
 
-# See `_kernels._LOG_RESP_FLOOR`.
+# Responsibilities whose log (relative to the row's largest) is at most this
+# are set to 0 without computing exp: below about -708 exp gives subnormals,
+# whose arithmetic is 5-40x slower (well-separated components made whole fits
+# 2.5x slower). What it drops is below exp(-500) = 7e-218 of a row's weight.
 LOG_RESP_FLOOR = -500.0
 
 
