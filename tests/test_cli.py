@@ -28,7 +28,7 @@ from daskgmm.datasets import make_mixture
 ROOT = Path(__file__).resolve().parents[1]
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # Modules that `daskgmm --help` must not import (seconds of start-up between them).
-HEAVY_MODULES = ("dask", "distributed", "numpy", "sklearn", "zarr", "yaml", "tqdm")
+HEAVY_MODULES = ("dask", "distributed", "numpy", "sklearn", "zarr", "yaml", "tqdm", "numba")
 
 
 def _env():

@@ -6,6 +6,9 @@ softmax, and the statistics as plain two-pass sums in float64 on the rows
 these values), so that any digits a kernel loses there show.
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -279,3 +282,11 @@ def test_exp_is_within_an_ulp_of_numpys():
     e = s.copy()
     _fused._exp_row(e, len(e))
     assert (np.abs(e - np.exp(s)) <= np.spacing(np.exp(s))).all()
+
+
+def test_numba_is_imported_on_the_first_fit_only():
+    code = ("import sys, numpy as np, daskgmm\n"
+            "assert 'numba' not in sys.modules\n"
+            "daskgmm.GaussianMixture(2, max_iter=1).fit(np.arange(20.0).reshape(10, 2))\n"
+            "assert 'numba' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
