@@ -93,29 +93,29 @@ _INVERSE_FACTORIALS = tuple(1.0 / math.factorial(k) for k in range(14))
 _POWERS_OF_HALF = 0.5 ** np.arange(int(-LOG_RESP_FLOOR * _LOG2E) + 2)
 
 
-# Without reassociation, which would merge the two parts of ln 2.
+# Without reassociation, which would merge the two parts of ln 2; inlined
+# into vectorised loops, its operations keep these flags.
 @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _exp_row(s, n_rows):
-    """s[:n_rows] = exp(s[:n_rows]), for values in [LOG_RESP_FLOOR, 0]."""
+def _exp(s):
+    """exp(s) for s in [LOG_RESP_FLOOR, 0]."""
     c = _INVERSE_FACTORIALS
-    for n in range(n_rows):
-        halvings = math.floor(0.5 - s[n] * _LOG2E)
-        r = (s[n] + halvings * _LN2_HI) + halvings * _LN2_LO
-        p = c[13]
-        p = p * r + c[12]
-        p = p * r + c[11]
-        p = p * r + c[10]
-        p = p * r + c[9]
-        p = p * r + c[8]
-        p = p * r + c[7]
-        p = p * r + c[6]
-        p = p * r + c[5]
-        p = p * r + c[4]
-        p = p * r + c[3]
-        p = p * r + c[2]
-        p = p * r + c[1]
-        p = p * r + c[0]
-        s[n] = p * _POWERS_OF_HALF[int(halvings)]
+    halvings = math.floor(0.5 - s * _LOG2E)
+    r = (s + halvings * _LN2_HI) + halvings * _LN2_LO
+    p = c[13]
+    p = p * r + c[12]
+    p = p * r + c[11]
+    p = p * r + c[10]
+    p = p * r + c[9]
+    p = p * r + c[8]
+    p = p * r + c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    p = p * r + c[1]
+    p = p * r + c[0]
+    return p * _POWERS_OF_HALF[int(halvings)]
 
 
 @numba.njit(**_JIT)
@@ -125,10 +125,10 @@ def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals
     r_nk = exp(lp_nk - max_k lp_nk) / sum_k exp(...) times the row's weight;
     adds log p(x_n) = log sum_k exp(lp_nk) (log-sum-exp), the weight and
     sum_k r_nk log r_nk = sum_k r_nk s_nk - log sum_k exp(s_nk), with
-    s = lp - max, to ``totals`` and r_nk to ``nk``. ``work`` is (4, block).
+    s = lp - max, to ``totals`` and r_nk to ``nk``. ``work`` is (3, block).
     """
     n_components = lp.shape[0]
-    top, total, spread, shifted = work[0], work[1], work[2], work[3]
+    top, total, spread = work[0], work[1], work[2]
     for n in range(n_rows):
         top[n] = lp[0, n]
         total[n] = 0.0
@@ -139,16 +139,15 @@ def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals
     for k in range(n_components):
         row = lp[k]
         for n in range(n_rows):
-            shifted[n] = row[n] - top[n]
-            row[n] = max(shifted[n], LOG_RESP_FLOOR)
-        _exp_row(row, n_rows)
-        for n in range(n_rows):
-            # Not NaN nor below the floor, else 0; NaN rows keep NaN in top.
-            e = row[n] if shifted[n] > LOG_RESP_FLOOR else 0.0
+            shifted = row[n] - top[n]
+            # exp of every value (a branch would stop vectorisation), kept where
+            # above the floor and not NaN, else 0; NaN rows keep NaN in top.
+            e = _exp(max(shifted, LOG_RESP_FLOOR))
+            e = e if shifted > LOG_RESP_FLOOR else 0.0
             row[n] = e
             total[n] += e
             if with_entropy:
-                spread[n] += e * shifted[n] if e > 0.0 else 0.0
+                spread[n] += e * shifted if e > 0.0 else 0.0
     weighted = sample_weight.shape[0] > 0
     loglik = 0.0
     weight = 0.0
@@ -282,7 +281,7 @@ def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_
     dev = np.empty((n_features, block + _PAD))
     weighted_dev = np.empty((n_features, block + _PAD))
     lp = np.empty((n_components, block + _PAD))
-    work = np.empty((4, block + _PAD))
+    work = np.empty((3, block + _PAD))
     dev_single = np.zeros((block, n_features), dtype=prec_chol.dtype)
     white = np.empty((block, n_features), dtype=prec_chol.dtype)
     for start in range(0, X.shape[0], block):
@@ -374,7 +373,7 @@ def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_
     block = _block_rows(n_components, n_features)
     xt = np.empty((n_features, block + _PAD))
     lp = np.empty((n_components, block + _PAD))
-    work = np.empty((4, block + _PAD))
+    work = np.empty((3, block + _PAD))
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
         _centred_columns(X, start, n_rows, centre, xt)
@@ -480,7 +479,7 @@ def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_
     vt = np.empty((n_features, block + _PAD))
     ut = np.empty((n_features, block + _PAD))
     lp = np.empty((n_components, block + _PAD))
-    work = np.empty((4, block + _PAD))
+    work = np.empty((3, block + _PAD))
     own = np.empty(block, dtype=np.intp)
     row_weight = np.empty(block)
     for start in range(0, X.shape[0], block):

@@ -279,8 +279,7 @@ def test_exp_is_within_an_ulp_of_numpys():
     from daskgmm import _fused
 
     s = np.concatenate([-np.linspace(0, -_fused.LOG_RESP_FLOOR, 100001), [-1e-300, -0.0]])
-    e = s.copy()
-    _fused._exp_row(e, len(e))
+    e = np.array([_fused._exp(value) for value in s])
     assert (np.abs(e - np.exp(s)) <= np.spacing(np.exp(s))).all()
 
 
