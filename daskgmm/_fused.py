@@ -1,6 +1,6 @@
 """Fused per-chunk kernels, compiled by numba: E-step and statistics in one sweep.
 
-`_kernels` imports this module on first use only (numba takes about 0.3 s to
+`_kernels` imports this module on first use only (numba takes about 0.5 s to
 import), and holds everything around it: parameters in, ``Stats`` out. Each
 covariance type has two compiled functions here, in ``KERNELS``:
 
@@ -34,14 +34,17 @@ where the result is, and the last one is added once per chunk from
 ``between`` (T_kg, the sum of r_nk over the rows of component g).
 
 Responsibilities whose log (relative to the row's largest) is at most
-``LOG_RESP_FLOOR`` are set to 0 without calling ``exp``. Statistics are
+``LOG_RESP_FLOOR`` are set to 0 (exp is never taken below it, so no
+subnormal numbers arise). Statistics are
 accumulated in float64. float32 rows are whitened in float32 by ``full``
 (its D^2 products, from float64 deviations rounded once); every other
 product runs in float64.
 
 Each function is compiled for C-contiguous float64 and float32 rows (two
-specialisations) and cached on disk (``cache=True``), so that processes
-after the first load it in milliseconds. No ``parallel=True``: Dask runs
+specialisations) and cached on disk (``cache=True``, next to this module, or
+in numba's user-wide cache where that is read-only): the first fit after an
+installation compiles its type's kernels (3-12 s of CPU), every later process
+(Dask workers too) loads them (about 0.1 s each). No ``parallel=True``: Dask runs
 chunks on separate threads or processes, and the kernels release the GIL.
 """
 
@@ -58,9 +61,10 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy",
             fastmath={"reassoc", "contract", "nsz", "arcp"})
 
 # Responsibilities whose log (relative to the row's largest) is at most this
-# are set to 0 without computing exp: below about -708 exp gives subnormals,
-# whose arithmetic is 5-40x slower (well-separated components made whole fits
-# 2.5x slower). What it drops is below exp(-500) = 7e-218 of a row's weight.
+# are set to 0, and exp is never taken below it: below about -708 exp gives
+# subnormals, whose arithmetic is 5-40x slower (well-separated components made
+# whole fits 2.5x slower). What it drops is below exp(-500) = 7e-218 of a
+# row's weight.
 LOG_RESP_FLOOR = -500.0
 
 
@@ -273,6 +277,7 @@ def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev):
 @numba.njit(**_JIT)
 def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
+    """``statistics`` of ``full`` (module docstring)."""
     (prec_chol,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -299,6 +304,7 @@ def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_
 
 @numba.njit(**_JIT)
 def _full_log_prob(X, centre, means, params, const, out):
+    """``log_prob`` of ``full`` (module docstring)."""
     (prec_chol,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -368,6 +374,7 @@ def _diag_moments_block(xt, n_rows, means, rt, first, m2):
 @numba.njit(**_JIT)
 def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
+    """``statistics`` of ``diag`` and ``spherical`` (module docstring)."""
     (precisions,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -388,6 +395,7 @@ def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_
 
 @numba.njit(**_JIT)
 def _diag_log_prob(X, centre, means, params, const, out):
+    """``log_prob`` of ``diag`` and ``spherical`` (module docstring)."""
     (precisions,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -471,6 +479,7 @@ def _tied_moments_block(xt, n_rows, means, rt, first, m2, between, yt, vt, ut, o
 @numba.njit(**_JIT)
 def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
+    """``statistics`` of ``tied`` (module docstring)."""
     prec_chol, means_white = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -497,6 +506,7 @@ def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_
 
 @numba.njit(**_JIT)
 def _tied_log_prob(X, centre, means, params, const, out):
+    """``log_prob`` of ``tied`` (module docstring)."""
     prec_chol, means_white = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -517,8 +527,9 @@ def _tied_log_prob(X, centre, means, params, const, out):
 _BLOCK_ELEMENTS = 2**14
 # Padding of the rows of (K or D, block) buffers, in float64: with a row
 # length of a multiple of 4 KiB (1024 rows), the elements of one column all
-# fall in the same set of the L1 cache and evict each other (measured: the
-# transposing copy of a block 3x slower, the responsibilities 5x).
+# fall in the same set of the L1 cache and evict each other (measured at D 16,
+# K 8: the transposing copy of a block and the responsibilities several times
+# slower).
 _PAD = 8
 # Fewest and most rows per block: short blocks make the per-block work
 # (and, for ``full``, BLAS calls) dominate, long ones gain nothing.
