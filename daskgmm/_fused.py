@@ -1,6 +1,6 @@
 """Fused per-chunk kernels, compiled by numba: E-step and statistics in one sweep.
 
-`_kernels` imports this module on first use only (numba takes about 0.3 s to
+`_kernels` imports this module on first use only (numba takes about 0.5 s to
 import), and holds everything around it: parameters in, ``Stats`` out. Each
 covariance type has two compiled functions here, in ``KERNELS``:
 
@@ -34,14 +34,17 @@ where the result is, and the last one is added once per chunk from
 ``between`` (T_kg, the sum of r_nk over the rows of component g).
 
 Responsibilities whose log (relative to the row's largest) is at most
-``LOG_RESP_FLOOR`` are set to 0 without calling ``exp``. Statistics are
+``LOG_RESP_FLOOR`` are set to 0 (exp is never taken below it, so no
+subnormal numbers arise). Statistics are
 accumulated in float64. float32 rows are whitened in float32 by ``full``
 (its D^2 products, from float64 deviations rounded once); every other
 product runs in float64.
 
 Each function is compiled for C-contiguous float64 and float32 rows (two
-specialisations) and cached on disk (``cache=True``), so that processes
-after the first load it in milliseconds. No ``parallel=True``: Dask runs
+specialisations) and cached on disk (``cache=True``, next to this module, or
+in numba's user-wide cache where that is read-only): the first fit after an
+installation compiles its type's kernels (3-12 s of CPU), every later process
+(Dask workers too) loads them (about 0.1 s each). No ``parallel=True``: Dask runs
 chunks on separate threads or processes, and the kernels release the GIL.
 """
 
@@ -57,7 +60,11 @@ import numpy as np
 _JIT = dict(cache=True, nogil=True, error_model="numpy",
             fastmath={"reassoc", "contract", "nsz", "arcp"})
 
-# See `_kernels._LOG_RESP_FLOOR`.
+# Responsibilities whose log (relative to the row's largest) is at most this
+# are set to 0, and exp is never taken below it: below about -708 exp gives
+# subnormals, whose arithmetic is 5-40x slower (well-separated components made
+# whole fits 2.5x slower). What it drops is below exp(-500) = 7e-218 of a
+# row's weight.
 LOG_RESP_FLOOR = -500.0
 
 
@@ -77,49 +84,42 @@ def _centred_rows(X, start, n_rows, centre, out):
             out[n, i] = np.float64(X[start + n, i]) - centre[i]
 
 
-# exp(s) for LOG_RESP_FLOOR < s <= 0 in loops that LLVM vectorises (numba's
-# math.exp is one libm call per value: it took 3/4 of ``diag``'s E-step at
-# D 16, K 8): s = n ln 2 + r with |r| <= ln(2) / 2 (Cody & Waite's split of
-# ln 2, exact for |n| < 2^11), exp(r) by its Taylor series to r^13 / 13!
-# (remainder below 5e-18), and 2^n made from its bits. x + 1.5 * 2^52 rounds
-# x to an integer held in the low bits of the sum.
+# exp(s) for LOG_RESP_FLOOR <= s <= 0 in a loop that LLVM vectorises
+# (numba's math.exp is one libm call per value: it took 3/4 of ``diag``'s
+# E-step at D 16, K 8): s = -m ln 2 + r with m a whole number and
+# |r| <= ln(2) / 2 (Cody & Waite's split of ln 2, exact for m < 2^11), exp(r)
+# by its Taylor series to r^13 / 13! (remainder below 5e-18), times 2^-m from
+# a table. Within 1 ulp of NumPy's exp (tests/test_kernels.py).
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
-_ROUND = 6755399441055744.0
-_ROUND_BITS = 0x4338000000000000
 _INVERSE_FACTORIALS = tuple(1.0 / math.factorial(k) for k in range(14))
+_POWERS_OF_HALF = 0.5 ** np.arange(int(-LOG_RESP_FLOOR * _LOG2E) + 2)
 
 
-# No fast-math: the rounding of x + _ROUND must not be simplified away.
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _exp_row(s, n_rows, rounded, bits):
-    """s[:n_rows] = exp(s[:n_rows]), for values in [LOG_RESP_FLOOR, 0]."""
-    for n in range(n_rows):
-        rounded[n] = s[n] * _LOG2E + _ROUND
-    rounded_bits = rounded.view(np.int64)
-    for n in range(n_rows):
-        bits[n] = (rounded_bits[n] - _ROUND_BITS + 1023) << 52
-    powers = bits.view(np.float64)
+# Without reassociation, which would merge the two parts of ln 2; inlined
+# into vectorised loops, its operations keep these flags.
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _exp(s):
+    """exp(s) for s in [LOG_RESP_FLOOR, 0]."""
     c = _INVERSE_FACTORIALS
-    for n in range(n_rows):
-        whole = rounded[n] - _ROUND
-        r = (s[n] - whole * _LN2_HI) - whole * _LN2_LO
-        p = c[13]
-        p = p * r + c[12]
-        p = p * r + c[11]
-        p = p * r + c[10]
-        p = p * r + c[9]
-        p = p * r + c[8]
-        p = p * r + c[7]
-        p = p * r + c[6]
-        p = p * r + c[5]
-        p = p * r + c[4]
-        p = p * r + c[3]
-        p = p * r + c[2]
-        p = p * r + c[1]
-        p = p * r + c[0]
-        s[n] = p * powers[n]
+    halvings = math.floor(0.5 - s * _LOG2E)
+    r = (s + halvings * _LN2_HI) + halvings * _LN2_LO
+    p = c[13]
+    p = p * r + c[12]
+    p = p * r + c[11]
+    p = p * r + c[10]
+    p = p * r + c[9]
+    p = p * r + c[8]
+    p = p * r + c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    p = p * r + c[1]
+    p = p * r + c[0]
+    return p * _POWERS_OF_HALF[int(halvings)]
 
 
 @numba.njit(**_JIT)
@@ -129,11 +129,10 @@ def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals
     r_nk = exp(lp_nk - max_k lp_nk) / sum_k exp(...) times the row's weight;
     adds log p(x_n) = log sum_k exp(lp_nk) (log-sum-exp), the weight and
     sum_k r_nk log r_nk = sum_k r_nk s_nk - log sum_k exp(s_nk), with
-    s = lp - max, to ``totals`` and r_nk to ``nk``. ``work`` is (6, block).
+    s = lp - max, to ``totals`` and r_nk to ``nk``. ``work`` is (3, block).
     """
     n_components = lp.shape[0]
-    top, total, spread, shifted, rounded = work[0], work[1], work[2], work[3], work[4]
-    bits = work[5].view(np.int64)
+    top, total, spread = work[0], work[1], work[2]
     for n in range(n_rows):
         top[n] = lp[0, n]
         total[n] = 0.0
@@ -144,16 +143,15 @@ def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals
     for k in range(n_components):
         row = lp[k]
         for n in range(n_rows):
-            shifted[n] = row[n] - top[n]
-            row[n] = max(shifted[n], LOG_RESP_FLOOR)
-        _exp_row(row, n_rows, rounded, bits)
-        for n in range(n_rows):
-            # Not NaN nor below the floor, else 0; NaN rows keep NaN in top.
-            e = row[n] if shifted[n] > LOG_RESP_FLOOR else 0.0
+            shifted = row[n] - top[n]
+            # exp of every value (a branch would stop vectorisation), kept where
+            # above the floor and not NaN, else 0; NaN rows keep NaN in top.
+            e = _exp(max(shifted, LOG_RESP_FLOOR))
+            e = e if shifted > LOG_RESP_FLOOR else 0.0
             row[n] = e
             total[n] += e
             if with_entropy:
-                spread[n] += e * shifted[n] if e > 0.0 else 0.0
+                spread[n] += e * shifted if e > 0.0 else 0.0
     weighted = sample_weight.shape[0] > 0
     loglik = 0.0
     weight = 0.0
@@ -191,6 +189,45 @@ def _given_responsibilities(resp, n_rows, sample_weight, start, out, nk, totals)
             nk[k] += r
 
 
+@numba.njit(**_JIT)
+def _add_upper_products(a, b, n_rows, out):
+    """out[i, j] += sum_n a[i, n] b[j, n] for i <= j; the strict lower triangle is untouched.
+
+    In 2 x 2 tiles: four sums over the rows from four rows of a and b, so
+    that each value loaded serves two multiply-adds (measured at D 16: 3.4x
+    faster than a BLAS product of the whole (D, D), which packs both operands
+    on every call; 1.9x at D 64, where half of that product is not needed).
+    """
+    n_features = a.shape[0]
+    even = n_features - n_features % 2
+    for i in range(0, even, 2):
+        a0, a1 = a[i], a[i + 1]
+        for j in range(i, even, 2):
+            b0, b1 = b[j], b[j + 1]
+            s00 = 0.0
+            s01 = 0.0
+            s10 = 0.0
+            s11 = 0.0
+            for n in range(n_rows):
+                s00 += a0[n] * b0[n]
+                s01 += a0[n] * b1[n]
+                s10 += a1[n] * b0[n]
+                s11 += a1[n] * b1[n]
+            out[i, j] += s00
+            out[i, j + 1] += s01
+            if j > i:
+                out[i + 1, j] += s10
+            out[i + 1, j + 1] += s11
+    if even < n_features:  # the last column of an odd D
+        last = b[even]
+        for i in range(n_features):
+            row = a[i]
+            total = 0.0
+            for n in range(n_rows):
+                total += row[n] * last[n]
+            out[i, even] += total
+
+
 # ---------------------------------------------------------------- full
 
 @numba.njit(**_JIT)
@@ -219,53 +256,55 @@ def _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev, white):
 
 
 @numba.njit(**_JIT)
-def _full_moments_block(xc, n_rows, means, rt, first, m2, dev, weighted_dev):
-    """first_k += sum_n r_nk d_nk, m2_k += sum_n r_nk d_nk d_nk^T, d_nk = x_n - mu_k."""
-    n_features = xc.shape[1]
-    for k in range(means.shape[0]):
-        _full_deviations(xc, n_rows, means[k], dev)
-        for n in range(n_rows):
-            r = rt[k, n]
-            for i in range(n_features):
-                weighted_dev[i, n] = r * dev[n, i]
-        for n in range(n_rows, dev.shape[0]):  # the unused tail of a short block
-            for i in range(n_features):
-                weighted_dev[i, n] = 0.0
+def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev):
+    """first_k += sum_n r_nk d_nk, upper(m2_k) += upper(sum_n r_nk d_nk d_nk^T),
+    d_nk = x_n - mu_k, from the rows as columns ``xt`` (D, block)."""
+    n_components, n_features = means.shape
+    for k in range(n_components):
+        r = rt[k]
         for i in range(n_features):
+            mean = means[k, i]
+            x, d, rd = xt[i], dev[i], weighted_dev[i]
             total = 0.0
             for n in range(n_rows):
-                total += weighted_dev[i, n]
+                d[n] = x[n] - mean
+                rd[n] = r[n] * d[n]
+                total += rd[n]
             first[k, i] += total
-        m2[k] += np.dot(weighted_dev, dev)
+        _add_upper_products(weighted_dev, dev, n_rows, m2[k])
 
 
 @numba.njit(**_JIT)
 def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
+    """``statistics`` of ``full`` (module docstring)."""
     (prec_chol,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
     xc = np.zeros((block, n_features))
-    dev = np.zeros((block + _PAD, n_features))
+    xt = np.empty((n_features, block + _PAD))
+    dev = np.empty((n_features, block + _PAD))
+    weighted_dev = np.empty((n_features, block + _PAD))
     lp = np.empty((n_components, block + _PAD))
-    work = np.empty((6, block + _PAD))
+    work = np.empty((3, block + _PAD))
     dev_single = np.zeros((block, n_features), dtype=prec_chol.dtype)
     white = np.empty((block, n_features), dtype=prec_chol.dtype)
-    weighted_dev = np.empty((n_features, block + _PAD))
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _centred_rows(X, start, n_rows, centre, xc)
+        _centred_columns(X, start, n_rows, centre, xt)
         if resp.shape[0]:
             _given_responsibilities(resp, n_rows, sample_weight, start, lp, nk, totals)
         else:
+            _centred_rows(X, start, n_rows, centre, xc)
             _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev_single, white)
             _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals,
                               work)
-        _full_moments_block(xc, n_rows, means, lp, first, m2, dev, weighted_dev)
+        _full_moments_block(xt, n_rows, means, lp, first, m2, dev, weighted_dev)
 
 
 @numba.njit(**_JIT)
 def _full_log_prob(X, centre, means, params, const, out):
+    """``log_prob`` of ``full`` (module docstring)."""
     (prec_chol,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -335,12 +374,13 @@ def _diag_moments_block(xt, n_rows, means, rt, first, m2):
 @numba.njit(**_JIT)
 def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
+    """``statistics`` of ``diag`` and ``spherical`` (module docstring)."""
     (precisions,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
     xt = np.empty((n_features, block + _PAD))
     lp = np.empty((n_components, block + _PAD))
-    work = np.empty((6, block + _PAD))
+    work = np.empty((3, block + _PAD))
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
         _centred_columns(X, start, n_rows, centre, xt)
@@ -355,6 +395,7 @@ def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_
 
 @numba.njit(**_JIT)
 def _diag_log_prob(X, centre, means, params, const, out):
+    """``log_prob`` of ``diag`` and ``spherical`` (module docstring)."""
     (precisions,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -431,19 +472,14 @@ def _tied_moments_block(xt, n_rows, means, rt, first, m2, between, yt, vt, ut, o
     for i in range(n_features):
         for n in range(n_rows):
             ut[i, n] = row_weight[n] * yt[i, n] + vt[i, n]
-    for i in range(n_features):
-        y_i, v_i = yt[i], vt[i]
-        for j in range(i, n_features):
-            y_j, u_j = yt[j], ut[j]
-            total = 0.0
-            for n in range(n_rows):
-                total += y_i[n] * u_j[n] + v_i[n] * y_j[n]
-            m2[i, j] += total
+    _add_upper_products(yt, ut, n_rows, m2)
+    _add_upper_products(vt, yt, n_rows, m2)
 
 
 @numba.njit(**_JIT)
 def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
+    """``statistics`` of ``tied`` (module docstring)."""
     prec_chol, means_white = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -452,7 +488,7 @@ def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_
     vt = np.empty((n_features, block + _PAD))
     ut = np.empty((n_features, block + _PAD))
     lp = np.empty((n_components, block + _PAD))
-    work = np.empty((6, block + _PAD))
+    work = np.empty((3, block + _PAD))
     own = np.empty(block, dtype=np.intp)
     row_weight = np.empty(block)
     for start in range(0, X.shape[0], block):
@@ -470,6 +506,7 @@ def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_
 
 @numba.njit(**_JIT)
 def _tied_log_prob(X, centre, means, params, const, out):
+    """``log_prob`` of ``tied`` (module docstring)."""
     prec_chol, means_white = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
@@ -490,8 +527,9 @@ def _tied_log_prob(X, centre, means, params, const, out):
 _BLOCK_ELEMENTS = 2**14
 # Padding of the rows of (K or D, block) buffers, in float64: with a row
 # length of a multiple of 4 KiB (1024 rows), the elements of one column all
-# fall in the same set of the L1 cache and evict each other (measured: the
-# transposing copy of a block 3x slower, the responsibilities 5x).
+# fall in the same set of the L1 cache and evict each other (measured at D 16,
+# K 8: the transposing copy of a block and the responsibilities several times
+# slower).
 _PAD = 8
 # Fewest and most rows per block: short blocks make the per-block work
 # (and, for ``full``, BLAS calls) dominate, long ones gain nothing.

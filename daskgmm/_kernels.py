@@ -125,9 +125,10 @@ def _sweep(X, sample_weight, resp, centre, means, covariance_type, parameters, c
         X, _row_weights(sample_weight), np.ascontiguousarray(resp, dtype=np.float64),
         np.ascontiguousarray(centre, dtype=np.float64), np.ascontiguousarray(means),
         parameters, constants, with_entropy, nk, first, m2, between, totals)
+    if covariance_type in ("full", "tied"):
+        # The kernels summed the upper triangles: mirrored, m2 is exactly symmetric.
+        m2 = np.triu(m2) + np.swapaxes(np.triu(m2, 1), -1, -2)
     if covariance_type == "tied":
-        # The kernel summed the upper triangle: mirrored, m2 is exactly symmetric.
-        m2 = np.triu(m2) + np.triu(m2, 1).T
         # [k, g]: mu_g - mu_k, weighted by T_kg (the between-component part).
         apart = means[None, :, :] - means[:, None, :]
         first = first + np.einsum("kg,kgi->ki", between, apart)

@@ -30,7 +30,7 @@ from daskgmm.datasets import make_mixture
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that `daskgmm --help` must not import (seconds of start-up between them).
-HEAVY_MODULES = ("dask", "distributed", "numpy", "sklearn", "zarr", "yaml", "tqdm")
+HEAVY_MODULES = ("dask", "distributed", "numpy", "sklearn", "zarr", "yaml", "tqdm", "numba")
 
 
 def _env():

@@ -6,6 +6,9 @@ softmax, and the statistics as plain two-pass sums in float64 on the rows
 these values), so that any digits a kernel loses there show.
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -270,3 +273,19 @@ def test_random_shapes_and_offsets(covariance_type, n_rows, n_features, n_compon
     rtol = 1e-4 if dtype == np.float32 and covariance_type == "full" else 1e-8
     _assert_stats(stats, reference, shift, _kernels.reference_means(weights, means + shift),
                   rtol=rtol, atol_m2=1e-9 * max(1, n_rows))
+
+
+def test_exp_is_within_an_ulp_of_numpys():
+    from daskgmm import _fused
+
+    s = np.concatenate([-np.linspace(0, -_fused.LOG_RESP_FLOOR, 100001), [-1e-300, -0.0]])
+    e = np.array([_fused._exp(value) for value in s])
+    assert (np.abs(e - np.exp(s)) <= np.spacing(np.exp(s))).all()
+
+
+def test_numba_is_imported_on_the_first_fit_only():
+    code = ("import sys, numpy as np, daskgmm\n"
+            "assert 'numba' not in sys.modules\n"
+            "daskgmm.GaussianMixture(2, max_iter=1).fit(np.arange(20.0).reshape(10, 2))\n"
+            "assert 'numba' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
