@@ -35,12 +35,13 @@ each component's own (centred) mean, exact far from the origin.
 Cost, for a block of n rows with NaN, K components, D features:
 ``diag`` and ``spherical`` are vectorised NumPy, O(n K D), whatever the
 missingness. ``full`` and ``tied`` group the rows by missingness pattern
-(a sort, O(n log n)); per pattern and covariance (K, or 1 for ``tied``) a
-Cholesky factor of Sigma_oo, the regression of (2) and the Schur complement
-(3) cost O(D^3) once (``_pattern_kernels``, numba), then O(K D^2) per row:
-O(P K D^3 + n K D^2) for P patterns. With missingness in blocks of columns
-(P small) the factorisations vanish; at random, P grows towards
-min(n, 2^D) and, once P approaches n / D, they dominate.
+(a sort, O(n log n)); per pattern and precision (K, or 1 for ``tied``) the
+regression of (2) and the Schur complement (3) come from a factorisation of
+the precision's missing block Lambda_mm, O(|m|^3 + |o| |m|^2), then each
+row costs O(K D^2) as a complete row does (``_pattern_kernels``, numba):
+O(P K (|m|^3 + |o| |m|^2) + n K D^2) for P patterns. The number of patterns
+(up to min(n, 2^D) at random) matters only through the per-pattern term,
+small while rows miss few entries.
 """
 
 import functools
@@ -50,7 +51,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from . import _graph, _kernels
-from ._covariance import covariances_from_precision_cholesky, weighted_outer
+from ._covariance import weighted_outer
 from ._stats import Stats, merge
 
 NAN_POLICIES = ("raise", "omit", "marginalize")
@@ -106,15 +107,17 @@ def _centre(weights, means):
     return weights @ means / weights.sum()
 
 
-def _full_covariances(prec_chol, covariance_type, n_features):
-    """The covariances as (F, D, D) matrices, exactly symmetric: F = K, or 1 (``tied``)."""
-    covariances = covariances_from_precision_cholesky(prec_chol, covariance_type)
+def _precision_factors(prec_chol, covariance_type, n_features):
+    """The precisions' upper Cholesky factors U and the precisions U U^T, as (F, D, D)
+    matrices: F = K, or 1 (``tied``)."""
     if covariance_type in ("full", "tied"):
-        covariances = np.reshape(covariances, (-1, n_features, n_features))
-        return 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-    variances = np.broadcast_to(np.reshape(covariances, (len(covariances), -1)),
-                                (len(covariances), n_features))
-    return variances[:, :, None] * np.eye(n_features)
+        factors = np.reshape(prec_chol, (-1, n_features, n_features))
+    else:
+        roots = np.broadcast_to(np.reshape(prec_chol, (len(prec_chol), -1)),
+                                (len(prec_chol), n_features))
+        factors = roots[:, :, None] * np.eye(n_features)
+    factors = np.ascontiguousarray(factors, dtype=np.float64)
+    return factors, factors @ np.swapaxes(factors, 1, 2)
 
 
 def _variances(prec_chol, n_features):
@@ -197,9 +200,9 @@ def _diag_part(xc, sample_weight, means_c, prec_chol, log_weights):
 def _full_part(xc, sample_weight, means_c, prec_chol, covariance_type, log_weights):
     """`_diag_part` for ``full`` and ``tied``, m2 (K, D, D), pattern by pattern."""
     order, observed, starts = _by_pattern(np.isnan(xc))
-    covariances = _full_covariances(prec_chol, covariance_type, xc.shape[1])
     return _numba().pattern_statistics(xc[order], sample_weight[order], observed, starts,
-                                       means_c, covariances, log_weights)
+                                       means_c, *_precision_factors(prec_chol, covariance_type,
+                                                                    xc.shape[1]), log_weights)
 
 
 def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
@@ -288,7 +291,7 @@ def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weight
     out = np.empty((len(xc), len(means)))
     out[order] = _numba().pattern_log_prob(
         xc[order], observed, starts, means_c,
-        _full_covariances(prec_chol, covariance_type, xc.shape[1]), log_weights)
+        *_precision_factors(prec_chol, covariance_type, xc.shape[1]), log_weights)
     return out
 
 
@@ -368,7 +371,7 @@ def impute(X, weights, means, prec_chol, covariance_type, draws=None):
     filled = np.empty_like(xc)
     filled[order] = _numba().pattern_impute(
         xc[order], observed, starts, means - centre,
-        _full_covariances(prec_chol, covariance_type, X.shape[1]), np.log(weights),
+        *_precision_factors(prec_chol, covariance_type, X.shape[1]), np.log(weights),
         uniforms, normals)
     out[incomplete] = np.where(missing[incomplete], filled + centre, X[incomplete])
     return out
