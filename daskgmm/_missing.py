@@ -33,8 +33,8 @@ below, and the two parts merge with ``_stats.merge``. Moments are taken about
 each component's own (centred) mean, exact far from the origin.
 
 Cost, for a block of n rows with NaN, K components, D features:
-``diag`` and ``spherical`` are vectorised NumPy, O(n K D), whatever the
-missingness. ``full`` and ``tied`` group the rows by missingness pattern
+``diag`` and ``spherical`` take O(K D) per row whatever the missingness
+(``_pattern_kernels.diag_statistics``). ``full`` and ``tied`` group the rows by missingness pattern
 (a sort, O(n log n)); per pattern and precision (K, or 1 for ``tied``) the
 regression of (2) and the Schur complement (3) come from a factorisation of
 the precision's missing block Lambda_mm, O(|m|^3 + |o| |m|^2), then each
@@ -57,14 +57,6 @@ from ._stats import Stats, merge
 NAN_POLICIES = ("raise", "omit", "marginalize")
 
 LOG_2PI = np.log(2 * np.pi)
-
-# Elements of the (K, rows, D) deviations of a sub-block of the ``diag`` and
-# ``spherical`` kernels: kept in cache, as ``_kernels``' ``full`` sub-blocks.
-_SUB_BLOCK_ELEMENTS = 2**18
-
-# Responsibilities whose log (relative to the row's largest) is at most this
-# are 0, as in ``_kernels`` and ``_pattern_kernels`` (exp(-500) = 7e-218).
-_LOG_RESP_FLOOR = -500.0
 
 # Rows per block of the random generator of `row_draws`: a row's draws depend
 # on its global index only, not on the chunking.
@@ -123,8 +115,8 @@ def _precision_factors(prec_chol, covariance_type, n_features):
 def _variances(prec_chol, n_features):
     """``diag`` and ``spherical`` variances as (K, D)."""
     variances = 1.0 / np.square(prec_chol)
-    return np.broadcast_to(np.reshape(variances, (len(variances), -1)),
-                           (len(variances), n_features))
+    return np.ascontiguousarray(np.broadcast_to(np.reshape(variances, (len(variances), -1)),
+                                                (len(variances), n_features)))
 
 
 def _by_pattern(missing):
@@ -142,63 +134,9 @@ def _by_pattern(missing):
     return order, ~missing[first], starts
 
 
-def _sub_blocks(n_rows, n_components, n_features):
-    step = max(16, _SUB_BLOCK_ELEMENTS // (n_components * n_features))
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
-
-
-def _deviations(x0, observed, means_c):
-    """Observed deviations from every component's mean, 0 where missing, (K, rows, D)."""
-    return (x0[None, :, :] - means_c[:, None, :]) * observed[None, :, :]
-
-
-def _diag_log_prob(deviations, observed, variances, log_weights):
-    """(1) for ``diag`` and ``spherical``, (rows, K):
-    log w_k - 1/2 sum_{d in o} (log(2 pi sigma_kd^2) + (x_d - mu_kd)^2 / sigma_kd^2)."""
-    quad = np.matmul(np.square(deviations), (1.0 / variances)[:, :, None])[:, :, 0].T
-    return log_weights - 0.5 * (observed @ np.log(2 * np.pi * variances).T + quad)
-
-
-def _normalise(log_prob):
-    """Responsibilities (rows, K), each row's log-likelihood and its sum r log r."""
-    top = log_prob.max(axis=1, keepdims=True)
-    shifted = log_prob - top
-    resp = np.where(shifted > _LOG_RESP_FLOOR, np.exp(np.maximum(shifted, _LOG_RESP_FLOOR)), 0.0)
-    total = resp.sum(axis=1, keepdims=True)
-    resp /= total
-    log_total = np.log(total)
-    entropy = np.sum(resp * (shifted - log_total), axis=1)
-    return resp, (top + log_total)[:, 0], entropy
-
-
-def _diag_part(xc, sample_weight, means_c, prec_chol, log_weights):
-    """``(nk, first, m2 (K, D), loglik, weight, entropy)`` of rows with NaN, ``diag``
-    and ``spherical``: (2) is mu_m, (3) adds r sigma_m^2 to the missing features."""
-    n_components, n_features = means_c.shape
-    variances = _variances(prec_chol, n_features)
-    observed = ~np.isnan(xc)
-    x0 = np.where(observed, xc, 0.0)
-    nk, first, m2 = np.zeros(n_components), np.zeros(means_c.shape), np.zeros(means_c.shape)
-    loglik = weight = entropy = 0.0
-    for rows in _sub_blocks(len(xc), n_components, n_features):
-        deviations = _deviations(x0[rows], observed[rows], means_c)
-        resp, log_norm, row_entropy = _normalise(
-            _diag_log_prob(deviations, observed[rows], variances, log_weights))
-        w = sample_weight[rows]
-        loglik += log_norm @ w
-        weight += w.sum()
-        entropy += row_entropy @ w
-        resp *= w[:, None]
-        nk += resp.sum(axis=0)
-        first += np.matmul(resp.T[:, None, :], deviations)[:, 0]
-        m2 += (np.matmul(resp.T[:, None, :], np.square(deviations))[:, 0]
-               + (resp.T @ ~observed[rows]) * variances)
-    return nk, first, m2, loglik, weight, entropy
-
-
 def _full_part(xc, sample_weight, means_c, prec_chol, covariance_type, log_weights):
-    """`_diag_part` for ``full`` and ``tied``, m2 (K, D, D), pattern by pattern."""
+    """``(nk, first, m2 (K, D, D), loglik, weight, entropy)`` of rows with NaN,
+    ``full`` and ``tied``, pattern by pattern (``_pattern_kernels``)."""
     order, observed, starts = _by_pattern(np.isnan(xc))
     return _numba().pattern_statistics(xc[order], sample_weight[order], observed, starts,
                                        means_c, *_precision_factors(prec_chol, covariance_type,
@@ -220,7 +158,8 @@ def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_ty
         if covariance_type == "tied":
             m2 = m2.sum(axis=0)
     else:
-        nk, first, m2, loglik, weight, entropy = _diag_part(xc, sw, means_c, prec_chol, log_w)
+        nk, first, m2, loglik, weight, entropy = _numba().diag_statistics(
+            xc, sw, means_c, _variances(prec_chol, xc.shape[1]), log_w)
         if covariance_type == "spherical":
             m2 = m2.sum(axis=1)
     has_weight = nk > 0
@@ -250,27 +189,35 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         docstring); with ``"omit"``, the complete rows only.
     """
     arguments = (weights, means, prec_chol, covariance_type, log_weights)
-    if nan_policy == "raise":
-        try:
-            return _kernels.em_statistics(X, sample_weight, *arguments)
-        except ValueError:
-            check_values(X, nan_policy)
-            raise
-    check_values(X, nan_policy)
-    missing = np.isnan(X)
-    complete = ~missing.any(axis=1)
-    if complete.all():
-        return _kernels.em_statistics(X, sample_weight, *arguments)
+    # A row sum is NaN where the row holds NaN (or both infinities): one pass.
+    incomplete = np.isnan(np.sum(X, axis=1)) if nan_policy != "raise" else None
+    if incomplete is None or not incomplete.any():
+        return _checked(_kernels.em_statistics, X, nan_policy, X, sample_weight, *arguments)
+    complete = ~incomplete
 
     def rows(which):
-        weights_of = None if sample_weight is None else sample_weight[which]
-        return X[which], weights_of
+        return X[which], None if sample_weight is None else sample_weight[which]
 
-    stats = _kernels.em_statistics(*rows(complete), *arguments)
+    x, sw = rows(incomplete)
+    check_values(x, nan_policy)  # infinity in a row with NaN, which the kernels skip
+    stats = _checked(_kernels.em_statistics, X, nan_policy, *rows(complete), *arguments)
     if nan_policy == "omit":
         return stats
-    with_data = ~complete & ~missing.all(axis=1)  # a row with nothing observed takes no part
-    return merge(stats, _incomplete_stats(*rows(with_data), *arguments), covariance_type)
+    with_data = ~np.isnan(x).all(axis=1)  # a row with nothing observed takes no part
+    if sw is not None:
+        sw = sw[with_data]
+    return merge(stats, _incomplete_stats(x[with_data], sw, *arguments), covariance_type)
+
+
+def _checked(kernel, X, nan_policy, *args):
+    """``kernel(*args)``; where it raises ValueError, `check_values`' error for
+    ``X`` instead, if any (the kernels find NaN and infinity only as a
+    non-finite log-likelihood)."""
+    try:
+        return kernel(*args)
+    except ValueError:
+        check_values(X, nan_policy)
+        raise
 
 
 def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weights):
@@ -279,14 +226,8 @@ def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weight
     means_c = means - centre
     xc = np.asarray(x, dtype=np.float64) - centre
     if covariance_type in ("diag", "spherical"):
-        observed = ~np.isnan(xc)
-        x0 = np.where(observed, xc, 0.0)
-        variances = _variances(prec_chol, xc.shape[1])
-        out = np.empty((len(xc), len(means)))
-        for rows in _sub_blocks(len(xc), *means.shape):
-            out[rows] = _diag_log_prob(_deviations(x0[rows], observed[rows], means_c),
-                                       observed[rows], variances, log_weights)
-        return out
+        return _numba().diag_log_prob(xc, means_c, _variances(prec_chol, xc.shape[1]),
+                                      log_weights)
     order, observed, starts = _by_pattern(np.isnan(xc))
     out = np.empty((len(xc), len(means)))
     out[order] = _numba().pattern_log_prob(

@@ -69,44 +69,43 @@ def _cholesky_in_place(a, n):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _solve_in_place(chol, n, b):
-    """``b`` (n,) overwritten by (L L^T)^-1 b for the lower factor ``chol[:n, :n]``."""
-    for i in range(n):
-        total = b[i]
-        for t in range(i):
-            total -= chol[i, t] * b[t]
-        b[i] = total / chol[i, i]
-    for i in range(n - 1, -1, -1):
-        total = b[i]
-        for t in range(i + 1, n):
-            total -= chol[t, i] * b[t]
-        b[i] = total / chol[i, i]
+def _factorise(precision, log_det_u, obs, mis, chol, bt, cond):
+    """For one pattern: C = Lambda_mm^-1 into ``cond`` (|m|, |m|, exactly
+    symmetric) and Bt = -Lambda_om C into ``bt`` (|o|, |m|), using ``chol`` as
+    scratch. Returns half of log |Sigma_oo| (module docstring); ``log_det_u`` is
+    sum log diag(U) = log |Lambda| / 2.
 
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _factorise(precision, log_det_u, obs, mis, chol, bt, cond, column):
-    """For one pattern: Bt = -Lambda_om Lambda_mm^-1 into ``bt`` (|o|, |m|), C =
-    Lambda_mm^-1 into ``cond`` (|m|, |m|, exactly symmetric), using ``chol`` and
-    ``column`` as scratch. Returns half of log |Sigma_oo| (module docstring);
-    ``log_det_u`` is sum log diag(U) = log |Lambda| / 2."""
+    C = L^-T L^-1 from the Cholesky factor L of Lambda_mm and its inverse (by
+    forward substitution); then Bt takes |o| |m|^2 multiply-adds and no division.
+    """
     n_obs, n_mis = obs.size, mis.size
     for a in range(n_mis):
         for b in range(a + 1):
             chol[a, b] = precision[mis[a], mis[b]]
     half_log_det_mm = _cholesky_in_place(chol, n_mis)
+    for b in range(n_mis):  # L^-1 (lower) into cond's lower triangle
+        cond[b, b] = 1.0 / chol[b, b]
+        for a in range(b + 1, n_mis):
+            total = 0.0
+            for t in range(b, a):
+                total -= chol[a, t] * cond[t, b]
+            cond[a, b] = total / chol[a, a]
+    for a in range(n_mis):  # ... moved to chol: chol[b, a] = (L^-1)[a, b], b <= a
+        for b in range(a + 1):
+            chol[b, a] = cond[a, b]
+    for a in range(n_mis):  # C[a, b] = sum_t (L^-1)[t, a] (L^-1)[t, b], t >= a >= b
+        for b in range(a + 1):
+            total = 0.0
+            for t in range(a, n_mis):
+                total += chol[a, t] * chol[b, t]
+            cond[a, b] = total
+            cond[b, a] = total
     for i in range(n_obs):
         for a in range(n_mis):
-            column[a] = precision[mis[a], obs[i]]
-        _solve_in_place(chol, n_mis, column)
-        for a in range(n_mis):
-            bt[i, a] = -column[a]
-    for b in range(n_mis):
-        column[:n_mis] = 0.0
-        column[b] = 1.0
-        _solve_in_place(chol, n_mis, column)
-        for a in range(b, n_mis):
-            cond[a, b] = column[a]
-            cond[b, a] = column[a]
+            total = 0.0
+            for b in range(n_mis):
+                total -= precision[obs[i], mis[b]] * cond[b, a]
+            bt[i, a] = total
     return half_log_det_mm - log_det_u
 
 
@@ -115,19 +114,19 @@ def _buffers(n_factors, n_components, n_features):
     """Per-pattern factors (F of each) and per-row scratch of the kernels."""
     square = (n_factors, n_features, n_features)
     return (np.zeros((n_features, n_features)), np.zeros(square), np.zeros(square),
-            np.zeros(n_factors), np.empty(n_features), np.empty((n_components, n_features)),
+            np.zeros(n_factors), np.empty((n_components, n_features)),
             np.empty((n_components, n_features)), np.empty(n_components),
             np.empty(n_components))
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                     half_log_dets, column, means_o):
+                     half_log_dets, means_o):
     """`_factorise` every factor for a pattern; the means' observed entries into
     ``means_o`` (K, |o|)."""
     for f in range(precisions.shape[0]):
         half_log_dets[f] = _factorise(precisions[f], log_det_u[f], obs, mis, chol, bts[f],
-                                      conds[f], column)
+                                      conds[f])
     for k in range(means.shape[0]):
         for i in range(obs.size):
             means_o[k, i] = means[k, obs[i]]
@@ -200,7 +199,7 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets, column, means_o, devs, log_prob, resp = _buffers(
+    chol, bts, conds, half_log_dets, means_o, devs, log_prob, resp = _buffers(
         prec_chols.shape[0], n_components, n_features)
     log_det_u = _log_det_u(prec_chols)
     shared = prec_chols.shape[0] == 1
@@ -215,7 +214,7 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
         if obs.size == 0:
             continue
         _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                         half_log_dets, column, means_o)
+                         half_log_dets, means_o)
         weight_of_pattern[:] = 0.0
         for row in range(starts[p], starts[p + 1]):
             _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
@@ -254,7 +253,7 @@ def pattern_log_prob(xc, observed, starts, means, prec_chols, precisions, log_we
     no observed entry gets ``log_weights``."""
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets, column, means_o, devs, _, _ = _buffers(
+    chol, bts, conds, half_log_dets, means_o, devs, _, _ = _buffers(
         prec_chols.shape[0], n_components, n_features)
     log_det_u = _log_det_u(prec_chols)
     out = np.empty((xc.shape[0], n_components))
@@ -262,7 +261,7 @@ def pattern_log_prob(xc, observed, starts, means, prec_chols, precisions, log_we
         obs = np.flatnonzero(observed[p])
         mis = np.flatnonzero(~observed[p])
         _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                         half_log_dets, column, means_o)
+                         half_log_dets, means_o)
         for row in range(starts[p], starts[p + 1]):
             _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
                  out[row])
@@ -281,7 +280,7 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets, column, means_o, devs, log_prob, resp = _buffers(
+    chol, bts, conds, half_log_dets, means_o, devs, log_prob, resp = _buffers(
         prec_chols.shape[0], n_components, n_features)
     log_det_u = _log_det_u(prec_chols)
     shared = prec_chols.shape[0] == 1
@@ -294,7 +293,7 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
         if mis.size == 0:
             continue
         _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                         half_log_dets, column, means_o)
+                         half_log_dets, means_o)
         if draw:
             cond_chols[:] = conds
             for f in range(prec_chols.shape[0]):
@@ -322,4 +321,73 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
                 for k in range(n_components):
                     total += resp[k] * (means[k, mis[a]] + devs[k, mis[a]])
                 out[row, mis[a]] = total
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _diag_row(x, means, half_log_2pi_var, precisions, log_weights, log_prob):
+    """log w_k - 1/2 sum_{d observed} (log(2 pi sigma_kd^2) + (x_d - mu_kd)^2 / sigma_kd^2)
+    into ``log_prob`` (K,); returns the number of observed entries (NaN x_d: missing)."""
+    n_obs = 0
+    for d in range(x.size):
+        n_obs += x[d] == x[d]
+    for k in range(means.shape[0]):
+        total = log_weights[k]
+        for d in range(x.size):
+            if x[d] == x[d]:
+                dev = x[d] - means[k, d]
+                total -= half_log_2pi_var[k, d] + 0.5 * dev * dev * precisions[k, d]
+        log_prob[k] = total
+    return n_obs
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def diag_statistics(xc, sample_weight, means, variances, log_weights):
+    """`pattern_statistics` for ``diag`` and ``spherical`` variances (K, D), row by row.
+
+    The conditional mean of a missing entry is the component's mean and its
+    conditional variance the component's variance: m2 (K, D) sums
+    r (x_d - mu_kd)^2 over observed entries and r sigma_kd^2 over missing ones.
+    O(K D) per row, no patterns.
+    """
+    n_components, n_features = means.shape
+    half_log_2pi_var = 0.5 * np.log(2 * np.pi * variances)
+    precisions = 1.0 / variances
+    log_prob, resp = np.empty(n_components), np.empty(n_components)
+    nk = np.zeros(n_components)
+    first = np.zeros((n_components, n_features))
+    m2 = np.zeros((n_components, n_features))
+    loglik = weight = entropy = 0.0
+    for row in range(xc.shape[0]):
+        x = xc[row]
+        if _diag_row(x, means, half_log_2pi_var, precisions, log_weights, log_prob) == 0:
+            continue
+        log_norm, row_entropy = _responsibilities(log_prob, resp)
+        w = sample_weight[row]
+        loglik += w * log_norm
+        weight += w
+        entropy += w * row_entropy
+        for k in range(n_components):
+            rw = resp[k] * w
+            if rw == 0.0:
+                continue
+            nk[k] += rw
+            for d in range(n_features):
+                if x[d] == x[d]:
+                    dev = x[d] - means[k, d]
+                    first[k, d] += rw * dev
+                    m2[k, d] += rw * dev * dev
+                else:
+                    m2[k, d] += rw * variances[k, d]
+    return nk, first, m2, loglik, weight, entropy
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def diag_log_prob(xc, means, variances, log_weights):
+    """`pattern_log_prob` for ``diag`` and ``spherical`` variances (K, D), (n, K)."""
+    half_log_2pi_var = 0.5 * np.log(2 * np.pi * variances)
+    precisions = 1.0 / variances
+    out = np.empty((xc.shape[0], means.shape[0]))
+    for row in range(xc.shape[0]):
+        _diag_row(xc[row], means, half_log_2pi_var, precisions, log_weights, out[row])
     return out
