@@ -257,7 +257,10 @@ def _sample(data, random_state, checkpoint):
     else:
         indices = np.unique(random_state.randint(0, n_samples, size))
     with cluster_failures(data, checkpoint):
-        sample = _graph.take_rows(data, indices)
+        if data.nan_policy == "raise":
+            sample = _graph.take_rows(data, indices)
+        else:  # without the rows that take no part (see _missing.initialisation_data)
+            indices, sample = _missing.sample_taking_part(data, indices)
     _missing.check_values(sample, "raise")  # a NaN here: nan_policy='raise' (see _missing)
     return indices, sample
 

@@ -33,14 +33,15 @@ below, and the two parts merge with ``_stats.merge``. Moments are taken about
 each component's own (centred) mean, exact far from the origin.
 
 Cost, for a block of n rows with NaN, K components, D features:
-``diag`` and ``spherical`` are vectorised NumPy, O(n K D), whatever the
-missingness. ``full`` and ``tied`` group the rows by missingness pattern
-(a sort, O(n log n)); per pattern and covariance (K, or 1 for ``tied``) a
-Cholesky factor of Sigma_oo, the regression of (2) and the Schur complement
-(3) cost O(D^3) once (``_pattern_kernels``, numba), then O(K D^2) per row:
-O(P K D^3 + n K D^2) for P patterns. With missingness in blocks of columns
-(P small) the factorisations vanish; at random, P grows towards
-min(n, 2^D) and, once P approaches n / D, they dominate.
+``diag`` and ``spherical`` take O(K D) per row whatever the missingness
+(``_pattern_kernels.diag_statistics``). ``full`` and ``tied`` group the rows by missingness pattern
+(a sort, O(n log n)); per pattern and precision (K, or 1 for ``tied``) the
+regression of (2) and the Schur complement (3) come from a factorisation of
+the precision's missing block Lambda_mm, O(|m|^3 + |o| |m|^2), then each
+row costs O(K D^2) as a complete row does (``_pattern_kernels``, numba):
+O(P K (|m|^3 + |o| |m|^2) + n K D^2) for P patterns. The number of patterns
+(up to min(n, 2^D) at random) matters only through the per-pattern term,
+small while rows miss few entries.
 """
 
 import functools
@@ -50,20 +51,19 @@ import numpy as np
 from scipy.special import logsumexp
 
 from . import _graph, _kernels
-from ._covariance import covariances_from_precision_cholesky, weighted_outer
+from ._covariance import weighted_outer
 from ._stats import Stats, merge
 
 NAN_POLICIES = ("raise", "omit", "marginalize")
 
 LOG_2PI = np.log(2 * np.pi)
 
-# Elements of the (K, rows, D) deviations of a sub-block of the ``diag`` and
-# ``spherical`` kernels: kept in cache, as ``_kernels``' ``full`` sub-blocks.
-_SUB_BLOCK_ELEMENTS = 2**18
-
-# Responsibilities whose log (relative to the row's largest) is at most this
-# are 0, as in ``_kernels`` and ``_pattern_kernels`` (exp(-500) = 7e-218).
-_LOG_RESP_FLOOR = -500.0
+# Under "marginalize" the initialisation uses the complete rows only when they are
+# at least this share of the rows holding data (else every such row, filled): on
+# the README's store (26 % complete rows) a start from the rows filled with column
+# means lost a component (k-means found clusters of filled rows), one from the
+# complete rows found the generating mixture.
+COMPLETE_SHARE = 0.1
 
 # Rows per block of the random generator of `row_draws`: a row's draws depend
 # on its global index only, not on the chunking.
@@ -106,22 +106,24 @@ def _centre(weights, means):
     return weights @ means / weights.sum()
 
 
-def _full_covariances(prec_chol, covariance_type, n_features):
-    """The covariances as (F, D, D) matrices, exactly symmetric: F = K, or 1 (``tied``)."""
-    covariances = covariances_from_precision_cholesky(prec_chol, covariance_type)
+def _precision_factors(prec_chol, covariance_type, n_features):
+    """The precisions' upper Cholesky factors U and the precisions U U^T, as (F, D, D)
+    matrices: F = K, or 1 (``tied``)."""
     if covariance_type in ("full", "tied"):
-        covariances = np.reshape(covariances, (-1, n_features, n_features))
-        return 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-    variances = np.broadcast_to(np.reshape(covariances, (len(covariances), -1)),
-                                (len(covariances), n_features))
-    return variances[:, :, None] * np.eye(n_features)
+        factors = np.reshape(prec_chol, (-1, n_features, n_features))
+    else:
+        roots = np.broadcast_to(np.reshape(prec_chol, (len(prec_chol), -1)),
+                                (len(prec_chol), n_features))
+        factors = roots[:, :, None] * np.eye(n_features)
+    factors = np.ascontiguousarray(factors, dtype=np.float64)
+    return factors, factors @ np.swapaxes(factors, 1, 2)
 
 
 def _variances(prec_chol, n_features):
     """``diag`` and ``spherical`` variances as (K, D)."""
     variances = 1.0 / np.square(prec_chol)
-    return np.broadcast_to(np.reshape(variances, (len(variances), -1)),
-                           (len(variances), n_features))
+    return np.ascontiguousarray(np.broadcast_to(np.reshape(variances, (len(variances), -1)),
+                                                (len(variances), n_features)))
 
 
 def _by_pattern(missing):
@@ -139,67 +141,13 @@ def _by_pattern(missing):
     return order, ~missing[first], starts
 
 
-def _sub_blocks(n_rows, n_components, n_features):
-    step = max(16, _SUB_BLOCK_ELEMENTS // (n_components * n_features))
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
-
-
-def _deviations(x0, observed, means_c):
-    """Observed deviations from every component's mean, 0 where missing, (K, rows, D)."""
-    return (x0[None, :, :] - means_c[:, None, :]) * observed[None, :, :]
-
-
-def _diag_log_prob(deviations, observed, variances, log_weights):
-    """(1) for ``diag`` and ``spherical``, (rows, K):
-    log w_k - 1/2 sum_{d in o} (log(2 pi sigma_kd^2) + (x_d - mu_kd)^2 / sigma_kd^2)."""
-    quad = np.matmul(np.square(deviations), (1.0 / variances)[:, :, None])[:, :, 0].T
-    return log_weights - 0.5 * (observed @ np.log(2 * np.pi * variances).T + quad)
-
-
-def _normalise(log_prob):
-    """Responsibilities (rows, K), each row's log-likelihood and its sum r log r."""
-    top = log_prob.max(axis=1, keepdims=True)
-    shifted = log_prob - top
-    resp = np.where(shifted > _LOG_RESP_FLOOR, np.exp(np.maximum(shifted, _LOG_RESP_FLOOR)), 0.0)
-    total = resp.sum(axis=1, keepdims=True)
-    resp /= total
-    log_total = np.log(total)
-    entropy = np.sum(resp * (shifted - log_total), axis=1)
-    return resp, (top + log_total)[:, 0], entropy
-
-
-def _diag_part(xc, sample_weight, means_c, prec_chol, log_weights):
-    """``(nk, first, m2 (K, D), loglik, weight, entropy)`` of rows with NaN, ``diag``
-    and ``spherical``: (2) is mu_m, (3) adds r sigma_m^2 to the missing features."""
-    n_components, n_features = means_c.shape
-    variances = _variances(prec_chol, n_features)
-    observed = ~np.isnan(xc)
-    x0 = np.where(observed, xc, 0.0)
-    nk, first, m2 = np.zeros(n_components), np.zeros(means_c.shape), np.zeros(means_c.shape)
-    loglik = weight = entropy = 0.0
-    for rows in _sub_blocks(len(xc), n_components, n_features):
-        deviations = _deviations(x0[rows], observed[rows], means_c)
-        resp, log_norm, row_entropy = _normalise(
-            _diag_log_prob(deviations, observed[rows], variances, log_weights))
-        w = sample_weight[rows]
-        loglik += log_norm @ w
-        weight += w.sum()
-        entropy += row_entropy @ w
-        resp *= w[:, None]
-        nk += resp.sum(axis=0)
-        first += np.matmul(resp.T[:, None, :], deviations)[:, 0]
-        m2 += (np.matmul(resp.T[:, None, :], np.square(deviations))[:, 0]
-               + (resp.T @ ~observed[rows]) * variances)
-    return nk, first, m2, loglik, weight, entropy
-
-
 def _full_part(xc, sample_weight, means_c, prec_chol, covariance_type, log_weights):
-    """`_diag_part` for ``full`` and ``tied``, m2 (K, D, D), pattern by pattern."""
+    """``(nk, first, m2 (K, D, D), loglik, weight, entropy)`` of rows with NaN,
+    ``full`` and ``tied``, pattern by pattern (``_pattern_kernels``)."""
     order, observed, starts = _by_pattern(np.isnan(xc))
-    covariances = _full_covariances(prec_chol, covariance_type, xc.shape[1])
     return _numba().pattern_statistics(xc[order], sample_weight[order], observed, starts,
-                                       means_c, covariances, log_weights)
+                                       means_c, *_precision_factors(prec_chol, covariance_type,
+                                                                    xc.shape[1]), log_weights)
 
 
 def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
@@ -217,7 +165,8 @@ def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_ty
         if covariance_type == "tied":
             m2 = m2.sum(axis=0)
     else:
-        nk, first, m2, loglik, weight, entropy = _diag_part(xc, sw, means_c, prec_chol, log_w)
+        nk, first, m2, loglik, weight, entropy = _numba().diag_statistics(
+            xc, sw, means_c, _variances(prec_chol, xc.shape[1]), log_w)
         if covariance_type == "spherical":
             m2 = m2.sum(axis=1)
     has_weight = nk > 0
@@ -247,27 +196,35 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         docstring); with ``"omit"``, the complete rows only.
     """
     arguments = (weights, means, prec_chol, covariance_type, log_weights)
-    if nan_policy == "raise":
-        try:
-            return _kernels.em_statistics(X, sample_weight, *arguments)
-        except ValueError:
-            check_values(X, nan_policy)
-            raise
-    check_values(X, nan_policy)
-    missing = np.isnan(X)
-    complete = ~missing.any(axis=1)
-    if complete.all():
-        return _kernels.em_statistics(X, sample_weight, *arguments)
+    # A row sum is NaN where the row holds NaN (or both infinities): one pass.
+    incomplete = np.isnan(np.sum(X, axis=1)) if nan_policy != "raise" else None
+    if incomplete is None or not incomplete.any():
+        return _checked(_kernels.em_statistics, X, nan_policy, X, sample_weight, *arguments)
+    complete = ~incomplete
 
     def rows(which):
-        weights_of = None if sample_weight is None else sample_weight[which]
-        return X[which], weights_of
+        return X[which], None if sample_weight is None else sample_weight[which]
 
-    stats = _kernels.em_statistics(*rows(complete), *arguments)
+    x, sw = rows(incomplete)
+    check_values(x, nan_policy)  # infinity in a row with NaN, which the kernels skip
+    stats = _checked(_kernels.em_statistics, X, nan_policy, *rows(complete), *arguments)
     if nan_policy == "omit":
         return stats
-    with_data = ~complete & ~missing.all(axis=1)  # a row with nothing observed takes no part
-    return merge(stats, _incomplete_stats(*rows(with_data), *arguments), covariance_type)
+    with_data = ~np.isnan(x).all(axis=1)  # a row with nothing observed takes no part
+    if sw is not None:
+        sw = sw[with_data]
+    return merge(stats, _incomplete_stats(x[with_data], sw, *arguments), covariance_type)
+
+
+def _checked(kernel, X, nan_policy, *args):
+    """``kernel(*args)``; where it raises ValueError, `check_values`' error for
+    ``X`` instead, if any (the kernels find NaN and infinity only as a
+    non-finite log-likelihood)."""
+    try:
+        return kernel(*args)
+    except ValueError:
+        check_values(X, nan_policy)
+        raise
 
 
 def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weights):
@@ -276,19 +233,13 @@ def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weight
     means_c = means - centre
     xc = np.asarray(x, dtype=np.float64) - centre
     if covariance_type in ("diag", "spherical"):
-        observed = ~np.isnan(xc)
-        x0 = np.where(observed, xc, 0.0)
-        variances = _variances(prec_chol, xc.shape[1])
-        out = np.empty((len(xc), len(means)))
-        for rows in _sub_blocks(len(xc), *means.shape):
-            out[rows] = _diag_log_prob(_deviations(x0[rows], observed[rows], means_c),
-                                       observed[rows], variances, log_weights)
-        return out
+        return _numba().diag_log_prob(xc, means_c, _variances(prec_chol, xc.shape[1]),
+                                      log_weights)
     order, observed, starts = _by_pattern(np.isnan(xc))
     out = np.empty((len(xc), len(means)))
     out[order] = _numba().pattern_log_prob(
         xc[order], observed, starts, means_c,
-        _full_covariances(prec_chol, covariance_type, xc.shape[1]), log_weights)
+        *_precision_factors(prec_chol, covariance_type, xc.shape[1]), log_weights)
     return out
 
 
@@ -368,7 +319,7 @@ def impute(X, weights, means, prec_chol, covariance_type, draws=None):
     filled = np.empty_like(xc)
     filled[order] = _numba().pattern_impute(
         xc[order], observed, starts, means - centre,
-        _full_covariances(prec_chol, covariance_type, X.shape[1]), np.log(weights),
+        *_precision_factors(prec_chol, covariance_type, X.shape[1]), np.log(weights),
         uniforms, normals)
     out[incomplete] = np.where(missing[incomplete], filled + centre, X[incomplete])
     return out
@@ -380,7 +331,8 @@ def _filled(x, fill):
 
 
 def _column_means(data, X_memory):
-    """Means of every column's observed entries, and the number of complete rows.
+    """Means of every column's observed entries, and whether the initialisation
+    uses the complete rows only (``"omit"``, or `COMPLETE_SHARE`).
 
     In memory, from ``X_memory``; else in one pass. A column with no
     observed entry is a ValueError.
@@ -388,12 +340,14 @@ def _column_means(data, X_memory):
     if X_memory is not None:
         missing = np.isnan(X_memory)
         counts, sums = (~missing).sum(axis=0), np.where(missing, 0, X_memory).sum(axis=0)
-        n_complete = int((~missing.any(axis=1)).sum())
+        n_complete = (~missing.any(axis=1)).sum()
+        n_with_data = (~missing.all(axis=1)).sum()
     else:
         missing = da.isnan(data.X)
-        counts, sums, n_complete = _graph.compute(
+        counts, sums, n_complete, n_with_data = _graph.compute(
             (~missing).sum(axis=0), da.where(missing, 0, data.X).sum(axis=0, dtype=np.float64),
-            (~missing.any(axis=1)).sum(), scheduler=data.scheduler)
+            (~missing.any(axis=1)).sum(), (~missing.all(axis=1)).sum(),
+            scheduler=data.scheduler)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
         raise ValueError(
@@ -405,29 +359,32 @@ def _column_means(data, X_memory):
             "Every row of X holds NaN, so nan_policy='omit' leaves no row to fit; use "
             "nan_policy='marginalize' to fit the observed entries."
         )
-    return sums / counts
+    complete_only = data.nan_policy == "omit" or n_complete >= COMPLETE_SHARE * n_with_data
+    return sums / counts, complete_only
 
 
 def initialisation_data(data, X_memory, labels=None, needs_data=True):
     """What an initialisation sees under ``data.nan_policy``: ``(data, X_memory, labels)``.
 
-    NaN are replaced by the means of their column's observed entries (one
-    pass over Dask input, only when ``needs_data``), and the rows that take
-    no part in the fit (``"omit"``: those with NaN; ``"marginalize"``: those
-    with no observed entry) are left out: in memory, from the rows (and the
-    class ``labels``, a Dask array aligned with them), so that under
-    ``"omit"`` the start is that of a fit on the complete rows; for Dask
-    input, by weight 0 in the initialisation's passes (the k-means sample
-    may hold them, filled, as it may hold rows of weight 0). So k-means,
-    k-means++ and ``random_from_data`` work on filled rows, ``random`` is
-    unchanged, and class starts are the class statistics of the filled rows.
+    The start uses the complete rows only under ``"omit"``, and under
+    ``"marginalize"`` when they are at least `COMPLETE_SHARE` of the rows
+    holding data; else every row holding data, with each NaN replaced by
+    the mean of its column's observed entries. The column means and the
+    counts cost one pass over Dask input, made only when ``needs_data``.
+    The rows left out are removed in memory (from the rows and the class
+    ``labels``, a Dask array aligned with them), so that under ``"omit"``
+    the start is that of a fit on the complete rows; for Dask input they
+    get weight 0 in the initialisation's passes, and `sample_taking_part`
+    leaves them out of the k-means sample. So k-means, k-means++ and
+    ``random_from_data`` work on the rows kept, ``random`` is unchanged,
+    and class starts are the class statistics of the rows kept.
     """
     if data.nan_policy == "raise" or not needs_data:
         return data, X_memory, labels
-    fill = _column_means(data, X_memory)
+    fill, complete_only = _column_means(data, X_memory)
     if X_memory is not None:
         missing = np.isnan(X_memory)
-        kept = ~(missing.any(axis=1) if data.nan_policy == "omit" else missing.all(axis=1))
+        kept = ~(missing.any(axis=1) if complete_only else missing.all(axis=1))
         weights = None if data.sample_weight is None else data.sample_weight.compute()[kept]
         X_memory = _filled(X_memory[kept], fill)
         if labels is not None:
@@ -437,8 +394,17 @@ def initialisation_data(data, X_memory, labels=None, needs_data=True):
             view = view._replace(class_codes=data.class_codes[kept].rechunk((view.X.chunks[0],)))
         return view._replace(nan_policy=data.nan_policy), X_memory, labels
     missing = data.X.map_blocks(np.isnan, dtype=bool)
-    dropped = missing.any(axis=1) if data.nan_policy == "omit" else missing.all(axis=1)
+    dropped = missing.any(axis=1) if complete_only else missing.all(axis=1)
     taking_part = (~dropped).astype(np.float64)
     weights = taking_part if data.sample_weight is None else taking_part * data.sample_weight
     return data._replace(X=data.X.map_blocks(_filled, fill, dtype=data.X.dtype),
                          sample_weight=weights), X_memory, labels
+
+
+def sample_taking_part(data, indices):
+    """The rows at sorted ``indices`` of an initialisation's data, without those of
+    weight 0 (`initialisation_data`), read together in one pass: ``(indices, rows)``."""
+    rows, weights = _graph.compute(data.X[indices], data.sample_weight[indices],
+                                   scheduler=data.scheduler)
+    kept = weights > 0
+    return indices[kept], np.asarray(rows[kept], dtype=np.float64)

@@ -6,19 +6,29 @@ sorted by pattern: ``observed`` (P, D) holds each pattern's observed
 features, the rows of pattern p are ``starts[p]:starts[p + 1]``. Rows and
 means are centred on one point near the data (see ``_missing``).
 
-For pattern p, observed features o and missing ones m, and each covariance
-Sigma of ``covariances`` (F of them: K, or 1 when shared by all components,
-``tied``), `_factorise` computes once (Ghahramani & Jordan 1994, eq. 11-12)
+The kernels work from each component's precision Lambda = U U^T (``U`` its
+upper-triangular Cholesky factor, scikit-learn's ``precisions_cholesky_``;
+F of them: K, or 1 when shared, ``tied``). For a pattern with observed
+features o and missing m, the conditional of Ghahramani & Jordan (1994,
+eq. 11-12) in terms of Lambda is
 
-    the lower Cholesky factor L of Sigma_oo,
-    the regression Bt = Sigma_oo^-1 Sigma_om (its transpose is
-    Sigma_mo Sigma_oo^-1), by two triangular solves,
-    the Schur complement C = Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om,
+    x_m | x_o ~ N(mu_m + Bt^T (x_o - mu_o), C),
+    Bt^T = -Lambda_mm^-1 Lambda_mo  (= Sigma_mo Sigma_oo^-1),
+    C = Lambda_mm^-1                (= Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om),
 
-in O(|o|^3 + |o|^2 |m| + |o| |m|^2) operations per covariance. Each row of
-the pattern then costs O(K |o|^2) for its marginal log-density
-log N(x_o; mu_o, Sigma_oo) and O(K |o| |m|) for its conditional means
-mu_m + Bt^T (x_o - mu_o): a block with P patterns costs O(P F D^3 + n K D^2).
+and the marginal of the observed entries needs no factorisation of
+Sigma_oo: with d the row's deviation from mu completed by the conditional
+mean (d_m = Bt^T d_o),
+
+    d_o^T Sigma_oo^-1 d_o = d^T Lambda d = |U^T d|^2,
+    log |Sigma_oo| = log |Lambda_mm| - log |Lambda|.
+
+`_factorise` does, once per pattern and factor, a Cholesky factorisation of
+Lambda_mm and |o| pairs of triangular solves: O(|m|^3 + |o| |m|^2). Each row
+costs O(K D^2) (its completed deviations, |U^T d|^2 and the second moments),
+as a complete row does. A block of n rows in P patterns costs
+O(P F (|m|^3 + |o| |m|^2) + n K D^2): cheap for few missing entries per row
+(|m| small), whatever the number of patterns.
 """
 
 import numpy as np
@@ -31,84 +41,124 @@ LOG_2PI = np.log(2 * np.pi)
 # what is dropped is below exp(-500) = 7e-218 of a row's weight.
 LOG_RESP_FLOOR = -500.0
 
+# LLVM may reorder sums and fuse multiply-adds (vectorised loops), but keeps
+# IEEE NaN and infinity semantics.
+_FASTMATH = {"reassoc", "contract", "arcp"}
 
-@njit(cache=True, nogil=True)
-def _cholesky(matrix, rows, out):
-    """Lower Cholesky factor of ``matrix[rows][:, rows]`` into ``out[:n, :n]``;
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _cholesky_in_place(a, n):
+    """Lower Cholesky factor of ``a[:n, :n]`` (its lower triangle read), in place;
     returns the sum of the logs of its diagonal (half the log-determinant)."""
-    n = rows.size
     half_log_det = 0.0
-    for i in range(n):
-        for j in range(i + 1):
-            total = matrix[rows[i], rows[j]]
+    for j in range(n):
+        total = a[j, j]
+        for t in range(j):
+            total -= a[j, t] * a[j, t]
+        if total <= 0.0:
+            raise ValueError("a precision matrix is not positive definite")
+        diagonal = np.sqrt(total)
+        a[j, j] = diagonal
+        half_log_det += np.log(diagonal)
+        for i in range(j + 1, n):
+            total = a[i, j]
             for t in range(j):
-                total -= out[i, t] * out[j, t]
-            if i == j:
-                if total <= 0.0:
-                    raise ValueError("a covariance is not positive definite")
-                out[i, i] = np.sqrt(total)
-                half_log_det += np.log(out[i, i])
-            else:
-                out[i, j] = total / out[j, j]
+                total -= a[i, t] * a[j, t]
+            a[i, j] = total / diagonal
     return half_log_det
 
 
-@njit(cache=True, nogil=True)
-def _factorise(cov, obs, mis, chol, bt, cond):
-    """L of Sigma_oo into ``chol``, Bt = Sigma_oo^-1 Sigma_om into ``bt`` (|o|, |m|),
-    and the Schur complement C into ``cond`` (|m|, |m|), exactly symmetric.
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _factorise(precision, log_det_u, obs, mis, chol, bt, cond):
+    """For one pattern: C = Lambda_mm^-1 into ``cond`` (|m|, |m|, exactly
+    symmetric) and Bt = -Lambda_om C into ``bt`` (|o|, |m|), using ``chol`` as
+    scratch. Returns half of log |Sigma_oo| (module docstring); ``log_det_u`` is
+    sum log diag(U) = log |Lambda| / 2.
 
-    Returns the sum of log diag(L).
+    C = L^-T L^-1 from the Cholesky factor L of Lambda_mm and its inverse (by
+    forward substitution); then Bt takes |o| |m|^2 multiply-adds and no division.
     """
     n_obs, n_mis = obs.size, mis.size
-    half_log_det = _cholesky(cov, obs, chol)
-    for c in range(n_mis):
-        for i in range(n_obs):  # L y = Sigma_om[:, c]
-            total = cov[obs[i], mis[c]]
-            for t in range(i):
-                total -= chol[i, t] * bt[t, c]
-            bt[i, c] = total / chol[i, i]
-        for i in range(n_obs - 1, -1, -1):  # L^T b = y
-            total = bt[i, c]
-            for t in range(i + 1, n_obs):
-                total -= chol[t, i] * bt[t, c]
-            bt[i, c] = total / chol[i, i]
     for a in range(n_mis):
         for b in range(a + 1):
-            total = cov[mis[a], mis[b]]
-            for t in range(n_obs):
-                total -= 0.5 * (cov[mis[a], obs[t]] * bt[t, b] + cov[mis[b], obs[t]] * bt[t, a])
+            chol[a, b] = precision[mis[a], mis[b]]
+    half_log_det_mm = _cholesky_in_place(chol, n_mis)
+    for b in range(n_mis):  # L^-1 (lower) into cond's lower triangle
+        cond[b, b] = 1.0 / chol[b, b]
+        for a in range(b + 1, n_mis):
+            total = 0.0
+            for t in range(b, a):
+                total -= chol[a, t] * cond[t, b]
+            cond[a, b] = total / chol[a, a]
+    for a in range(n_mis):  # ... moved to chol: chol[b, a] = (L^-1)[a, b], b <= a
+        for b in range(a + 1):
+            chol[b, a] = cond[a, b]
+    for a in range(n_mis):  # C[a, b] = sum_t (L^-1)[t, a] (L^-1)[t, b], t >= a >= b
+        for b in range(a + 1):
+            total = 0.0
+            for t in range(a, n_mis):
+                total += chol[a, t] * chol[b, t]
             cond[a, b] = total
             cond[b, a] = total
-    return half_log_det
+    for i in range(n_obs):
+        for a in range(n_mis):
+            total = 0.0
+            for b in range(n_mis):
+                total -= precision[obs[i], mis[b]] * cond[b, a]
+            bt[i, a] = total
+    return half_log_det_mm - log_det_u
 
 
-@njit(cache=True, nogil=True)
-def _pattern_factors(covariances, obs, mis, chols, bts, conds, half_log_dets):
-    for f in range(covariances.shape[0]):
-        half_log_dets[f] = _factorise(covariances[f], obs, mis, chols[f], bts[f], conds[f])
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _buffers(n_factors, n_components, n_features):
+    """Per-pattern factors (F of each) and per-row scratch of the kernels."""
+    square = (n_factors, n_features, n_features)
+    return (np.zeros((n_features, n_features)), np.zeros(square), np.zeros(square),
+            np.zeros(n_factors), np.empty((n_components, n_features)),
+            np.empty((n_components, n_features)), np.empty(n_components),
+            np.empty(n_components))
 
 
-@njit(cache=True, nogil=True)
-def _row_log_prob(x, obs, means, chols, half_log_dets, log_weights, dev_o, z, log_prob):
-    """log w_k + log N(x_o; mu_ko, Sigma_k,oo) into ``log_prob`` (K,); the observed
-    deviations x_o - mu_ko into ``dev_o`` (K, |o|)."""
-    n_obs = obs.size
-    shared = chols.shape[0] == 1
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
+                     half_log_dets, means_o):
+    """`_factorise` every factor for a pattern; the means' observed entries into
+    ``means_o`` (K, |o|)."""
+    for f in range(precisions.shape[0]):
+        half_log_dets[f] = _factorise(precisions[f], log_det_u[f], obs, mis, chol, bts[f],
+                                      conds[f])
     for k in range(means.shape[0]):
+        for i in range(obs.size):
+            means_o[k, i] = means[k, obs[i]]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _row(x, obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs, log_prob):
+    """For one row, per component: its deviations completed by the conditional
+    means, d (``devs`` (K, D)), and log w_k + log N(x_o; mu_ko, Sigma_k,oo)
+    (``log_prob`` (K,))."""
+    n_features = devs.shape[1]
+    shared = prec_chols.shape[0] == 1
+    for k in range(means_o.shape[0]):
         f = 0 if shared else k
+        dev = devs[k]
+        for i in range(obs.size):
+            dev[obs[i]] = x[obs[i]] - means_o[k, i]
+        for a in range(mis.size):
+            total = 0.0
+            for i in range(obs.size):
+                total += bts[f, i, a] * dev[obs[i]]
+            dev[mis[a]] = total
         quad = 0.0
-        for i in range(n_obs):
-            dev_o[k, i] = x[obs[i]] - means[k, obs[i]]
-            total = dev_o[k, i]
-            for t in range(i):
-                total -= chols[f, i, t] * z[t]
-            z[i] = total / chols[f, i, i]
-            quad += z[i] * z[i]
-        log_prob[k] = log_weights[k] - half_log_dets[f] - 0.5 * (n_obs * LOG_2PI + quad)
+        for j in range(n_features):  # (U^T d)_j, U upper triangular
+            total = 0.0
+            for i in range(j + 1):
+                total += prec_chols[f, i, j] * dev[i]
+            quad += total * total
+        log_prob[k] = log_weights[k] - half_log_dets[f] - 0.5 * (obs.size * LOG_2PI + quad)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _responsibilities(log_prob, resp):
     """Normalised responsibilities into ``resp``; returns (log sum exp, sum r log r)."""
     top = log_prob.max()
@@ -126,32 +176,21 @@ def _responsibilities(log_prob, resp):
     return top + log_total, entropy
 
 
-@njit(cache=True, nogil=True)
-def _conditional_deviation(k, f, obs, mis, dev_o, bts, dev):
-    """x_hat - mu_k for row deviations ``dev_o[k]``: observed entries as they
-    are, missing ones Bt^T (x_o - mu_o), into ``dev`` (D,)."""
-    for i in range(obs.size):
-        dev[obs[i]] = dev_o[k, i]
-    for a in range(mis.size):
-        total = 0.0
-        for i in range(obs.size):
-            total += bts[f, i, a] * dev_o[k, i]
-        dev[mis[a]] = total
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _log_det_u(prec_chols):
+    out = np.zeros(prec_chols.shape[0])
+    for f in range(prec_chols.shape[0]):
+        for i in range(prec_chols.shape[1]):
+            out[f] += np.log(prec_chols[f, i, i])
+    return out
 
 
-@njit(cache=True, nogil=True)
-def _buffers(n_factors, n_components, n_features):
-    """Per-pattern factors (F of each) and per-row scratch of the kernels."""
-    square = (n_factors, n_features, n_features)
-    return (np.zeros(square), np.zeros(square), np.zeros(square), np.zeros(n_factors),
-            np.empty((n_components, n_features)), np.empty(n_features),
-            np.empty(n_components), np.empty(n_components), np.empty(n_features))
-
-
-@njit(cache=True, nogil=True)
-def pattern_statistics(xc, sample_weight, observed, starts, means, covariances, log_weights):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, precisions,
+                       log_weights):
     """E-step and statistics of rows with missing entries (module docstring).
 
+    ``prec_chols`` (F, D, D) are the upper factors U, ``precisions`` U U^T.
     Rows whose entries are all missing take no part. Returns ``(nk (K,),
     first (K, D), m2 (K, D, D), loglik, weight, entropy)``: first sums
     r (x_hat - mu_k), m2 sums r ((x_hat - mu_k)(x_hat - mu_k)^T + C_k), both
@@ -160,9 +199,10 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, covariances, 
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chols, bts, conds, half_log_dets, dev_o, z, log_prob, resp, dev = _buffers(
-        covariances.shape[0], n_components, n_features)
-    shared = covariances.shape[0] == 1
+    chol, bts, conds, half_log_dets, means_o, devs, log_prob, resp = _buffers(
+        prec_chols.shape[0], n_components, n_features)
+    log_det_u = _log_det_u(prec_chols)
+    shared = prec_chols.shape[0] == 1
     nk = np.zeros(n_components)
     first = np.zeros((n_components, n_features))
     m2 = np.zeros((n_components, n_features, n_features))
@@ -173,11 +213,12 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, covariances, 
         mis = np.flatnonzero(~observed[p])
         if obs.size == 0:
             continue
-        _pattern_factors(covariances, obs, mis, chols, bts, conds, half_log_dets)
+        _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
+                         half_log_dets, means_o)
         weight_of_pattern[:] = 0.0
         for row in range(starts[p], starts[p + 1]):
-            _row_log_prob(xc[row], obs, means, chols, half_log_dets, log_weights, dev_o, z,
-                          log_prob)
+            _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
+                 log_prob)
             log_norm, row_entropy = _responsibilities(log_prob, resp)
             w = sample_weight[row]
             loglik += w * log_norm
@@ -187,14 +228,13 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, covariances, 
                 rw = resp[k] * w
                 if rw == 0.0:
                     continue
-                _conditional_deviation(k, 0 if shared else k, obs, mis, dev_o, bts, dev)
                 nk[k] += rw
                 weight_of_pattern[k] += rw
                 for i in range(n_features):
-                    scaled = rw * dev[i]
+                    scaled = rw * devs[k, i]
                     first[k, i] += scaled
                     for j in range(i + 1):
-                        m2[k, i, j] += scaled * dev[j]
+                        m2[k, i, j] += scaled * devs[k, j]
         for k in range(n_components):
             f = 0 if shared else k
             for a in range(mis.size):
@@ -207,28 +247,30 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, covariances, 
     return nk, first, m2, loglik, weight, entropy
 
 
-@njit(cache=True, nogil=True)
-def pattern_log_prob(xc, observed, starts, means, covariances, log_weights):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def pattern_log_prob(xc, observed, starts, means, prec_chols, precisions, log_weights):
     """log w_k + log N(x_o; mu_ko, Sigma_k,oo) of every row, (n, K); a row with
     no observed entry gets ``log_weights``."""
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chols, bts, conds, half_log_dets, dev_o, z, _, _, _ = _buffers(
-        covariances.shape[0], n_components, n_features)
+    chol, bts, conds, half_log_dets, means_o, devs, _, _ = _buffers(
+        prec_chols.shape[0], n_components, n_features)
+    log_det_u = _log_det_u(prec_chols)
     out = np.empty((xc.shape[0], n_components))
     for p in range(observed.shape[0]):
         obs = np.flatnonzero(observed[p])
-        half_log_dets[:] = 0.0
-        _pattern_factors(covariances, obs, np.empty(0, np.int64), chols, bts, conds,
-                         half_log_dets)
+        mis = np.flatnonzero(~observed[p])
+        _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
+                         half_log_dets, means_o)
         for row in range(starts[p], starts[p + 1]):
-            _row_log_prob(xc[row], obs, means, chols, half_log_dets, log_weights, dev_o, z,
-                          out[row])
+            _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
+                 out[row])
     return out
 
 
-@njit(cache=True, nogil=True)
-def pattern_impute(xc, observed, starts, means, covariances, log_weights, uniforms, normals):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weights, uniforms,
+                   normals):
     """Rows with their missing entries filled, (n, D).
 
     Without draws (``uniforms`` empty): sum_k p(k | x_o) (mu_km + Bt_k^T (x_o - mu_ko)).
@@ -238,27 +280,28 @@ def pattern_impute(xc, observed, starts, means, covariances, log_weights, unifor
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chols, bts, conds, half_log_dets, dev_o, z, log_prob, resp, dev = _buffers(
-        covariances.shape[0], n_components, n_features)
-    shared = covariances.shape[0] == 1
+    chol, bts, conds, half_log_dets, means_o, devs, log_prob, resp = _buffers(
+        prec_chols.shape[0], n_components, n_features)
+    log_det_u = _log_det_u(prec_chols)
+    shared = prec_chols.shape[0] == 1
     draw = uniforms.size > 0
-    cond_chols = np.zeros((covariances.shape[0], n_features, n_features))
+    cond_chols = np.zeros_like(conds)
     out = xc.copy()
     for p in range(observed.shape[0]):
         obs = np.flatnonzero(observed[p])
         mis = np.flatnonzero(~observed[p])
         if mis.size == 0:
             continue
-        _pattern_factors(covariances, obs, mis, chols, bts, conds, half_log_dets)
+        _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
+                         half_log_dets, means_o)
         if draw:
-            for f in range(covariances.shape[0]):
-                _cholesky(conds[f], np.arange(mis.size), cond_chols[f])
+            cond_chols[:] = conds
+            for f in range(prec_chols.shape[0]):
+                _cholesky_in_place(cond_chols[f], mis.size)
         for row in range(starts[p], starts[p + 1]):
-            _row_log_prob(xc[row], obs, means, chols, half_log_dets, log_weights, dev_o, z,
-                          log_prob)
+            _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
+                 log_prob)
             _responsibilities(log_prob, resp)
-            for a in range(mis.size):
-                out[row, mis[a]] = 0.0
             if draw:
                 k, cumulative = n_components - 1, 0.0
                 for c in range(n_components):
@@ -267,17 +310,84 @@ def pattern_impute(xc, observed, starts, means, covariances, log_weights, unifor
                         k = c
                         break
                 f = 0 if shared else k
-                _conditional_deviation(k, f, obs, mis, dev_o, bts, dev)
                 for a in range(mis.size):
                     noise = 0.0
                     for b in range(a + 1):
                         noise += cond_chols[f, a, b] * normals[row, mis[b]]
-                    out[row, mis[a]] = means[k, mis[a]] + dev[mis[a]] + noise
+                    out[row, mis[a]] = means[k, mis[a]] + devs[k, mis[a]] + noise
                 continue
-            for k in range(n_components):
-                if resp[k] == 0.0:
-                    continue
-                _conditional_deviation(k, 0 if shared else k, obs, mis, dev_o, bts, dev)
-                for a in range(mis.size):
-                    out[row, mis[a]] += resp[k] * (means[k, mis[a]] + dev[mis[a]])
+            for a in range(mis.size):
+                total = 0.0
+                for k in range(n_components):
+                    total += resp[k] * (means[k, mis[a]] + devs[k, mis[a]])
+                out[row, mis[a]] = total
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _diag_row(x, means, half_log_2pi_var, precisions, log_weights, log_prob):
+    """log w_k - 1/2 sum_{d observed} (log(2 pi sigma_kd^2) + (x_d - mu_kd)^2 / sigma_kd^2)
+    into ``log_prob`` (K,); returns the number of observed entries (NaN x_d: missing)."""
+    n_obs = 0
+    for d in range(x.size):
+        n_obs += x[d] == x[d]
+    for k in range(means.shape[0]):
+        total = log_weights[k]
+        for d in range(x.size):
+            if x[d] == x[d]:
+                dev = x[d] - means[k, d]
+                total -= half_log_2pi_var[k, d] + 0.5 * dev * dev * precisions[k, d]
+        log_prob[k] = total
+    return n_obs
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def diag_statistics(xc, sample_weight, means, variances, log_weights):
+    """`pattern_statistics` for ``diag`` and ``spherical`` variances (K, D), row by row.
+
+    The conditional mean of a missing entry is the component's mean and its
+    conditional variance the component's variance: m2 (K, D) sums
+    r (x_d - mu_kd)^2 over observed entries and r sigma_kd^2 over missing ones.
+    O(K D) per row, no patterns.
+    """
+    n_components, n_features = means.shape
+    half_log_2pi_var = 0.5 * np.log(2 * np.pi * variances)
+    precisions = 1.0 / variances
+    log_prob, resp = np.empty(n_components), np.empty(n_components)
+    nk = np.zeros(n_components)
+    first = np.zeros((n_components, n_features))
+    m2 = np.zeros((n_components, n_features))
+    loglik = weight = entropy = 0.0
+    for row in range(xc.shape[0]):
+        x = xc[row]
+        if _diag_row(x, means, half_log_2pi_var, precisions, log_weights, log_prob) == 0:
+            continue
+        log_norm, row_entropy = _responsibilities(log_prob, resp)
+        w = sample_weight[row]
+        loglik += w * log_norm
+        weight += w
+        entropy += w * row_entropy
+        for k in range(n_components):
+            rw = resp[k] * w
+            if rw == 0.0:
+                continue
+            nk[k] += rw
+            for d in range(n_features):
+                if x[d] == x[d]:
+                    dev = x[d] - means[k, d]
+                    first[k, d] += rw * dev
+                    m2[k, d] += rw * dev * dev
+                else:
+                    m2[k, d] += rw * variances[k, d]
+    return nk, first, m2, loglik, weight, entropy
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def diag_log_prob(xc, means, variances, log_weights):
+    """`pattern_log_prob` for ``diag`` and ``spherical`` variances (K, D), (n, K)."""
+    half_log_2pi_var = 0.5 * np.log(2 * np.pi * variances)
+    precisions = 1.0 / variances
+    out = np.empty((xc.shape[0], means.shape[0]))
+    for row in range(xc.shape[0]):
+        _diag_row(xc[row], means, half_log_2pi_var, precisions, log_weights, out[row])
     return out

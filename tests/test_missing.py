@@ -456,3 +456,21 @@ def test_variational_mixture_omits_rows(data):
     np.testing.assert_allclose(omitted.covariance_prior_, alone.covariance_prior_, rtol=1e-12)
     with pytest.raises(InvalidParameterError, match="nan_policy"):
         BayesianGaussianMixture(nan_policy="marginalize").fit(data)
+
+
+def test_marginalize_starts_from_the_complete_rows_when_they_suffice(data):
+    complete = ~np.isnan(data).any(axis=1)
+    assert complete.mean() > 0.1  # COMPLETE_SHARE: the complete rows suffice
+    start = _fit(GaussianMixture(3, nan_policy="marginalize", random_state=0, max_iter=0),
+                 data)
+    alone = _fit(GaussianMixture(3, random_state=0, max_iter=0), data[complete])
+    np.testing.assert_allclose(start.means_, alone.means_, rtol=1e-12)
+    # Too few complete rows: every row with data, NaN filled by column means.
+    sparse = _with_gaps(np.nan_to_num(data), 0.5, seed=3)
+    assert (~np.isnan(sparse).any(axis=1)).mean() < 0.1
+    filled = np.where(np.isnan(sparse), np.nanmean(sparse, axis=0), sparse)
+    holds_data = ~np.isnan(sparse).all(axis=1)
+    start = _fit(GaussianMixture(3, nan_policy="marginalize", random_state=0, max_iter=0),
+                 sparse)
+    alone = _fit(GaussianMixture(3, random_state=0, max_iter=0), filled[holds_data])
+    np.testing.assert_allclose(start.means_, alone.means_, rtol=1e-12)
