@@ -1,4 +1,4 @@
-"""The estimator: scikit-learn's GaussianMixture, fitted by single-pass EM on Dask."""
+"""The estimator: scikit-learn's GaussianMixture, fitted by EM on Dask, one pass per iteration."""
 
 import math
 import os
