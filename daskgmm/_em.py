@@ -57,6 +57,9 @@ MAX_STATISTICS_BYTES = 2**30
 # n_blocks='auto' uses at most this many blocks (see `block_bounds`).
 MAX_AUTO_BLOCKS = 16
 
+# n_blocks='auto' puts this many row chunks in a block (see `block_bounds`).
+AUTO_CHUNKS_PER_BLOCK = 4
+
 # relaxation='auto': plain laps before omega is estimated from their bounds (the
 # first lap is special, see `_with_unseen`; two later changes give a rate).
 RELAXATION_LAPS = 4
@@ -202,14 +205,26 @@ def block_bounds(data, n_blocks):
     """The ``(start, stop)`` rows of the blocks of incremental EM.
 
     Blocks are contiguous groups of whole row chunks, as equal in numbers of
-    chunks as can be. ``n_blocks='auto'`` gives every block at least two
-    chunks per thread of the scheduler, so that no thread waits within a
-    block, in at most ``MAX_AUTO_BLOCKS`` blocks.
+    chunks as can be. ``n_blocks='auto'`` depends on the chunks only, never
+    on the cluster, so that the same data gives the same fit anywhere:
+    ``AUTO_CHUNKS_PER_BLOCK`` chunks per block, at least 2 blocks and at
+    most ``MAX_AUTO_BLOCKS``. One block would be batch EM (with the free
+    energy for its bound): a ValueError, as is X in one row chunk.
     """
     chunks = data.X.chunks[0]
     n_chunks = len(chunks)
+    if n_blocks == 1:
+        raise ValueError(
+            "n_blocks=1 is batch EM, not incremental EM: use algorithm='batch', or "
+            "n_blocks >= 2."
+        )
     if n_blocks == "auto":
-        n_blocks = max(1, min(MAX_AUTO_BLOCKS, n_chunks // (2 * _graph.n_threads(data.scheduler))))
+        if n_chunks < 2:
+            raise ValueError(
+                "X has 1 row chunk; incremental EM needs at least 2 blocks of whole row "
+                "chunks: rechunk X along rows (X.rechunk({0: rows})), or use algorithm='batch'."
+            )
+        n_blocks = max(2, min(MAX_AUTO_BLOCKS, n_chunks // AUTO_CHUNKS_PER_BLOCK))
     elif n_blocks > n_chunks:
         raise ValueError(
             f"n_blocks={n_blocks} exceeds the {n_chunks} row chunks of X: a block is a group "
@@ -440,7 +455,8 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
         latest[index] = fresh
         computed = merge_all([seen for seen in latest if seen is not None],
                              model.covariance_type)
-    outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed))
+    outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed),
+                       computed=computed)
     if outcome is None or (outcome is _NO_BOUND and any(relaxed) and free_energy(
             model.parameters, computed) / _checked_weight(computed) < model.lower_bound):
         model.parameters = visited
@@ -493,19 +509,22 @@ def free_energy(parameters, computed):
     return _expected(parameters, computed) - float(computed.entropy)
 
 
-def _step_on(model, index, stats, settings, iteration, blocks, fallible=False):
+def _step_on(model, index, stats, settings, iteration, blocks, fallible=False, computed=None):
     """`_swap_in` with ``stats`` for block ``index``: the M-step's variational bound,
     or `_NO_BOUND`.
 
     With ``fallible`` (over-relaxed statistics in play), returns None where
-    they leave a component without weight or the M-step fails.
+    they leave a component without weight or the M-step fails. A component
+    that has no weight in the ``computed`` statistics either (one that EM
+    has emptied: its responsibilities underflow to 0) is not a reason: it
+    would make every relaxed step of the fit fall back, silently.
     """
     model.block_stats[index] = stats
     totals = merge_all([seen for seen in model.block_stats if seen is not None],
                        model.covariance_type)
     if not totals.weight > 0:  # nothing seen yet that carries weight
         return _NO_BOUND
-    if fallible and not np.all(totals.nk > 0):
+    if fallible and not np.all((totals.nk > 0) | ((totals.nk == 0) & (computed.nk == 0))):
         return None
     step = totals if index == len(blocks) - 1 else _with_unseen(model, totals, blocks,
                                                                       settings.reg_covar)
