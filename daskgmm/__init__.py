@@ -1,4 +1,5 @@
-"""Gaussian mixture models fitted by single-pass EM on Dask, with scikit-learn's interface."""
+"""Gaussian mixture models fitted by EM on Dask (one pass over the data per iteration),
+with scikit-learn's interface."""
 
 import importlib
 

@@ -384,7 +384,8 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
         latest[index] = fresh
         computed = merge_all([seen for seen in latest if seen is not None],
                              model.covariance_type)
-    outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed))
+    outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed),
+                       computed=computed)
     if outcome is None or (outcome is _NO_BOUND and any(relaxed) and free_energy(
             model.parameters, computed) / _checked_weight(computed) < model.lower_bound):
         model.parameters = visited
@@ -437,19 +438,22 @@ def free_energy(parameters, computed):
     return _expected(parameters, computed) - float(computed.entropy)
 
 
-def _step_on(model, index, stats, settings, iteration, blocks, fallible=False):
+def _step_on(model, index, stats, settings, iteration, blocks, fallible=False, computed=None):
     """`_swap_in` with ``stats`` for block ``index``: the M-step's variational bound,
     or `_NO_BOUND`.
 
     With ``fallible`` (over-relaxed statistics in play), returns None where
-    they leave a component without weight or the M-step fails.
+    they leave a component without weight or the M-step fails. A component
+    that has no weight in the ``computed`` statistics either (one that EM
+    has emptied: its responsibilities underflow to 0) is not a reason: it
+    would make every relaxed step of the fit fall back, silently.
     """
     model.block_stats[index] = stats
     totals = merge_all([seen for seen in model.block_stats if seen is not None],
                        model.covariance_type)
     if not totals.weight > 0:  # nothing seen yet that carries weight
         return _NO_BOUND
-    if fallible and not np.all(totals.nk > 0):
+    if fallible and not np.all((totals.nk > 0) | ((totals.nk == 0) & (computed.nk == 0))):
         return None
     step = totals if index == len(blocks) - 1 else _with_unseen(model, totals, blocks,
                                                                       settings.reg_covar)

@@ -1,4 +1,4 @@
-"""The estimator: scikit-learn's GaussianMixture, fitted by single-pass EM on Dask."""
+"""The estimator: scikit-learn's GaussianMixture, fitted by EM on Dask, one pass per iteration."""
 
 import math
 from numbers import Real
@@ -85,9 +85,10 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
         never decreasing). It usually needs several times fewer passes
         than batch EM.
     n_blocks : int or 'auto', default='auto'
-        Blocks of incremental EM. ``'auto'``: two row chunks per scheduler
-        thread in each block, at most 16 blocks. An int must not exceed the
-        number of row chunks. In-memory input is cut into enough chunks.
+        Blocks of incremental EM, at least 2. ``'auto'``: 4 row chunks in
+        each block, 2 to 16 blocks, from X's chunks only (the same fit on
+        any cluster). An int must not exceed the number of row chunks.
+        In-memory input is cut into enough chunks.
     relaxation : float or 'auto', default='auto'
         Over-relaxation factor omega of incremental EM, in [1, 2): a block's
         new statistics replace its old ones as ``old + omega (new - old)``.

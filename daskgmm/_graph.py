@@ -39,6 +39,9 @@ CLUSTER_ERRORS = (OSError, TimeoutError, CancelledError, KilledWorker)
 # n_blocks='auto' of incremental EM uses at most this many blocks (see `block_bounds`).
 MAX_AUTO_BLOCKS = 16
 
+# n_blocks='auto' puts this many row chunks in a block (see `block_bounds`).
+AUTO_CHUNKS_PER_BLOCK = 4
+
 # In-memory input is cut into row chunks of at most this many bytes.
 _NUMPY_CHUNK_BYTES = 32 * 2**20
 
@@ -427,14 +430,26 @@ def block_bounds(data, n_blocks):
     """The ``(start, stop)`` rows of the blocks of incremental EM.
 
     Blocks are contiguous groups of whole row chunks, as equal in numbers of
-    chunks as can be. ``n_blocks='auto'`` gives every block at least two
-    chunks per thread of the scheduler, so that no thread waits within a
-    block, in at most ``MAX_AUTO_BLOCKS`` blocks.
+    chunks as can be. ``n_blocks='auto'`` depends on the chunks only, never
+    on the cluster, so that the same data gives the same fit anywhere:
+    ``AUTO_CHUNKS_PER_BLOCK`` chunks per block, at least 2 blocks and at
+    most ``MAX_AUTO_BLOCKS``. One block would be batch EM (with the free
+    energy for its bound): a ValueError, as is X in one row chunk.
     """
     chunks = data.X.chunks[0]
     n_chunks = len(chunks)
+    if n_blocks == 1:
+        raise ValueError(
+            "n_blocks=1 is batch EM, not incremental EM: use algorithm='batch', or "
+            "n_blocks >= 2."
+        )
     if n_blocks == "auto":
-        n_blocks = max(1, min(MAX_AUTO_BLOCKS, n_chunks // (2 * n_threads(data.scheduler))))
+        if n_chunks < 2:
+            raise ValueError(
+                "X has 1 row chunk; incremental EM needs at least 2 blocks of whole row "
+                "chunks: rechunk X along rows (X.rechunk({0: rows})), or use algorithm='batch'."
+            )
+        n_blocks = max(2, min(MAX_AUTO_BLOCKS, n_chunks // AUTO_CHUNKS_PER_BLOCK))
     elif n_blocks > n_chunks:
         raise ValueError(
             f"n_blocks={n_blocks} exceeds the {n_chunks} row chunks of X: a block is a group "

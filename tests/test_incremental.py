@@ -17,7 +17,8 @@ from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture, GaussianMixtureIC
 from daskgmm._em import (MAX_RELAXATION, RELAXATION_LAPS, Model, Settings, _expected,
-                         _swap_in, free_energy, relaxation, responsibility_entropy)
+                         _swap_in, block_bounds, free_energy, relaxation,
+                         responsibility_entropy)
 from daskgmm._graph import READ_AHEAD_PRIORITY, from_dask, read_ahead, row_block
 from daskgmm._kernels import resp_statistics
 from daskgmm._mstep import Parameters, start_from_stats
@@ -225,10 +226,11 @@ def test_integer_weights_equal_repeated_rows_and_n_init(overlapping):
     fit = GaussianMixture(3, covariance_type="full", random_state=0, max_iter=0).fit(X)
     kwargs = dict(n_components=3, weights_init=fit.weights_, means_init=fit.means_,
                   precisions_init=fit.precisions_, tol=0, max_iter=4, algorithm="incremental",
-                  n_blocks=1)
+                  n_blocks=2)
+    # The same two blocks: X's first 2000 rows are 3000 repeated rows.
     weighted = _quiet(GaussianMixture(**kwargs).fit, da.from_array(X, chunks=500),
                       sample_weight=weights)
-    plain = _quiet(GaussianMixture(**kwargs).fit, da.from_array(repeated, chunks=6000))
+    plain = _quiet(GaussianMixture(**kwargs).fit, da.from_array(repeated, chunks=3000))
     assert_same(weighted, plain)
     many = _quiet(GaussianMixture(3, random_state=0, n_init=3, max_iter=4,
                                   algorithm="incremental", n_blocks=4).fit,
@@ -310,6 +312,7 @@ def test_partial_fit_checks_features_and_keeps_the_model(overlapping):
     (dict(algorithm="incremental", n_blocks=0), "n_blocks"),
     (dict(algorithm="incremental", n_blocks="many"), "n_blocks"),
     (dict(algorithm="incremental", n_blocks=9), "exceeds the 8 row chunks"),
+    (dict(algorithm="incremental", n_blocks=1), r"n_blocks=1 is batch EM.*algorithm='batch'"),
     (dict(algorithm="incremental", relaxation=2.0), "relaxation"),
     (dict(algorithm="incremental", relaxation="fast"), "relaxation"),
     (dict(learning_decay=0.5), "learning_decay"),
@@ -371,6 +374,68 @@ def test_over_relaxed_swap_falls_back_when_a_covariance_would_be_ill_defined():
     assert model.block_stats[1] is other
     assert model.block_fresh == [None, None] and model.error is None
     assert np.all(np.linalg.eigvalsh(model.parameters.covariances) > 0)
+
+
+def test_n_blocks_auto_depends_on_the_chunks_only(overlapping, start, monkeypatch):
+    """4 chunks a block, 2 to 16 blocks, whatever the threads: the same fit anywhere."""
+    kwargs = dict(start, tol=0, max_iter=4, algorithm="incremental")
+    X = da.from_array(overlapping, chunks=(1000, 5))  # 32 chunks: 8 blocks
+    fits = []
+    with dask.config.set(scheduler="threads"):
+        for cpus in (1, 2, 8):
+            monkeypatch.setattr(os, "cpu_count", lambda cpus=cpus: cpus)
+            assert block_bounds(from_dask(X), "auto") == block_bounds(from_dask(X), 8)
+            fits.append(_quiet(GaussianMixture(**kwargs).fit, X))
+    assert_same(fits[0], fits[1])
+    assert_same(fits[0], fits[2])
+    assert_same(fits[0], _quiet(GaussianMixture(**kwargs, n_blocks=8).fit, X))
+    # At least 2 blocks, at most 16.
+    assert len(block_bounds(from_dask(X.rechunk((16_000, 5))), "auto")) == 2
+    assert len(block_bounds(from_dask(X.rechunk((250, 5))), "auto")) == 16
+
+
+@pytest.mark.slow
+def test_n_blocks_auto_gives_the_same_fit_on_a_cluster(overlapping, start, client):
+    kwargs = dict(start, tol=0, max_iter=4, algorithm="incremental")
+    X = da.from_array(overlapping, chunks=(1000, 5))
+    on_cluster = _quiet(GaussianMixture(**kwargs).fit, X)
+    with dask.config.set(scheduler="threads"):
+        threads = _quiet(GaussianMixture(**kwargs, n_blocks=8).fit, X)
+    assert_same(on_cluster, threads)
+
+
+def test_one_row_chunk_is_refused_by_n_blocks_auto(overlapping):
+    model = GaussianMixture(2, algorithm="incremental")
+    with pytest.raises(ValueError, match=r"1 row chunk.*rechunk X.*algorithm='batch'"):
+        model.fit(da.from_array(overlapping[:4000], chunks=(4000, 5)))
+    assert not hasattr(model, "means_")
+
+
+def test_an_emptied_component_does_not_stop_over_relaxation():
+    """A component that no row reaches (responsibilities 0) has no weight in any block;
+    over-relaxed steps go on around it, as in the fit without it."""
+    X = make_mixture(n_samples=8000, n_features=3, n_components=4, seed=1, separation=1.5)[0]
+    X += 50.0  # far from the origin, where the emptied component's mean goes
+    live = GaussianMixture(4, covariance_type="diag", random_state=0, max_iter=0).fit(X)
+    weights = np.append(live.weights_, 1e-3) / (1 + 1e-3)
+    means = np.vstack([live.means_, np.full((1, 3), -1e3)])
+    precisions = np.vstack([live.precisions_, np.ones((1, 3))])
+    common = dict(covariance_type="diag", algorithm="incremental", n_blocks=8, tol=1e-6,
+                  max_iter=200)
+    Xd = da.from_array(X, chunks=(500, 3))
+
+    def fit(n_components, omega, **start):
+        return _quiet(GaussianMixture(n_components, relaxation=omega, **common, **start).fit,
+                      Xd)
+
+    without = fit(4, 1.5, weights_init=live.weights_, means_init=live.means_,
+                  precisions_init=live.precisions_)
+    emptied = fit(5, 1.5, weights_init=weights, means_init=means, precisions_init=precisions)
+    plain = fit(5, 1.0, weights_init=weights, means_init=means, precisions_init=precisions)
+    assert emptied.weights_[-1] < 1e-15
+    assert emptied.n_iter_ == without.n_iter_ < plain.n_iter_
+    np.testing.assert_allclose(emptied.means_[:4], without.means_, rtol=1e-6)
+    assert emptied.lower_bound_ == pytest.approx(without.lower_bound_, rel=1e-9)
 
 
 def test_in_memory_blocks_do_not_depend_on_the_machine(overlapping, start, monkeypatch):
