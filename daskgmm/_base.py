@@ -25,6 +25,7 @@ results. The hooks say what differs between the estimators:
 ``score_samples``, ...) for `GaussianMixture` and `BayesianGaussianMixture`.
 """
 
+import contextlib
 import os
 import warnings
 from functools import partial
@@ -37,7 +38,7 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _graph, _input, _kernels, _persist
+from . import _checkpoint, _em, _graph, _incremental, _input, _kernels, _persist
 from ._sklearn import Interval, StrOptions
 from ._stats import Layout
 
@@ -52,6 +53,18 @@ INCREMENTAL_PARAMETER_CONSTRAINTS = {
     "n_blocks": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "relaxation": [Interval(Real, 1, 2, closed="left"), StrOptions({"auto"})],
 }
+
+
+@contextlib.contextmanager
+def restored_on_error(estimator):
+    """Leave ``estimator`` as it was when the block raises: a failed fit changes nothing."""
+    state = estimator.__dict__.copy()
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(state)
+        raise
 
 
 class FitTarget(NamedTuple):
@@ -92,7 +105,7 @@ class DaskEstimatorMixin:
         -------
         self
         """
-        with _em.restored_on_error(self):
+        with restored_on_error(self):
             self._fit(X, y, sample_weight)
         return self
 
@@ -118,14 +131,14 @@ class DaskEstimatorMixin:
             state = _checkpoint.load(self.checkpoint, identity)
             save = partial(_checkpoint.save, self.checkpoint, identity=identity)
         if state is None or (state.active and state.iteration < self.max_iter):
-            data = _em.cached(data, self.cache, settings)
+            data = _graph.cached(data, self.cache, settings.print)
         if state is None:
             state, settings = self._em_state(data, X_memory, target, blocks, settings)
         else:
             settings.print(f"resuming from {self.checkpoint} after iteration {state.iteration}"
                            + (f", block {state.block}" if state.block else ""))
             settings = self._resumed_settings(data, settings)
-        _em.run_em(data, state, settings, save)
+        _em.run_em(data, state, settings, save, lap=_incremental.lap)
         self._set_fitted(state, data, target)
 
     def _em_settings(self):
