@@ -109,13 +109,13 @@ class DaskEstimatorMixin:
             self._fit(X, y, sample_weight)
         return self
 
-    def _incremental(self):
+    def _is_incremental(self):
         return getattr(self, "algorithm", "batch") == "incremental"
 
     def _fit(self, X, y, sample_weight):
         self._validate_params()
         self._check_fit_parameters()
-        incremental = self._incremental()
+        incremental = self._is_incremental()
         data, X_memory = _input.fit_data(self, X, sample_weight,
                                          self.n_blocks if incremental else None)
         data, target = self._fit_target(data, y)
@@ -159,9 +159,21 @@ class DaskEstimatorMixin:
         """``(data, FitTarget or None)``: ``y`` is not used by default."""
         return data, None
 
+    def _statistics_layouts(self, data, target):
+        """``{model label: Layout}`` of the models the fit runs; checks the data's size."""
+        raise NotImplementedError
+
     def _em_options(self):
         """The estimator's own fields of ``_em.Settings``."""
         return {}
+
+    def _em_state(self, data, X_memory, target, blocks, settings):
+        """``(EMState, settings)`` of a fit that does not resume a checkpoint."""
+        raise NotImplementedError
+
+    def _set_fitted(self, state, data, target):
+        """The fitted attributes from the models of the final ``state``."""
+        raise NotImplementedError
 
     def _resumed_settings(self, data, settings):
         """The settings of a fit resumed from a checkpoint."""
