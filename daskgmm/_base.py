@@ -25,6 +25,7 @@ results. The hooks say what differs between the estimators:
 ``score_samples``, ...) for `GaussianMixture` and `BayesianGaussianMixture`.
 """
 
+import contextlib
 import os
 import warnings
 from functools import partial
@@ -37,7 +38,7 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _graph, _input, _missing, _persist
+from . import _checkpoint, _em, _graph, _incremental, _input, _kernels, _missing, _persist
 from ._sklearn import Interval, StrOptions
 from ._stats import Layout
 
@@ -52,6 +53,18 @@ INCREMENTAL_PARAMETER_CONSTRAINTS = {
     "n_blocks": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "relaxation": [Interval(Real, 1, 2, closed="left"), StrOptions({"auto"})],
 }
+
+
+@contextlib.contextmanager
+def restored_on_error(estimator):
+    """Leave ``estimator`` as it was when the block raises: a failed fit changes nothing."""
+    state = estimator.__dict__.copy()
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(state)
+        raise
 
 
 class FitTarget(NamedTuple):
@@ -92,17 +105,17 @@ class DaskEstimatorMixin:
         -------
         self
         """
-        with _em.restored_on_error(self):
+        with restored_on_error(self):
             self._fit(X, y, sample_weight)
         return self
 
-    def _incremental(self):
+    def _is_incremental(self):
         return getattr(self, "algorithm", "batch") == "incremental"
 
     def _fit(self, X, y, sample_weight):
         self._validate_params()
         self._check_fit_parameters()
-        incremental = self._incremental()
+        incremental = self._is_incremental()
         data, X_memory = _input.fit_data(self, X, sample_weight,
                                          self.n_blocks if incremental else None)
         data, target = self._fit_target(data, y)
@@ -118,14 +131,14 @@ class DaskEstimatorMixin:
             state = _checkpoint.load(self.checkpoint, identity)
             save = partial(_checkpoint.save, self.checkpoint, identity=identity)
         if state is None or (state.active and state.iteration < self.max_iter):
-            data = _em.cached(data, self.cache, settings)
+            data = _graph.cached(data, self.cache, settings.print)
         if state is None:
             state, settings = self._em_state(data, X_memory, target, blocks, settings)
         else:
             settings.print(f"resuming from {self.checkpoint} after iteration {state.iteration}"
                            + (f", block {state.block}" if state.block else ""))
             settings = self._resumed_settings(data, settings)
-        _em.run_em(data, state, settings, save)
+        _em.run_em(data, state, settings, save, lap=_incremental.lap)
         self._set_fitted(state, data, target)
 
     def _em_settings(self):
@@ -146,9 +159,21 @@ class DaskEstimatorMixin:
         """``(data, FitTarget or None)``: ``y`` is not used by default."""
         return data, None
 
+    def _statistics_layouts(self, data, target):
+        """``{model label: Layout}`` of the models the fit runs; checks the data's size."""
+        raise NotImplementedError
+
     def _em_options(self):
         """The estimator's own fields of ``_em.Settings``."""
         return {}
+
+    def _em_state(self, data, X_memory, target, blocks, settings):
+        """``(EMState, settings)`` of a fit that does not resume a checkpoint."""
+        raise NotImplementedError
+
+    def _set_fitted(self, state, data, target):
+        """The fitted attributes from the models of the final ``state``."""
+        raise NotImplementedError
 
     def _resumed_settings(self, data, settings):
         """The settings of a fit resumed from a checkpoint."""

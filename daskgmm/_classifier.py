@@ -210,9 +210,10 @@ class GaussianMixtureClassifier(DaskEstimatorMixin, ClassifierMixin, BaseEstimat
         return data, FitTarget(classes, data.class_codes)
 
     def _statistics_layouts(self, data, target):
+        n_starts = self.n_init if self.n_components_per_class > 1 else 1  # see class_starts
         return {f"class {label!r} init {init}": Layout(
                     self.n_components_per_class, data.X.shape[1], self.covariance_type)
-                for label in target.classes.tolist() for init in range(self.n_init)}
+                for label in target.classes.tolist() for init in range(n_starts)}
 
     def _em_options(self):
         return dict(relaxation=self.relaxation)

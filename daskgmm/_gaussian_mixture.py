@@ -6,9 +6,10 @@ from numbers import Real
 import numpy as np
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 
-from . import _em, _init, _input, _missing, _persist
+from . import _em, _incremental, _init, _input, _missing, _persist
 from ._base import (DASK_PARAMETER_CONSTRAINTS, INCREMENTAL_PARAMETER_CONSTRAINTS,
-                    DaskMixtureMixin, FitTarget, check_n_samples, set_fitted_mixture)
+                    DaskMixtureMixin, FitTarget, check_n_samples, restored_on_error,
+                    set_fitted_mixture)
 from ._covariance import n_parameters
 from ._mstep import Parameters
 from ._sklearn import NUMPY, Interval, StrOptions
@@ -70,7 +71,7 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
     cache : 'auto' or bool, default='auto'
         For Dask input: persist the data for the fit. ``'auto'`` persists on
         the workers of a distributed cluster when the data takes at most
-        ``CACHE_FRACTION`` of their memory, and otherwise streams it from its
+        ``_graph.CACHE_FRACTION`` of their memory, and otherwise streams it from its
         source every iteration (never loading it into this process);
         ``True`` persists on the active scheduler whatever the size.
         Verbose output says which.
@@ -281,7 +282,7 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
         One pass over ``X`` computes the statistics of its rows under the
         current parameters; the running statistics move towards them with
         step ``(learning_offset + t) ** -learning_decay`` at call t (see
-        ``_em.stepped``), and the M-step runs on them. The first call (t = 0)
+        ``_incremental.stepped``), and the M-step runs on them. The first call (t = 0)
         initialises from its rows as ``fit`` does (``init_params``; with
         ``n_init > 1``, the start that scores its rows best) and takes their
         statistics whole; after ``fit``, the first call starts from the fitted
@@ -302,7 +303,7 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
         -------
         self
         """
-        with _em.restored_on_error(self):
+        with restored_on_error(self):
             self._partial_fit(X, sample_weight)
         return self
 
@@ -331,7 +332,7 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
             raise ValueError("sample_weight must not sum to zero.")
         if calls > 0:
             rho = (self.learning_offset + calls) ** -self.learning_decay
-            batch = _em.stepped(running, batch, rho, self.covariance_type)
+            batch = _incremental.stepped(running, batch, rho, self.covariance_type)
         iteration = model.n_iter + 1
         _em.m_step_model(model, batch, settings, iteration)
         _em.record_bound(model, scores[best], settings, iteration)

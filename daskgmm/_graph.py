@@ -26,6 +26,9 @@ from threadpoolctl import ThreadpoolController
 from . import _kernels, _missing, _progress
 from ._stats import Layout, Layouts
 
+# 'auto' caching persists Dask input taking at most this share of the workers' memory.
+CACHE_FRACTION = 0.5
+
 # Times a distributed task is retried after an error (a transient failure of a worker).
 RETRIES = 2
 
@@ -482,3 +485,31 @@ def in_memory_chunks(n_samples, n_blocks):
     per_block = max(1, min(2 * (os.cpu_count() or 1), n_samples // n_blocks))
     return tuple(len(piece) for block in np.array_split(np.arange(n_samples), n_blocks)
                  for piece in np.array_split(block, per_block))
+
+
+def cached(data, cache, report):
+    """The data persisted for the fit, or as it is when streaming.
+
+    ``report(message)`` says which (verbose output). ``cache`` is the estimators' parameter: ``'auto'`` persists on the
+    workers of a distributed cluster when the data takes at most
+    ``CACHE_FRACTION`` of their memory; ``True`` persists on the active
+    scheduler; ``False`` streams.
+    """
+    if data.scheduler is not None:  # in memory already
+        return data
+    size = f"{data.X.nbytes / 2**30:.2f} GiB"
+    if cache is False:
+        report(f"cache: off, streaming the data ({size}) from its source every iteration")
+        return data
+    if cache == "auto":
+        if not on_cluster():
+            report(f"cache: streaming the data ({size}); 'auto' persists on a "
+                           "distributed cluster only, never in this process")
+            return data
+        budget = cluster_memory()
+        if data.X.nbytes > CACHE_FRACTION * budget:
+            report(f"cache: streaming, the data ({size}) exceeds {CACHE_FRACTION:.0%} "
+                           f"of the workers' memory ({budget / 2**30:.2f} GiB)")
+            return data
+    report(f"cache: persisting the data ({size}) for the fit")
+    return persist(data)

@@ -16,10 +16,11 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture, GaussianMixtureIC
-from daskgmm._em import (MAX_RELAXATION, RELAXATION_LAPS, Model, Settings, _expected,
-                         _swap_in, block_bounds, free_energy, relaxation,
-                         responsibility_entropy)
-from daskgmm._graph import READ_AHEAD_PRIORITY, from_dask, read_ahead, row_block
+from daskgmm._em import Model, Settings
+from daskgmm._incremental import (MAX_RELAXATION, RELAXATION_LAPS, _expected, _swap_in,
+                                  free_energy, relaxation, responsibility_entropy)
+from daskgmm._graph import (READ_AHEAD_PRIORITY, block_bounds, from_dask, read_ahead,
+                            row_block)
 from daskgmm._kernels import resp_statistics
 from daskgmm._mstep import Parameters, start_from_stats
 from daskgmm._persist import read_group
