@@ -43,16 +43,6 @@ def test_a_record_agrees_with_itself(name):
 
 
 @pytest.mark.parametrize("name", COVARIANCE_TYPES)
-def test_kernels_log_det_is_the_registry_s(name):
-    """_kernels still has its own copy of log_det (to be replaced by the registry's)."""
-    rng = np.random.default_rng(1)
-    kind = REGISTRY[name]
-    prec_chol = kind.precision_cholesky(_random_covariances(kind, 3, 4, rng), None)
-    np.testing.assert_array_equal(_kernels.COVARIANCE_KINDS[name].log_det(prec_chol, 4),
-                                  kind.log_det(prec_chol, 4))
-
-
-@pytest.mark.parametrize("name", COVARIANCE_TYPES)
 def test_ill_defined_covariance_names_the_component(name):
     kind = REGISTRY[name]
     covariances = np.zeros(kind.m2_shape(2, 3))
