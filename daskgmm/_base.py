@@ -38,7 +38,7 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _em, _graph, _incremental, _input, _kernels, _missing, _persist
+from . import _checkpoint, _em, _graph, _incremental, _input, _missing, _persist
 from ._sklearn import Interval, StrOptions
 from ._stats import Layout
 

@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em, _init, _missing, _persist
+from . import _em, _init, _persist
 from ._base import DASK_PARAMETER_CONSTRAINTS, DaskMixtureMixin, check_n_samples
 from ._covariance import REGISTRY, covariance_prior
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
@@ -156,7 +156,7 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
     def _em_state(self, data, X_memory, target, blocks, settings):
         moments = self._prior_moments()
         warm = self.warm_start and hasattr(self, "converged_")
-        data, X_memory, _ = _missing.initialisation_data(data, X_memory,
+        data, X_memory, _ = _init.initialisation_data(data, X_memory,
                                                          needs_data=bool(moments) or not warm)
         if warm:
             prior = self._set_priors(data.X.shape, self._data_moments(data, moments))
@@ -171,7 +171,7 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
 
     def _resumed_settings(self, data, settings):
         moments = self._prior_moments()
-        data, _, _ = _missing.initialisation_data(data, None, needs_data=bool(moments))
+        data, _, _ = _init.initialisation_data(data, None, needs_data=bool(moments))
         all_rows = self._data_moments(data, moments)
         return dataclasses.replace(settings, prior=self._set_priors(data.X.shape, all_rows))
 

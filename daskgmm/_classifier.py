@@ -221,7 +221,7 @@ class GaussianMixtureClassifier(DaskEstimatorMixin, ClassifierMixin, BaseEstimat
     def _em_state(self, data, X_memory, target, blocks, settings):
         """Every class's starts; with one component per class on complete data, the
         class statistics are EM's fixed point: those models start converged and no EM runs."""
-        start_data, X_memory, _ = _missing.initialisation_data(data, X_memory)
+        start_data, X_memory, _ = _init.initialisation_data(data, X_memory)
         starts = _init.class_starts(
             start_data, X_memory, target.classes, self.n_components_per_class,
             self.covariance_type,

@@ -49,6 +49,7 @@ chunks on separate threads or processes, and the kernels release the GIL.
 """
 
 import math
+from typing import Callable, NamedTuple
 
 import numba
 import numpy as np
@@ -549,17 +550,58 @@ def _copy_out(lp, n_rows, start, out):
             out[start + n, k] = lp[k, n]
 
 
-class Kernel:
-    """The compiled ``statistics`` and ``log_prob`` of one covariance type."""
+def _full_parameters(means, prec_chol, dtype):
+    """(L_k,): whitened in the rows' precision (float32 rows: float32 products)."""
+    return (np.ascontiguousarray(prec_chol, dtype=dtype),)
 
-    def __init__(self, statistics, log_prob):
-        self.statistics = statistics
-        self.log_prob = log_prob
+
+def _tied_parameters(means, prec_chol, dtype):
+    """(L, mu_k L): rows are whitened once, then compared with the whitened means."""
+    prec_chol = np.ascontiguousarray(prec_chol, dtype=np.float64)
+    return prec_chol, np.ascontiguousarray(means @ prec_chol)
+
+
+def _diag_parameters(means, prec_chol, dtype):
+    """(P,): the precisions, prec_chol^2, (K, D)."""
+    return (np.ascontiguousarray(np.square(prec_chol), dtype=np.float64),)
+
+
+def _spherical_parameters(means, prec_chol, dtype):
+    """(P,): the precisions, prec_chol^2, as (K, 1)."""
+    return (np.ascontiguousarray(np.square(prec_chol)[:, None], dtype=np.float64),)
+
+
+def _mirrored(first, m2, between, means):
+    """The sweeps summed the upper triangles: mirrored, m2 is exactly symmetric."""
+    return first, np.triu(m2) + np.swapaxes(np.triu(m2, 1), -1, -2)
+
+
+def _tied_finish(first, m2, between, means):
+    """Mirrored, plus the between-component part: [k, g] mu_g - mu_k weighted by T_kg."""
+    first, m2 = _mirrored(first, m2, between, means)
+    apart = means[None, :, :] - means[:, None, :]
+    first = first + np.einsum("kg,kgi->ki", between, apart)
+    return first, m2 + np.einsum("kg,kgi,kgj->ij", between, apart, apart)
+
+
+def _as_summed(first, m2, between, means):
+    return first, m2
+
+
+class Kernel(NamedTuple):
+    """One covariance type's compiled sweeps and what they need of the parameters."""
+
+    # (centred means, prec_chol, the rows' dtype) -> the tuple of arrays both sweeps take.
+    parameters: Callable
+    statistics: Callable
+    log_prob: Callable
+    # (first, m2, T, centred means) -> the sums about each mean, from what the sweep left.
+    finish: Callable
 
 
 KERNELS = {
-    "full": Kernel(_full_statistics, _full_log_prob),
-    "tied": Kernel(_tied_statistics, _tied_log_prob),
-    "diag": Kernel(_diag_statistics, _diag_log_prob),
-    "spherical": Kernel(_diag_statistics, _diag_log_prob),
+    "full": Kernel(_full_parameters, _full_statistics, _full_log_prob, _mirrored),
+    "tied": Kernel(_tied_parameters, _tied_statistics, _tied_log_prob, _tied_finish),
+    "diag": Kernel(_diag_parameters, _diag_statistics, _diag_log_prob, _as_summed),
+    "spherical": Kernel(_spherical_parameters, _diag_statistics, _diag_log_prob, _as_summed),
 }

@@ -346,7 +346,7 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
         user_init = dict(weights_init=self.weights_init, means_init=self.means_init,
                          precisions_init=self.precisions_init)
         codes = None if target is None else target.codes
-        data, X_memory, codes = _missing.initialisation_data(
+        data, X_memory, codes = _init.initialisation_data(
             data, X_memory, codes, needs_data=X_memory is not None or target is not None
             or any(value is None for value in user_init.values()))
         if target is not None:

@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em, _init, _input, _missing
+from . import _em, _init, _input
 from ._base import DaskEstimatorMixin, set_fitted_mixture
 from ._covariance import n_parameters
 from ._covariance_types import COVARIANCE_TYPES
@@ -196,7 +196,7 @@ class GaussianMixtureIC(DaskEstimatorMixin, DensityMixin, BaseEstimator):
         self._set_results(data, candidates, chosen)
 
     def _starts(self, data, X_memory):
-        data, X_memory, _ = _missing.initialisation_data(data, X_memory)
+        data, X_memory, _ = _init.initialisation_data(data, X_memory)
         labels = self._candidates()
         candidates = list(dict.fromkeys(c for c, _ in labels))
         if X_memory is not None:

@@ -3,8 +3,8 @@
 Everything here works on one in-memory block of rows and knows nothing of
 Dask. The sweeps over the rows are the compiled kernels of `_fused`
 (imported on first use: numba's import would slow ``daskgmm --help``); this
-module prepares what they need of the parameters, per covariance type
-(``_PARAMETERS``), and turns what they sum into ``Stats``.
+module gives them the parameters (each type's ``Kernel.parameters`` prepares
+what its sweeps need) and turns what they sum into ``Stats``.
 
 Rows are centred on one point ``c`` near the data (the weighted mean of the
 component means), so that data far from the origin loses no digits; the
@@ -32,37 +32,6 @@ def _compiled(covariance_type):
     from . import _fused
 
     return _fused.KERNELS[covariance_type]
-
-
-def _full_parameters(means, prec_chol, dtype):
-    """(L_k,): whitened in the rows' precision (float32 rows: float32 products)."""
-    return (np.ascontiguousarray(prec_chol, dtype=dtype),)
-
-
-def _tied_parameters(means, prec_chol, dtype):
-    """(L, mu_k L): rows are whitened once, then compared with the whitened means."""
-    prec_chol = np.ascontiguousarray(prec_chol, dtype=np.float64)
-    return prec_chol, np.ascontiguousarray(means @ prec_chol)
-
-
-def _diag_parameters(means, prec_chol, dtype):
-    """(P,): the precisions, prec_chol^2, (K, D)."""
-    return (np.ascontiguousarray(np.square(prec_chol), dtype=np.float64),)
-
-
-def _spherical_parameters(means, prec_chol, dtype):
-    """(P,): the precisions, prec_chol^2, as (K, 1)."""
-    return (np.ascontiguousarray(np.square(prec_chol)[:, None], dtype=np.float64),)
-
-
-# What each type's kernels need of the parameters, from the centred means,
-# the precision Cholesky factors and the rows' type.
-_PARAMETERS = {
-    "full": _full_parameters,
-    "tied": _tied_parameters,
-    "diag": _diag_parameters,
-    "spherical": _spherical_parameters,
-}
 
 
 def check_finite(X):
@@ -125,14 +94,7 @@ def _sweep(X, sample_weight, resp, centre, means, covariance_type, parameters, c
         X, _row_weights(sample_weight), np.ascontiguousarray(resp, dtype=np.float64),
         np.ascontiguousarray(centre, dtype=np.float64), np.ascontiguousarray(means),
         parameters, constants, with_entropy, nk, first, m2, between, totals)
-    if covariance_type in ("full", "tied"):
-        # The kernels summed the upper triangles: mirrored, m2 is exactly symmetric.
-        m2 = np.triu(m2) + np.swapaxes(np.triu(m2, 1), -1, -2)
-    if covariance_type == "tied":
-        # [k, g]: mu_g - mu_k, weighted by T_kg (the between-component part).
-        apart = means[None, :, :] - means[:, None, :]
-        first = first + np.einsum("kg,kgi->ki", between, apart)
-        m2 = m2 + weighted_outer(between, apart, "tied").sum(axis=0)
+    first, m2 = _compiled(covariance_type).finish(first, m2, between, means)
     return nk, first, m2, totals
 
 
@@ -179,7 +141,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     X = _rows(X)
     centre = _centre(weights, means)
     means_c = means - centre
-    parameters = _PARAMETERS[covariance_type](means_c, prec_chol, X.dtype)
+    parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)
     constants = _constants(weights, prec_chol, covariance_type, means.shape[1], log_weights)
     nk, first, m2, totals = _sweep(X, sample_weight, None, centre, means_c, covariance_type,
                                    parameters, constants, log_weights is not None)
@@ -199,7 +161,7 @@ def resp_statistics(X, sample_weight, resp, covariance_type):
     X = _rows(X)
     n_components, n_features = resp.shape[1], X.shape[1]
     centre = np.asarray(X[0] if X.shape[0] else np.zeros(n_features), dtype=np.float64)
-    parameters = _PARAMETERS[covariance_type](
+    parameters = _compiled(covariance_type).parameters(
         np.zeros((n_components, n_features)), _unit_prec_chol(
             n_components, n_features, covariance_type), X.dtype)
     constants = np.zeros(n_components)
@@ -258,7 +220,7 @@ def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type, lo
     X = _rows(X)
     centre = _centre(weights, means)
     means_c = means - centre
-    parameters = _PARAMETERS[covariance_type](means_c, prec_chol, X.dtype)
+    parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)
     constants = _constants(weights, prec_chol, covariance_type, means.shape[1], log_weights)
     out = np.empty((X.shape[0], means.shape[0]))
     _compiled(covariance_type).log_prob(X, np.ascontiguousarray(centre),

@@ -46,11 +46,10 @@ small while rows miss few entries.
 
 import functools
 
-import dask.array as da
 import numpy as np
 from scipy.special import logsumexp
 
-from . import _graph, _kernels
+from . import _kernels
 from ._covariance import weighted_outer
 from ._stats import Stats, merge
 
@@ -58,12 +57,6 @@ NAN_POLICIES = ("raise", "omit", "marginalize")
 
 LOG_2PI = np.log(2 * np.pi)
 
-# Under "marginalize" the initialisation uses the complete rows only when they are
-# at least this share of the rows holding data (else every such row, filled): on
-# the README's store (26 % complete rows) a start from the rows filled with column
-# means lost a component (k-means found clusters of filled rows), one from the
-# complete rows found the generating mixture.
-COMPLETE_SHARE = 0.1
 
 # Rows per block of the random generator of `row_draws`: a row's draws depend
 # on its global index only, not on the chunking.
@@ -323,88 +316,3 @@ def impute(X, weights, means, prec_chol, covariance_type, draws=None):
         uniforms, normals)
     out[incomplete] = np.where(missing[incomplete], filled + centre, X[incomplete])
     return out
-
-
-def _filled(x, fill):
-    """Block ``x`` with its NaN replaced by the column values ``fill``."""
-    return np.where(np.isnan(x), fill.astype(x.dtype), x)
-
-
-def _column_means(data, X_memory):
-    """Means of every column's observed entries, and whether the initialisation
-    uses the complete rows only (``"omit"``, or `COMPLETE_SHARE`).
-
-    In memory, from ``X_memory``; else in one pass. A column with no
-    observed entry is a ValueError.
-    """
-    if X_memory is not None:
-        missing = np.isnan(X_memory)
-        counts, sums = (~missing).sum(axis=0), np.where(missing, 0, X_memory).sum(axis=0)
-        n_complete = (~missing.any(axis=1)).sum()
-        n_with_data = (~missing.all(axis=1)).sum()
-    else:
-        missing = da.isnan(data.X)
-        counts, sums, n_complete, n_with_data = _graph.compute(
-            (~missing).sum(axis=0), da.where(missing, 0, data.X).sum(axis=0, dtype=np.float64),
-            (~missing.any(axis=1)).sum(), (~missing.all(axis=1)).sum(),
-            scheduler=data.scheduler)
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        raise ValueError(
-            f"X has no observed value in column(s) {empty.tolist()}: nothing can be learnt "
-            "about them under any nan_policy; drop them."
-        )
-    if data.nan_policy == "omit" and n_complete == 0:
-        raise ValueError(
-            "Every row of X holds NaN, so nan_policy='omit' leaves no row to fit; use "
-            "nan_policy='marginalize' to fit the observed entries."
-        )
-    complete_only = data.nan_policy == "omit" or n_complete >= COMPLETE_SHARE * n_with_data
-    return sums / counts, complete_only
-
-
-def initialisation_data(data, X_memory, labels=None, needs_data=True):
-    """What an initialisation sees under ``data.nan_policy``: ``(data, X_memory, labels)``.
-
-    The start uses the complete rows only under ``"omit"``, and under
-    ``"marginalize"`` when they are at least `COMPLETE_SHARE` of the rows
-    holding data; else every row holding data, with each NaN replaced by
-    the mean of its column's observed entries. The column means and the
-    counts cost one pass over Dask input, made only when ``needs_data``.
-    The rows left out are removed in memory (from the rows and the class
-    ``labels``, a Dask array aligned with them), so that under ``"omit"``
-    the start is that of a fit on the complete rows; for Dask input they
-    get weight 0 in the initialisation's passes, and `sample_taking_part`
-    leaves them out of the k-means sample. So k-means, k-means++ and
-    ``random_from_data`` work on the rows kept, ``random`` is unchanged,
-    and class starts are the class statistics of the rows kept.
-    """
-    if data.nan_policy == "raise" or not needs_data:
-        return data, X_memory, labels
-    fill, complete_only = _column_means(data, X_memory)
-    if X_memory is not None:
-        missing = np.isnan(X_memory)
-        kept = ~(missing.any(axis=1) if complete_only else missing.all(axis=1))
-        weights = None if data.sample_weight is None else data.sample_weight.compute()[kept]
-        X_memory = _filled(X_memory[kept], fill)
-        if labels is not None:
-            labels = labels[kept]
-        view = _graph.from_numpy(X_memory, weights)
-        if data.class_codes is not None:
-            view = view._replace(class_codes=data.class_codes[kept].rechunk((view.X.chunks[0],)))
-        return view._replace(nan_policy=data.nan_policy), X_memory, labels
-    missing = data.X.map_blocks(np.isnan, dtype=bool)
-    dropped = missing.any(axis=1) if complete_only else missing.all(axis=1)
-    taking_part = (~dropped).astype(np.float64)
-    weights = taking_part if data.sample_weight is None else taking_part * data.sample_weight
-    return data._replace(X=data.X.map_blocks(_filled, fill, dtype=data.X.dtype),
-                         sample_weight=weights), X_memory, labels
-
-
-def sample_taking_part(data, indices):
-    """The rows at sorted ``indices`` of an initialisation's data, without those of
-    weight 0 (`initialisation_data`), read together in one pass: ``(indices, rows)``."""
-    rows, weights = _graph.compute(data.X[indices], data.sample_weight[indices],
-                                   scheduler=data.scheduler)
-    kept = weights > 0
-    return indices[kept], np.asarray(rows[kept], dtype=np.float64)

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from daskgmm import _kernels
 from daskgmm._covariance import REGISTRY, covariance_summary
 from daskgmm._covariance_types import COVARIANCE_TYPES
 
