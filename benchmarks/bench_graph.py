@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 
 from daskgmm import _graph
+from daskgmm._mstep import Parameters
 
 N_FEATURES, N_COMPONENTS, ROWS_PER_CHUNK = 16, 8, 100
 
@@ -24,13 +25,16 @@ def one_iteration(n_chunks, split_every):
     """Seconds to build and to optimise the graph of one pass, and its task count."""
     X = da.ones((n_chunks * ROWS_PER_CHUNK, N_FEATURES), chunks=(ROWS_PER_CHUNK, N_FEATURES))
     data = _graph.RowData(X, None, None)
-    params = [(
+    identities = np.stack([np.eye(N_FEATURES)] * N_COMPONENTS)
+    models = [Parameters(
+        "full",
         np.full(N_COMPONENTS, 1 / N_COMPONENTS),
         np.zeros((N_COMPONENTS, N_FEATURES)),
-        np.stack([np.eye(N_FEATURES)] * N_COMPONENTS),
+        identities,
+        identities,
     )]
     start = time.perf_counter()
-    lazy, _ = _graph.em_statistics(data, params, "full", split_every)
+    lazy, _ = _graph.em_statistics(data, models, split_every)
     built = time.perf_counter()
     (optimised,) = dask.optimize(*lazy)
     n_tasks = len(dict(optimised.__dask_graph__()))

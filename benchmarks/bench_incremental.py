@@ -3,7 +3,8 @@
 Run from the repository root (scikit-image from ``benchmarks/requirements.txt``)::
 
     python benchmarks/bench_incremental.py --gb 8      # the 8 GB streamed store
-    python benchmarks/bench_incremental.py --gb 0.05   # smoke run
+    python benchmarks/bench_incremental.py --gb 0.05   # a small store
+    python benchmarks/bench_incremental.py --gb 0.001 --skip-images --max-iter 3  # smoke run
 
 Data, K = 10, every method from the same k-means start:
 
@@ -125,7 +126,7 @@ def _from_start(X, covariance_type, **params):
 def _epochs(common, X, bounds, tol):
     """Mean bound of every epoch of partial_fit over the blocks, until it changes by < tol."""
     online, history = GaussianMixture(**common), []
-    while len(history) < MAX_EPOCHS and _stop(history, tol) is None:
+    while len(history) < min(MAX_EPOCHS, common["max_iter"]) and _stop(history, tol) is None:
         for begin, end in bounds:
             online.partial_fit(X[begin:end])
         history.append(np.mean(online.lower_bounds_[-len(bounds):]))
@@ -138,14 +139,14 @@ def _stop(history, tol):
     return None if len(small) == 0 else int(small[0]) + 2
 
 
-def run(name, X, covariance_type, n_blocks, client):
+def run(name, X, covariance_type, n_blocks, client, max_iter=500):
     """Rows of the table for one dataset and covariance type.
 
     Every method runs once, to the smallest tol; a larger tol stops it at
     the first change below that tol, exactly where its own fit would, and
     its seconds are those passes' share (all passes cost the same).
     """
-    common = _from_start(X, covariance_type, max_iter=500)
+    common = _from_start(X, covariance_type, max_iter=max_iter)
     bounds = _graph.block_bounds(from_dask(da.asarray(X)), n_blocks)
     methods = {
         "batch": {},
@@ -233,6 +234,11 @@ def main():
     parser.add_argument("--n-blocks", default="auto")
     parser.add_argument("--skip-memory", action="store_true",
                         help="only the streamed store (not digits and images)")
+    parser.add_argument("--skip-images", action="store_true",
+                        help="not the images (no scikit-image needed)")
+    parser.add_argument("--max-iter", type=int, default=500,
+                        help="most passes (and partial_fit epochs) of a method; a smoke run "
+                             "takes a few")
     parser.add_argument("--sweep-blocks", default=None,
                         help="instead: incremental EM on the store with these numbers of "
                              "blocks, e.g. 4,8,16,32")
@@ -259,18 +265,20 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     if not args.skip_memory:
         digits = PCA(20, random_state=0).fit_transform(load_digits().data)
-        pixels = image_pixels()
-        for name, X, chunks in (("digits PCA-20", digits, 32),
-                                (f"{len(pixels) // 1000}k image pixels", pixels, 64)):
+        datasets = [("digits PCA-20", digits, 32)]
+        if not args.skip_images:
+            pixels = image_pixels()
+            datasets.append((f"{len(pixels) // 1000}k image pixels", pixels, 64))
+        for name, X, chunks in datasets:
             for covariance_type in ("full", "diag"):
                 run(name, da.from_array(X, chunks=(-(-len(X) // chunks), X.shape[1])),
-                    covariance_type, n_blocks, None)
+                    covariance_type, n_blocks, None, args.max_iter)
     store = synthetic_store(args.path, args.gb)
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       memory_limit=args.worker_memory, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.get_task_stream()  # the scheduler records task times from this call on
-        run(f"zarr {args.gb:g} GB", da.from_zarr(store), "diag", n_blocks, client)
+        run(f"zarr {args.gb:g} GB", da.from_zarr(store), "diag", n_blocks, client, args.max_iter)
         workers = client.run(_peak_rss_mib)
     print(f"\npeak RSS: this process {_peak_rss_mib():.0f} MiB; workers "
           + ", ".join(f"{rss:.0f}" for rss in workers.values()) + " MiB")

@@ -107,9 +107,10 @@ def test_wheel_ships_the_configs(tmp_path):
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
                    check=True, timeout=300)
     env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    program = ("import daskgmm._cluster as c; print(c.__file__); "
+               "print(' '.join(c.shipped_configs())); print(c.config_path('slurm'))")
     found = subprocess.run(
-        [str(python), "-c", "import daskgmm._cluster as c; print(c.__file__); "
-         "print(' '.join(c.shipped_configs())); print(c.config_path('slurm'))"],
+        [str(python), "-c", program],
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env, check=True,
     ).stdout.splitlines()
     assert found[0].startswith(str(venv))
