@@ -2,7 +2,7 @@
 
 Run from the repository root, on a quiet machine::
 
-    python benchmarks/bench_missing.py           # N = 1,000,000, D = 16, K = 8; imputation on 20,000 rows
+    python benchmarks/bench_missing.py           # N = 1,000,000, D = 16, K = 8 (full size)
     python benchmarks/bench_missing.py --tiny    # a smoke test in seconds (N = 20,000)
 
 Part 1, ``GaussianMixture(nan_policy='marginalize')``: seconds per EM iteration

@@ -79,6 +79,8 @@ class GaussianMixtureImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimat
     ----------
     gaussian_mixture_ : daskgmm.GaussianMixture
         The fitted mixture.
+    n_iter_ : int
+        Its EM iterations.
     n_features_in_ : int
     feature_names_in_ : ndarray
         When fitted on a DataFrame.
@@ -170,6 +172,7 @@ class GaussianMixtureImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimat
             mixture = self.gaussian_mixture_.set_params(**mixture_params)
         mixture.fit(X, sample_weight=sample_weight)
         self.gaussian_mixture_ = mixture
+        self.n_iter_ = mixture.n_iter_
         self.n_features_in_ = mixture.n_features_in_
         if hasattr(mixture, "feature_names_in_"):
             self.feature_names_in_ = mixture.feature_names_in_

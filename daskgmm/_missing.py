@@ -34,8 +34,8 @@ each component's own (centred) mean, exact far from the origin.
 
 Cost, for a block of n rows with NaN, K components, D features:
 ``diag`` and ``spherical`` take O(K D) per row whatever the missingness
-(``_pattern_kernels.diag_statistics``). ``full`` and ``tied`` group the rows by missingness pattern
-(a sort, O(n log n)); per pattern and precision (K, or 1 for ``tied``) the
+(``_pattern_kernels.diag_statistics``). ``full`` and ``tied`` group the rows
+by missingness pattern (a sort, O(n log n)); per pattern and precision (K, or 1 for ``tied``) the
 regression of (2) and the Schur complement (3) come from a factorisation of
 the precision's missing block Lambda_mm, O(|m|^3 + |o| |m|^2), then each
 row costs O(K D^2) as a complete row does (``_pattern_kernels``, numba):

@@ -19,6 +19,7 @@ from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import check_estimator
 
 import daskgmm
 from daskgmm import GaussianMixtureImputer
@@ -125,6 +126,13 @@ def test_in_a_pipeline(complete_and_gaps):
     assert pipeline.fit(gaps, labels).score(gaps, labels) > 0.9
     fitted = GaussianMixtureImputer(3, random_state=0)
     np.testing.assert_array_equal(fitted.fit_transform(gaps), fitted.transform(gaps))
+
+
+def test_scikit_learn_estimator_checks_pass():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(GaussianMixtureImputer(2, max_iter=20), on_fail=None)
+    assert [r["check_name"] for r in results if r["status"] == "failed"] == []
 
 
 def test_better_than_column_means_on_correlated_data():

@@ -194,7 +194,7 @@ def test_fit_equals_naive_em(data, reference, covariance_type, max_iter):
 def test_predictions_use_the_observed_marginal(data, covariance_type):
     fit = _fit(_model(covariance_type, 5, nan_policy="marginalize"), data)
     full = _as_full(fit.covariances_, covariance_type, data.shape[1])
-    resp, x_hat, _, _ = _naive_e_step(data, fit.weights_, fit.means_, full)
+    resp, _, _, _ = _naive_e_step(data, fit.weights_, fit.means_, full)
     holds_data = ~np.isnan(data).all(axis=1)
     log_lik = np.array([
         logsumexp([np.log(fit.weights_[k]) + multivariate_normal.logpdf(
