@@ -73,12 +73,14 @@ def main(argv=None):
             kwargs = dict(n_components=n_components, covariance_type=covariance_type, tol=0,
                           init_params="random", random_state=0)
             reference, theirs = _seconds(
-                lambda max_iter: SklearnBayesianGaussianMixture(**kwargs, max_iter=max_iter),
+                lambda max_iter, kwargs=kwargs: SklearnBayesianGaussianMixture(**kwargs,
+                                                                               max_iter=max_iter),
                 X, args.iterations)
             rows = [("scikit-learn", reference, theirs)]
             for system, data in (("daskgmm numpy", X), ("daskgmm dask", X_dask)):
                 rows.append((system, *_seconds(
-                    lambda max_iter: BayesianGaussianMixture(**kwargs, max_iter=max_iter),
+                    lambda max_iter, kwargs=kwargs: BayesianGaussianMixture(**kwargs,
+                                                                      max_iter=max_iter),
                     data, args.iterations)))
             for system, seconds, model in rows:
                 diff = ("-" if system == "daskgmm dask"

@@ -563,7 +563,8 @@ def run_local(X, rows, kwargs_by_type, args, peers):
                 results.append(
                     measure_em_only(
                         replace(row, system=SKLEARN, dtype=dtype),
-                        lambda n: SklearnGaussianMixture(**{**kwargs, "max_iter": n}),
+                        lambda n, kwargs=kwargs: SklearnGaussianMixture(
+                            **{**kwargs, "max_iter": n}),
                         array,
                         kwargs["max_iter"],
                         client_rss,
@@ -586,7 +587,7 @@ def run_local(X, rows, kwargs_by_type, args, peers):
                 results.append(
                     measure_em_only(
                         replace(row, system=name, dtype=dtype),
-                        lambda n: make(kwargs, n),
+                        lambda n, make=make, kwargs=kwargs: make(kwargs, n),
                         arrays[dtype],
                         kwargs["max_iter"],
                         client_rss,

@@ -213,6 +213,7 @@ def set_fitted_mixture(estimator, model, dtype, warn=True):
             "Try different init parameters, or increase max_iter, "
             "tol, or check for degenerate data.",
             ConvergenceWarning,
+            stacklevel=2,
         )
     estimator._set_parameters(estimator._sklearn_parameters(model.parameters))
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):

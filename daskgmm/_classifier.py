@@ -293,6 +293,7 @@ class GaussianMixtureClassifier(DaskEstimatorMixin, ClassifierMixin, BaseEstimat
                 "not converge. Try different init parameters, or increase max_iter, tol, or "
                 "check for degenerate data.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
 
     # ------------------------------------------------------------- predict

@@ -490,9 +490,10 @@ def in_memory_chunks(n_samples, n_blocks):
 def cached(data, cache, report):
     """The data persisted for the fit, or as it is when streaming.
 
-    ``report(message)`` says which (verbose output). ``cache`` is the estimators' parameter: ``'auto'`` persists on the
-    workers of a distributed cluster when the data takes at most
-    ``CACHE_FRACTION`` of their memory; ``True`` persists on the active
+    ``report(message)`` says which (verbose output). ``cache`` is the
+    estimators' parameter: ``'auto'`` persists on the workers of a
+    distributed cluster when the data takes at most ``CACHE_FRACTION`` of
+    their memory; ``True`` persists on the active
     scheduler; ``False`` streams.
     """
     if data.scheduler is not None:  # in memory already

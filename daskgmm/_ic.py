@@ -241,6 +241,7 @@ class GaussianMixtureIC(DaskEstimatorMixin, DensityMixin, BaseEstimator):
                 f"{len(not_converged)} candidate(s) did not converge: "
                 f"{', '.join(not_converged)}. Try increasing max_iter or tol.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
 
     def _estimator(self, candidate, model, dtype):

@@ -267,7 +267,7 @@ def _sample(data, random_state, checkpoint):
     with cluster_failures(data, checkpoint):
         if data.nan_policy == "raise":
             sample = _graph.take_rows(data, indices)
-        else:  # without the rows that take no part (see _missing.initialisation_data)
+        else:  # without the rows that take no part (see `initialisation_data`)
             indices, sample = sample_taking_part(data, indices)
     _missing.check_values(sample, "raise")  # a NaN here: nan_policy='raise' (see _missing)
     return indices, sample

@@ -152,7 +152,8 @@ def open_data(path, columns=None):
     try:
         return da.from_zarr(zarr.open_array(path, mode="r"))
     except Exception as error:  # zarr raises several types for a bad store
-        raise ValueError(f"{path} is not a zarr array, .npy file or Parquet data: {error}") from None
+        raise ValueError(
+            f"{path} is not a zarr array, .npy file or Parquet data: {error}") from None
 
 
 def _n_features(data):
@@ -337,7 +338,8 @@ def _fit(args):
     if args.labels is not None and args.n_components is None:
         args.n_components = 1
     if (args.n_components is None) == (args.select is None):
-        raise ValueError("fit takes --n-components K, or --select MIN:MAX for a search: one of them")
+        raise ValueError(
+            "fit takes --n-components K, or --select MIN:MAX for a search: one of them")
     if args.select is None and len(args.covariance_type) > 1:
         raise ValueError("several covariance types need --select MIN:MAX")
     if args.bayesian and args.select is not None:

@@ -1,4 +1,4 @@
-"""GaussianMixtureClassifier: QDA with one component per class, MDA with more, all in shared passes."""
+"""GaussianMixtureClassifier: QDA with one component per class, MDA with more, in shared passes."""
 
 import warnings
 

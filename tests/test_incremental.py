@@ -81,11 +81,11 @@ def test_incremental_reaches_batch_bound_in_fewer_passes(store, start):
     batch = _quiet(GaussianMixture(**start, tol=1e-5, max_iter=300).fit, X)
     assert batch.converged_ and batch.n_iter_ >= 20
     assert reads["count"] == batch.n_iter_ * N_CHUNKS
-    for relaxation, share in (("auto", 3), (1.0, 2)):
+    for omega, share in (("auto", 3), (1.0, 2)):
         reads["count"] = 0
         incremental = _quiet(GaussianMixture(**start, tol=0, max_iter=batch.n_iter_ // share,
                                              algorithm="incremental", n_blocks=16,
-                                             relaxation=relaxation).fit, X)
+                                             relaxation=omega).fit, X)
         assert reads["count"] == incremental.n_iter_ * N_CHUNKS  # a lap reads every chunk once
         assert incremental.n_iter_ == batch.n_iter_ // share
         # Measured: 8 (auto, by 1.1e-4) and 10 (plain) laps against 24 batch passes.
@@ -108,7 +108,8 @@ def test_laps_never_lower_the_bound_which_bounds_the_log_likelihood(overlapping,
               for lap in range(1, laps + 1)]
     assert scores[-1] == fit.score(overlapping)
     assert np.all(np.array(fit.lower_bounds_) <= np.array(scores) + 1e-12)
-    # Measured: the bound is within 2e-3 of the log-likelihood after the first lap, 1e-6 by the 12th.
+    # Measured: the bound is within 2e-3 of the log-likelihood after the first lap, 1e-6 by
+    # the 12th.
     assert scores[-1] - fit.lower_bounds_[-1] < 1e-5
 
 

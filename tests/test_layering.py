@@ -9,7 +9,7 @@ PACKAGE = Path(daskgmm.__file__).parent
 
 
 def _imported(module, node):
-    """The daskgmm modules an import statement of ``module`` names (its own package: ``__init__``)."""
+    """The daskgmm modules an import statement of ``module`` names (the package: ``__init__``)."""
     if isinstance(node, ast.Import):
         return [alias.name.split(".")[1] for alias in node.names
                 if alias.name.startswith("daskgmm.")]

@@ -114,7 +114,7 @@ def test_layouts_merge_rows_merges_every_model(data, types):
     order = data[5].permutation(len(rows))
     for stacked in (rows, rows[order]):
         merged = layouts.unpack(layouts.merge_rows(stacked))
-        for stats, (_, union), covariance_type in zip(merged, per_model, types):
+        for stats, (_, union) in zip(merged, per_model):
             assert_same_stats(stats, union, X)
 
 
