@@ -87,17 +87,21 @@ def em_passes(n_samples, iterations, rng):
     X, means = _mixture(n_samples, 16, 8, rng)
     kinds = ("complete", "MAR 5 %", "MAR 20 %", "block columns")
     gapped = {kind: _with_gaps(X, kind, rng) for kind in kinds}
+    print()
+    print("type | " + " | ".join(f"{kind}: s (x complete)" for kind in kinds))
+    print(" | ".join(["---"] * (len(kinds) + 1)))
     for covariance_type in ("full", "diag"):
         # Compiles the numba kernels (cached on disk) before timing.
         _seconds_per_iteration(gapped["MAR 5 %"][:2000], means, covariance_type,
                                "marginalize", 1)
         complete = _seconds_per_iteration(X, means, covariance_type, "raise", iterations)
-        cells = [f"complete {complete:.3f} s"]
+        cells = [f"{complete:.3f}"]
         for kind in kinds[1:]:
             seconds = _seconds_per_iteration(gapped[kind], means, covariance_type,
                                              "marginalize", iterations)
-            cells.append(f"{kind} {seconds:.3f} s ({seconds / complete:.2f}x)")
-        print(f"  {covariance_type:5s} " + ", ".join(cells), flush=True)
+            cells.append(f"{seconds:.3f} ({seconds / complete:.2f})")
+        print(" | ".join([covariance_type, *cells]), flush=True)
+    print()
 
 
 def imputation(n_samples, rng):
@@ -111,6 +115,9 @@ def imputation(n_samples, rng):
         "SimpleImputer(mean)": SimpleImputer(strategy="mean"),
         "IterativeImputer": IterativeImputer(random_state=0),
     }
+    print()
+    print("imputer | RMSE of the imputed entries | seconds")
+    print("--- | --- | ---")
     for name, imputer in imputers.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -118,7 +125,7 @@ def imputation(n_samples, rng):
             filled = imputer.fit_transform(gaps)
         seconds = time.perf_counter() - tic
         rmse = np.sqrt(np.mean((filled[missing] - X[missing]) ** 2))
-        print(f"  {name:26s} RMSE {rmse:.4f}  {seconds:.2f} s", flush=True)
+        print(f"{name} | {rmse:.4f} | {seconds:.2f}", flush=True)
 
 
 def main():

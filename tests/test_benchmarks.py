@@ -26,6 +26,9 @@ RUNS = {
     "bench_outofcore.py": (["--gigabytes", "0.002", "--chunk-rows", "4000", "--iterations", "1",
                             "--memory-limit", "1GiB"], None),
     "bench_incremental.py": (["--gb", "0.001", "--skip-images", "--max-iter", "2"], "method"),
+    "bench_kernels.py": (["--quick", "--configs", "A", "D", "--types", "full", "diag"],
+                         "system"),
+    "bench_missing.py": (["--tiny"], "type"),
 }
 
 
