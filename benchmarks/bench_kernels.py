@@ -147,12 +147,17 @@ def table(config, covariance_type, best, dgemm):
         dask = system.replace("gmm dask", "gmm numpy") if "gmm dask" in system else None
         share = (f"{100 * flops / seconds / 1e9 / dgemm:.0f} %"
                  if covariance_type == "full" and system == "daskgmm numpy" else "—")
-        lines.append(" | ".join([
+        lines.append(markdown_row([
             config.name, covariance_type, system, f"{seconds:.4f}",
             ratio(best["scikit-learn"], seconds), ratio(seconds, best["textbook"]),
             ratio(seconds, best[double]) if single else "—",
             ratio(seconds, best[dask]) if dask else "—", share]))
     return lines
+
+
+def markdown_row(cells):
+    """One row of a Markdown table."""
+    return "| " + " | ".join(cells) + " |"
 
 
 def parse_args(argv=None):
@@ -178,9 +183,9 @@ def main(argv=None):
     dgemm = max(rates.values())
     print("\n".join([*bench_em.header_lines(), bench_em.dgemm_line(rates)]))
     print()
-    print("config | type | system | s / iteration | vs sklearn f64 (x) | / textbook "
-          "| f32 / f64 | Dask / NumPy | full: % of dgemm")
-    print(" | ".join(["---"] * 9))
+    print(markdown_row(["config", "type", "system", "s / iteration", "vs sklearn f64 (x)",
+                        "/ textbook", "f32 / f64", "Dask / NumPy", "full: % of dgemm"]))
+    print(markdown_row(["---"] * 9))
     for name in args.configs:
         config = KERNEL_CONFIGS[name]
         config = replace(config, n_samples=max(int(config.n_samples * args.scale),

@@ -88,8 +88,8 @@ def em_passes(n_samples, iterations, rng):
     kinds = ("complete", "MAR 5 %", "MAR 20 %", "block columns")
     gapped = {kind: _with_gaps(X, kind, rng) for kind in kinds}
     print()
-    print("type | " + " | ".join(f"{kind}: s (x complete)" for kind in kinds))
-    print(" | ".join(["---"] * (len(kinds) + 1)))
+    print("| type | " + " | ".join(f"{kind}: s (x complete)" for kind in kinds) + " |")
+    print("|" + " --- |" * (len(kinds) + 1))
     for covariance_type in ("full", "diag"):
         # Compiles the numba kernels (cached on disk) before timing.
         _seconds_per_iteration(gapped["MAR 5 %"][:2000], means, covariance_type,
@@ -100,7 +100,7 @@ def em_passes(n_samples, iterations, rng):
             seconds = _seconds_per_iteration(gapped[kind], means, covariance_type,
                                              "marginalize", iterations)
             cells.append(f"{seconds:.3f} ({seconds / complete:.2f})")
-        print(" | ".join([covariance_type, *cells]), flush=True)
+        print("| " + " | ".join([covariance_type, *cells]) + " |", flush=True)
     print()
 
 
@@ -116,8 +116,8 @@ def imputation(n_samples, rng):
         "IterativeImputer": IterativeImputer(random_state=0),
     }
     print()
-    print("imputer | RMSE of the imputed entries | seconds")
-    print("--- | --- | ---")
+    print("| imputer | RMSE of the imputed entries | seconds |")
+    print("| --- | --- | --- |")
     for name, imputer in imputers.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -125,7 +125,7 @@ def imputation(n_samples, rng):
             filled = imputer.fit_transform(gaps)
         seconds = time.perf_counter() - tic
         rmse = np.sqrt(np.mean((filled[missing] - X[missing]) ** 2))
-        print(f"{name} | {rmse:.4f} | {seconds:.2f}", flush=True)
+        print(f"| {name} | {rmse:.4f} | {seconds:.2f} |", flush=True)
 
 
 def main():
