@@ -13,10 +13,11 @@ results. The hooks say what differs between the estimators:
 ``_statistics_layouts(data, target)``
     ``{model label: Layout}`` of the models to fit; checks the data's size.
 ``_em_options()``
-    The estimator's own fields of ``_em.Settings``.
+    The estimator's own fields of ``_em.Settings``: its model ``family``
+    (``_family``; EM's by default) and the like.
 ``_em_state(data, X_memory, target, blocks, settings)``
     The ``EMState`` to start from (starts, or the fitted model for a warm
-    start) and the settings to run with (a variational fit adds its prior).
+    start) and the settings to run with (a variational fit's family gets its prior).
     With a resumed checkpoint, ``_resumed_settings(data, settings)`` instead.
 ``_set_fitted(state, data, target)``
     The fitted attributes from the final models.
@@ -128,8 +129,9 @@ class DaskEstimatorMixin:
             identity = _checkpoint.fingerprint(
                 self, data.n_samples, data.X.shape[1], None if target is None else target.classes,
                 sample_weight is not None)
-            state = _checkpoint.load(self.checkpoint, identity)
-            save = partial(_checkpoint.save, self.checkpoint, identity=identity)
+            state = _checkpoint.load(self.checkpoint, identity, settings.family)
+            save = partial(_checkpoint.save, self.checkpoint, identity=identity,
+                           family=settings.family)
         if state is None or (state.active and state.iteration < self.max_iter):
             data = _graph.cached(data, self.cache, settings.print)
         if state is None:

@@ -1,9 +1,12 @@
 """The estimator: scikit-learn's BayesianGaussianMixture, fitted on Dask, one pass per iteration.
 
-A thin layer on the EM engine (``_em``): the variational E-step is the
-Gaussian one with per-component log constants in place of log(weights), and
-also sums ``r log r`` for the lower bound; the variational M-step runs on the
-same merged statistics (``_mstep.variational_step``).
+A thin layer on the EM engine (``_em``), whose model family is
+``_family.Variational``: the variational E-step is the Gaussian one with
+per-component log constants in place of log(weights), and also sums
+``r log r`` for the lower bound; the variational M-step runs on the same
+merged statistics (``_mstep.variational_step``). With
+``algorithm="incremental"`` the engine runs incremental variational Bayes
+(Sato 2001) over blocks of rows (``_incremental``).
 
 Passes over Dask input (each a read of every chunk), default priors:
 ``kmeans``: one to sample rows, one assigning them to the k-means centres
@@ -25,8 +28,10 @@ from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianM
 from sklearn.utils.validation import check_is_fitted
 
 from . import _em, _init, _persist
-from ._base import DASK_PARAMETER_CONSTRAINTS, DaskMixtureMixin, check_n_samples
+from ._base import (DASK_PARAMETER_CONSTRAINTS, INCREMENTAL_PARAMETER_CONSTRAINTS,
+                    DaskMixtureMixin, check_n_samples)
 from ._covariance import REGISTRY, covariance_prior
+from ._family import Variational
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
 from ._sklearn import StrOptions
 
@@ -66,6 +71,25 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         :class:`daskgmm.GaussianMixture` draws them.
     split_every, checkpoint, cache
         As in :class:`daskgmm.GaussianMixture`.
+    algorithm : {'batch', 'incremental'}, default='batch'
+        ``'batch'``: one variational E-step over all rows, then the M-step,
+        per pass, as scikit-learn's. ``'incremental'``: incremental
+        variational Bayes (Sato 2001, after Neal & Hinton 1998): the rows
+        are cut into ``n_blocks`` blocks, each block's statistics (with
+        their ``sum r log r``) are kept, and the variational M-step runs
+        after every block on the sum of all blocks' latest. An iteration
+        is one lap over the blocks (one pass); ``lower_bounds_`` holds the
+        lower bound at the end of each lap, of the responsibilities of
+        every block's last E-step and the posterior made of them, which
+        never decreases from one lap to the next.
+    n_blocks : int or 'auto', default='auto'
+        As in :class:`daskgmm.GaussianMixture`; ignored by batch.
+    relaxation : float, default=1.0
+        Must be 1: over-relaxed block statistics (see
+        :class:`daskgmm.GaussianMixture`) are no responsibilities, and
+        the lower bound, which the safeguard of over-relaxed steps checks, is
+        scikit-learn's closed form, exact only for a posterior made of
+        statistics of responsibilities; other values are a ValueError.
     nan_policy : {'raise', 'omit'}, default='raise'
         As in :class:`daskgmm.GaussianMixture`: ``'omit'`` leaves the rows
         holding NaN out of the fit, the default priors included.
@@ -88,8 +112,11 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
     _parameter_constraints: dict = {
         **_SklearnBayesianGaussianMixture._parameter_constraints,
         **DASK_PARAMETER_CONSTRAINTS,
+        **INCREMENTAL_PARAMETER_CONSTRAINTS,
         "nan_policy": [StrOptions({"raise", "omit"})],
     }
+    _saved_attributes = DaskMixtureMixin._saved_attributes._replace(
+        family=Variational.fitted_arrays)
 
     def __init__(
         self,
@@ -114,6 +141,9 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         split_every=None,
         checkpoint=None,
         cache="auto",
+        algorithm="batch",
+        n_blocks="auto",
+        relaxation=1.0,
         nan_policy="raise",
     ):
         super().__init__(
@@ -138,9 +168,23 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         self.split_every = split_every
         self.checkpoint = checkpoint
         self.cache = cache
+        self.algorithm = algorithm
+        self.n_blocks = n_blocks
+        self.relaxation = relaxation
         self.nan_policy = nan_policy
 
     # ------------------------------------------------------------------ fit
+
+    def _check_fit_parameters(self):
+        if self.relaxation != 1:
+            raise ValueError(
+                f"BayesianGaussianMixture takes relaxation=1 only (got {self.relaxation!r}): "
+                "its lower bound holds for statistics of responsibilities, which over-relaxed "
+                "ones are not. Leave relaxation at 1."
+            )
+
+    def _em_options(self):
+        return dict(family=Variational(), relaxation=self.relaxation)
 
     def _statistics_layouts(self, data, target):
         check_n_samples(data, self.n_components)
@@ -167,13 +211,18 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
             models = [_em.Model(str(i), variational_step(stats, self.reg_covar, prior,
                                                          self.covariance_type))
                       for i, stats in enumerate(starts)]
-        return _em.EMState(models), dataclasses.replace(settings, prior=prior)
+        return _em.EMState(models, blocks=blocks), self._with_prior(settings, prior)
 
     def _resumed_settings(self, data, settings):
         moments = self._prior_moments()
         data, _, _ = _init.initialisation_data(data, None, needs_data=bool(moments))
         all_rows = self._data_moments(data, moments)
-        return dataclasses.replace(settings, prior=self._set_priors(data.X.shape, all_rows))
+        return self._with_prior(settings, self._set_priors(data.X.shape, all_rows))
+
+    @staticmethod
+    def _with_prior(settings, prior):
+        """``settings`` whose variational family holds ``prior``."""
+        return dataclasses.replace(settings, family=Variational(prior))
 
     def _data_moments(self, data, moments):
         """The statistics of all rows in the layout ``moments`` (a pass), or None."""

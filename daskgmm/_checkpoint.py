@@ -11,12 +11,12 @@ hyperparameters, so that a fit resumes only from its own checkpoint.
 import numpy as np
 
 from ._em import EMState, Model
-from ._mstep import Parameters, Posterior
+from ._family import MAXIMUM_LIKELIHOOD
+from ._mstep import Parameters
 from ._persist import decode_json, encode_json, read_group, stored, write_group
 from ._stats import Layout
 
 _PARAMETER_NAMES = ("weights", "means", "covariances", "prec_chol")
-_POSTERIOR_NAMES = Posterior._fields  # variational models only
 
 # Version of the state record in a checkpoint; version 1 (per-initialisation
 # lists, before the engine) is refused.
@@ -54,16 +54,18 @@ def fingerprint(estimator, n_samples, n_features, classes, weighted):
     return {name: encode_json(value) for name, value in identity.items()}
 
 
-def save(path, state, identity):
-    """Write ``state`` (an ``EMState``) to the checkpoint at ``path``, atomically."""
+def save(path, state, identity, family=MAXIMUM_LIKELIHOOD):
+    """Write ``state`` (an ``EMState``) to the checkpoint at ``path``, atomically.
+
+    ``family`` (a ``_family.Family``, EM's by default) gives the arrays its
+    models hold beyond the Gaussian parameters.
+    """
     arrays = {}
     for i, model in enumerate(state.models):
         for name in _PARAMETER_NAMES:
             arrays[f"{name}_{i}"] = np.asarray(getattr(model.parameters, name), dtype=np.float64)
-        if model.parameters.posterior is not None:
-            for name in _POSTERIOR_NAMES:
-                arrays[f"{name}_{i}"] = np.asarray(getattr(model.parameters.posterior, name),
-                                                   dtype=np.float64)
+        for name, array in family.checkpoint_arrays(model.parameters).items():
+            arrays[f"{name}_{i}"] = array
         layout = _layout(model, arrays[f"means_{i}"].shape[1])
         for name in ("block_stats", "block_fresh"):
             if any(stats is not None for stats in getattr(model, name)):
@@ -94,8 +96,11 @@ def save(path, state, identity):
     write_group(path, arrays, attrs)
 
 
-def load(path, identity):
+def load(path, identity, family=MAXIMUM_LIKELIHOOD):
     """The state saved at ``path``, or None when there is no checkpoint yet.
+
+    ``family`` (a ``_family.Family``, EM's by default) puts back what its
+    models hold beyond the Gaussian parameters.
 
     Raises ValueError when the checkpoint was written for other data or
     parameters, naming what differs, or by an older daskgmm.
@@ -123,10 +128,11 @@ def load(path, identity):
     models = [
         Model(
             label=record["label"],
-            parameters=Parameters(
-                record["covariance_type"], *(arrays[f"{name}_{i}"] for name in _PARAMETER_NAMES),
-                Posterior(*(arrays[f"{name}_{i}"] for name in _POSTERIOR_NAMES))
-                if f"log_weights_{i}" in arrays else None),
+            parameters=family.restored(
+                Parameters(record["covariance_type"],
+                           *(arrays[f"{name}_{i}"] for name in _PARAMETER_NAMES)),
+                {name[:-len(f"_{i}")]: array for name, array in arrays.items()
+                 if name.endswith(f"_{i}")}),
             lower_bound=decode_json(record["lower_bound"]),
             history=decode_json(record["history"]),
             n_iter=record["n_iter"],

@@ -9,6 +9,9 @@ leaves the next pass, so a fit costs as many passes as its slowest model.
 ``GaussianMixture`` (its ``n_init`` starts) and ``GaussianMixtureIC`` (every
 candidate of a search) are layers on `run_em`.
 
+What a model is and how its M-step runs is its family's (``_family``,
+``Settings.family``): the engine knows no family by name.
+
 Incremental EM and stepwise EM are in `_incremental` (`run_em` runs a lap
 of incremental EM with its ``lap``).
 """
@@ -21,7 +24,8 @@ from typing import Optional
 import numpy as np
 
 from . import _graph
-from ._mstep import Parameters, Prior, m_step, variational_lower_bound, variational_step
+from ._family import MAXIMUM_LIKELIHOOD, Family, checked_weight
+from ._mstep import Parameters
 
 # Largest sufficient statistics (all models of a pass together) a fit accepts.
 MAX_STATISTICS_BYTES = 2**30
@@ -88,8 +92,8 @@ class Settings:
 
     With ``drop_failed``, a model whose covariance becomes ill-defined stops
     (its ``error`` says why) while the others go on; else the error is raised.
-    With a ``prior``, the models are variational mixtures: their M-step and
-    lower bound are scikit-learn's ``BayesianGaussianMixture``'s.
+    ``family`` (a ``_family.Family``) gives the models' M-step and bound:
+    EM's by default.
     """
 
     tol: float
@@ -101,7 +105,7 @@ class Settings:
     verbose_interval: int = 10
     checkpoint: Optional[str] = None
     drop_failed: bool = False
-    prior: Optional[Prior] = None
+    family: Family = MAXIMUM_LIKELIHOOD
     relaxation: object = 1.0
 
     def print(self, message, level=1):
@@ -211,7 +215,7 @@ def run_em(data, state, settings, save=None, lap=None):
             break
         tic = time.perf_counter()
         if blocks is None:
-            ended = [(model, _batch_step(model, stats, settings, iteration))
+            ended = [(model, m_step_model(model, stats, settings, iteration))
                      for model, stats in zip(running, pass_statistics(
                          data, running, settings.split_every, settings.checkpoint, iteration))]
         else:
@@ -245,55 +249,27 @@ def _class_codes(models):
     return None if None in codes else codes
 
 
-def checked_weight(stats):
-    """The total weight of the rows the statistics sum, which must be positive."""
-    if not stats.weight > 0:
-        raise ValueError("sample_weight must not sum to zero.")
-    return float(stats.weight)
-
-
-def _mean_loglik(stats):
-    """Batch EM's bound: the mean log-likelihood of the rows the statistics sum."""
-    return float(stats.loglik) / checked_weight(stats)
-
-
-def _batch_step(model, stats, settings, iteration):
-    """Batch EM's M-step on one pass's statistics; returns the bound of the pass.
-
-    That is the mean log-likelihood before the step (scikit-learn's), or the
-    variational bound after it.
-    """
-    mean_loglik = _mean_loglik(stats)
-    variational_bound = m_step_model(model, stats, settings, iteration)
-    return mean_loglik if variational_bound is None else variational_bound
-
-
 def m_step_model(model, stats, settings, iteration, drop_failed=None):
-    """The model's M-step; a failure stops the model with ``drop_failed``.
+    """The family's M-step of the model; returns the bound of the pass (see ``_family``).
 
-    ``drop_failed`` is ``settings.drop_failed`` unless given.
-
-    Returns the variational lower bound after the step for a Bayesian model
-    (``settings.prior``), else None (EM's bound is the mean log-likelihood).
+    A failure stops the model with ``drop_failed`` (``settings.drop_failed``
+    unless given): its ``error`` says why, it keeps its parameters, and the
+    bound returned is its last. Statistics without weight are an error in any case.
     """
+    checked_weight(stats)
     try:
-        if settings.prior is None:
-            model.parameters = m_step(stats, settings.reg_covar, settings.params,
-                                      model.parameters, iteration)
-            return None
-        model.parameters = variational_step(stats, settings.reg_covar, settings.prior,
-                                            model.covariance_type, iteration)
-        return variational_lower_bound(model.parameters, stats.entropy,
-                                       settings.prior.weight_concentration_type)
+        model.parameters, bound = settings.family.update(
+            stats, model.parameters, settings.reg_covar, settings.params, iteration)
     except ValueError as error:
         if not (settings.drop_failed if drop_failed is None else drop_failed):
             raise
         model.error = str(error)
-        return None
+        return model.lower_bound
+    return bound
 
 
 def record_bound(model, bound, settings, iteration):
-    """Record the model's mean log-likelihood of ``iteration``; returns its change."""
+    """Record the model's bound of ``iteration`` (its family's); returns its change."""
     change = bound - model.lower_bound
     model.lower_bound = bound
     model.history.append(bound)

@@ -17,12 +17,16 @@ Successive over-relaxation goes further (`relaxation`): a block's new
 statistics replace its old ones over-relaxed, ``old + omega (new - old)``
 with ``1 <= omega < 2``, a Chan merge with a negative weight.
 
-A lap's bound is Neal & Hinton's free energy at its end (`free_energy`),
-computed exactly from the blocks' statistics: a lower bound of the
-log-likelihood under the lap's parameters that plain incremental EM never
-lowers. Over-relaxed steps may lower it within a lap; one that would take it
-below the last lap's bound is replaced by a plain one (`_swap_in`), so laps
-never decrease, whatever omega.
+A lap's bound is its family's free energy at its end
+(``_family.Family.free_energy``), computed exactly from the blocks'
+statistics, which hold their ``sum r log r``: for EM, Neal & Hinton's, a
+lower bound of the log-likelihood under the lap's parameters; for the
+variational mixture, the evidence lower bound of incremental variational
+Bayes (Sato 2001). Plain incremental EM never lowers either. Over-relaxed
+steps may lower it within a lap; one that would take it below the last lap's
+bound is replaced by a plain one (`_swap_in`), so laps never decrease,
+whatever omega (the variational mixture takes omega = 1 only: its closed-form
+bound holds for statistics of responsibilities, which relaxed ones are not).
 
 Stepwise EM (`stepped`, for ``partial_fit``; Cappé & Moulines 2009) keeps one
 set of running statistics per model, in the same centred form.
@@ -31,8 +35,7 @@ set of running statistics per model, in the same centred form.
 import numpy as np
 
 from . import _graph
-from ._covariance import expected_log_likelihood
-from ._em import checked_weight, cluster_failures, m_step_model, pass_statistics
+from ._em import cluster_failures, m_step_model, pass_statistics
 from ._mstep import model_statistics
 from ._stats import merge, merge_all, scaled
 
@@ -81,20 +84,20 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
 
     The new statistics go in over-relaxed when `relaxation` says so. If
     over-relaxed statistics (this block's or others') leave a component
-    without weight, make the M-step fail or would take the free energy
-    (`free_energy`) below the last lap's bound, every block goes back to its
-    last computed statistics, the state of plain incremental EM, whose
-    M-step cannot lower it (a safeguard after Salakhutdinov & Roweis 2003,
-    checked against the lap's start: a check against the previous step
-    rejected a relaxed step or two per lap on the 1 GB benchmark store, and
-    each rejection, which resets every block, cost the relaxation's gain).
-    By induction every step, hence every lap, ends at or above the last
-    lap's bound. Returns the bound to record if the block ends the lap
-    (else None): the mean free energy, or the M-step's variational bound.
+    without weight, make the M-step fail or would take the family's free
+    energy (``Family.free_energy``) below the last lap's bound, every block
+    goes back to its last computed statistics, the state of plain
+    incremental EM, whose M-step cannot lower it (a safeguard after
+    Salakhutdinov & Roweis 2003, checked against the lap's start: a check
+    against the previous step rejected a relaxed step or two per lap on the
+    1 GB benchmark store, and each rejection, which resets every block, cost
+    the relaxation's gain). By induction every step, hence every lap, ends
+    at or above the last lap's bound. Returns the lap's bound, the free
+    energy of all blocks' computed statistics, if the block ends the lap
+    (else None).
     """
-    visited = model.parameters
-    if visited.posterior is None:
-        fresh = fresh._replace(entropy=responsibility_entropy(visited, fresh))
+    family, visited = settings.family, model.parameters
+    fresh = family.block_statistics(visited, fresh)
     old, omega = model.block_stats[index], relaxation(model.history, settings)
     stats = fresh
     if old is not None and omega != 1:
@@ -108,25 +111,18 @@ def _swap_in(model, index, fresh, settings, iteration, blocks):
         latest[index] = fresh
         computed = merge_all([seen for seen in latest if seen is not None],
                              model.covariance_type)
-    outcome = _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed),
-                       computed=computed)
-    if outcome is None or (outcome is _NO_BOUND and any(relaxed) and free_energy(
-            model.parameters, computed) / checked_weight(computed) < model.lower_bound):
+    if not _step_on(model, index, stats, settings, iteration, blocks, fallible=any(relaxed),
+                    computed=computed) or (any(relaxed) and family.free_energy(
+                        model.parameters, computed) < model.lower_bound):
         model.parameters = visited
         model.block_stats = _computed(model)
         model.block_fresh = [None] * len(model.block_fresh)
-        outcome = _step_on(model, index, fresh, settings, iteration, blocks)
+        _step_on(model, index, fresh, settings, iteration, blocks)
     else:
         model.block_fresh[index] = fresh if relaxed[index] else None
     if index < len(blocks) - 1:
         return None
-    if outcome is not _NO_BOUND:
-        return outcome
-    return free_energy(model.parameters, computed) / checked_weight(computed)
-
-
-# `_step_on`'s outcome for a model without a variational bound (EM's is `free_energy`).
-_NO_BOUND = object()
+    return family.free_energy(model.parameters, computed)
 
 
 def _computed(model):
@@ -135,38 +131,10 @@ def _computed(model):
             for stats, latest in zip(model.block_stats, model.block_fresh)]
 
 
-def _expected(parameters, stats):
-    """`expected_log_likelihood` of ``stats`` under a model's ``parameters``."""
-    return expected_log_likelihood(stats, parameters.weights, parameters.means,
-                                   parameters.prec_chol, parameters.covariance_type)
-
-
-def responsibility_entropy(parameters, stats):
-    """The sum of ``r log r`` over the rows of ``stats``, whose E-step had ``parameters``.
-
-    Summed, ``r log r = r log(pi_k N_k) - r log p(x)``: Q minus the log-likelihood.
-    """
-    return _expected(parameters, stats) - float(stats.loglik)
-
-
-def free_energy(parameters, computed):
-    """Neal & Hinton's free energy F(q, theta), EM's lower bound of the log-likelihood.
-
-    ``computed`` sums every block's statistics with the responsibilities q
-    of its last E-step, and their ``sum r log r`` (``entropy``):
-    F = Q(theta) - sum r log r. A block's E-step raises F to that block's
-    log-likelihood, an M-step on computed statistics maximises Q: plain
-    incremental EM never lowers F, and F at the end of a lap is at most the
-    log-likelihood of the data under the lap's final parameters.
-    """
-    return _expected(parameters, computed) - float(computed.entropy)
-
-
 def _step_on(model, index, stats, settings, iteration, blocks, fallible=False, computed=None):
-    """`_swap_in` with ``stats`` for block ``index``: the M-step's variational bound,
-    or `_NO_BOUND`.
+    """`_swap_in` with ``stats`` for block ``index``; returns whether the step stands.
 
-    With ``fallible`` (over-relaxed statistics in play), returns None where
+    With ``fallible`` (over-relaxed statistics in play), returns False where
     they leave a component without weight or the M-step fails. A component
     that has no weight in the ``computed`` statistics either (one that EM
     has emptied: its responsibilities underflow to 0) is not a reason: it
@@ -176,19 +144,19 @@ def _step_on(model, index, stats, settings, iteration, blocks, fallible=False, c
     totals = merge_all([seen for seen in model.block_stats if seen is not None],
                        model.covariance_type)
     if not totals.weight > 0:  # nothing seen yet that carries weight
-        return _NO_BOUND
+        return True
     if fallible and not np.all((totals.nk > 0) | ((totals.nk == 0) & (computed.nk == 0))):
-        return None
+        return False
     step = totals if index == len(blocks) - 1 else _with_unseen(model, totals, blocks,
                                                                       settings.reg_covar)
     try:
-        bound = m_step_model(model, step, settings, iteration,
-                             drop_failed=settings.drop_failed and not fallible)
+        m_step_model(model, step, settings, iteration,
+                     drop_failed=settings.drop_failed and not fallible)
     except ValueError:
         if not fallible:
             raise
-        return None
-    return _NO_BOUND if bound is None else bound
+        return False
+    return True
 
 
 def relaxation(history, settings):

@@ -59,35 +59,24 @@ MODEL_PARAMETER_ARRAYS = (
     "precisions_cholesky_",
 )
 MODEL_OPTIONAL_ARRAYS = ("classes_", "feature_names_in_")
-# A BayesianGaussianMixture's posterior and priors (a Dirichlet process's
-# weight_concentration_ tuple stored as a (2, K) array; scalars as 0-d arrays).
-VARIATIONAL_ARRAYS = (
-    "weight_concentration_",
-    "mean_precision_",
-    "degrees_of_freedom_",
-    "weight_concentration_prior_",
-    "mean_precision_prior_",
-    "mean_prior_",
-    "degrees_of_freedom_prior_",
-    "covariance_prior_",
-)
-
-
 
 
 class SavedAttributes(NamedTuple):
     """The fitted attributes an estimator class saves (its ``_saved_attributes``).
 
     ``arrays`` bit for bit, ``lists`` (of floats) as float64 arrays,
-    ``scalars`` (names in ``SCALAR_TYPES``) as typed JSON attributes; every
-    estimator also saves ``n_features_in_``, ``classes_`` and
-    ``feature_names_in_`` where it has them, and a variational mixture its
-    ``VARIATIONAL_ARRAYS``.
+    ``scalars`` (names in ``SCALAR_TYPES``) as typed JSON attributes;
+    ``family``, what the model family adds (``_family.Family.fitted_arrays``),
+    as arrays, a scalar as a 0-d array coming back as a scalar of its type,
+    a tuple (a Dirichlet process's ``weight_concentration_``) as the array
+    of its rows coming back as a tuple. Every estimator also saves ``n_features_in_``,
+    ``classes_`` and ``feature_names_in_`` where it has them.
     """
 
     arrays: tuple
     lists: tuple = ()
     scalars: tuple = ()
+    family: tuple = ()
 
 
 # A fitted mixture's (GaussianMixture, BayesianGaussianMixture).
@@ -526,10 +515,9 @@ def save(estimator, path):
     arrays = {name: np.asarray(getattr(estimator, name)) for name in saved.arrays}
     arrays.update({name: np.asarray(getattr(estimator, name), dtype=np.float64)
                    for name in saved.lists})
-    variational = {name: getattr(estimator, name)
-                   for name in VARIATIONAL_ARRAYS if hasattr(estimator, name)}
-    arrays.update({name: np.asarray(value) for name, value in variational.items()})
-    scalars = {name: value for name, value in variational.items() if np.ndim(value) == 0}
+    family = {name: getattr(estimator, name) for name in saved.family}
+    arrays.update({name: np.asarray(value) for name, value in family.items()})
+    scalars = {name: value for name, value in family.items() if np.ndim(value) == 0}
     scalars.update({name: getattr(estimator, name) for name in saved.scalars
                     if SCALAR_TYPES[name] is float})
     labels = {
@@ -547,6 +535,7 @@ def save(estimator, path):
         **{name: encode_json(SCALAR_TYPES[name](getattr(estimator, name)))
            for name in (*saved.scalars, "n_features_in_")},
         "scalar_types": {name: _scalar_type(value) for name, value in scalars.items()},
+        "tuple_arrays": [name for name, value in family.items() if isinstance(value, tuple)],
     }
     write_group(path, arrays, attrs)
 
@@ -659,7 +648,8 @@ def invalid_model(path, error):
 def _model(arrays, attrs):
     """Hyperparameters and fitted attributes from a store's verified arrays and attributes."""
     saved = ESTIMATORS[attrs.get("estimator", "GaussianMixture")]._saved_attributes
-    missing = [name for name in (*saved.arrays, *saved.lists) if name not in arrays]
+    missing = [name for name in (*saved.arrays, *saved.lists, *saved.family)
+               if name not in arrays]
     if missing:
         raise ValueError(f"missing arrays {missing}")
     params = {name: decode_json(value) for name, value in attrs["params"].items()}
@@ -673,9 +663,11 @@ def _model(arrays, attrs):
     scalar_types = attrs.get("scalar_types", {})
     fitted.update({name: arrays[name] if arrays[name].ndim else
                    _as_scalar(arrays[name], scalar_types.get(name, "float"))
-                   for name in VARIATIONAL_ARRAYS if name in arrays})
-    if np.ndim(fitted.get("weight_concentration_")) == 2:
-        fitted["weight_concentration_"] = tuple(fitted["weight_concentration_"])
+                   for name in saved.family})
+    # Stores before "tuple_arrays" was recorded: a 2-d weight_concentration_ was a tuple.
+    tuples = attrs.get("tuple_arrays", [name for name in ("weight_concentration_",)
+                                        if np.ndim(fitted.get(name)) == 2])
+    fitted.update({name: tuple(fitted[name]) for name in tuples})
     fitted.update({name: arrays[name].tolist() for name in saved.lists})
     fitted.update({name: _typed(decode_json(attrs[name]), SCALAR_TYPES[name], name)
                    for name in (*saved.scalars, "n_features_in_")})

@@ -17,8 +17,8 @@ from zarr.storage import LocalStore
 
 from daskgmm import GaussianMixture, GaussianMixtureIC
 from daskgmm._em import Model, Settings
-from daskgmm._incremental import (MAX_RELAXATION, RELAXATION_LAPS, _expected, _swap_in,
-                                  free_energy, relaxation, responsibility_entropy)
+from daskgmm._family import _expected, free_energy, responsibility_entropy
+from daskgmm._incremental import MAX_RELAXATION, RELAXATION_LAPS, _swap_in, relaxation
 from daskgmm._graph import (READ_AHEAD_PRIORITY, block_bounds, from_dask, read_ahead,
                             row_block)
 from daskgmm._kernels import resp_statistics
