@@ -1,11 +1,13 @@
 """``daskgmm.load``: a saved estimator back, of whichever class saved it.
 
-Importing the estimator modules registers their classes with `_persist`
-(`_persist.register`); the store names its class.
+Importing the modules of the package's public names (``daskgmm._EXPORTS``)
+registers the estimator classes with `_persist` (`_persist.register`); the
+store names its class.
 """
 
-from . import _bayesian_mixture, _classifier, _gaussian_mixture  # noqa: F401 (they register)
-from . import _persist
+import importlib
+
+from . import _EXPORTS, _persist
 
 
 def load(path):
@@ -30,4 +32,6 @@ def load(path):
         If ``path`` is missing, corrupt, foreign, of another format version,
         or not a consistent model.
     """
+    for module in set(_EXPORTS.values()) - {"._io"}:
+        importlib.import_module(module, __package__)
     return _persist.load(path)
