@@ -2,9 +2,10 @@
 
 A checkpoint is a store written by ``_persist.write_group`` (atomically)
 after every iteration (and every block of incremental EM): the state of
-every model of the fit (``_em.EMState``, with each model's statistics of
-every block for incremental EM, and their last computed ones where they
-were over-relaxed), and a fingerprint of the data shape and the
+every model of the fit (``_em.EMState``: each model's Gaussian parameters
+and the arrays its family adds, ``_family.Family.checkpoint_arrays``; its
+statistics of every block for incremental EM, and their last computed ones
+where they were over-relaxed), and a fingerprint of the data shape and the
 hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
