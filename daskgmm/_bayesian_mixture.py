@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em, _init, _persist
+from . import _em, _init, _missing, _persist
 from ._base import DASK_PARAMETER_CONSTRAINTS, DaskMixtureMixin, check_n_samples
 from ._covariance import REGISTRY, covariance_prior
 from ._mstep import Parameters, Posterior, Prior, e_step_constants, variational_step
@@ -66,11 +66,21 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         :class:`daskgmm.GaussianMixture` draws them.
     split_every, checkpoint, cache
         As in :class:`daskgmm.GaussianMixture`.
-    nan_policy : {'raise', 'omit'}, default='raise'
+    nan_policy : {'raise', 'omit', 'marginalize'}, default='raise'
         As in :class:`daskgmm.GaussianMixture`: ``'omit'`` leaves the rows
         holding NaN out of the fit, the default priors included.
-        ``'marginalize'`` is not offered: the variational E-step's constants
-        (``_mstep.e_step_constants``) assume every feature observed.
+        ``'marginalize'``: values missing at random, fitted with the
+        structured mean field q(Z, X_mis) q(theta). A row's E-step uses the
+        density of its observed entries under N(m_k, (nu_k W_k)^-1) plus
+        scikit-learn's per-component constants; the missing entries enter
+        the statistics with their conditional mean and covariance, as in
+        :class:`daskgmm.GaussianMixture`, and ``lower_bound_`` adds their
+        conditional entropies (see ``daskgmm._missing``). The default priors
+        and the start come from the complete rows when they are at least a
+        tenth of the rows holding data, else from every such row with each
+        NaN filled by its column's mean. Predictions use each row's observed
+        entries; a row with none gets ``weights_`` as probabilities and
+        log-likelihood 0.
 
     Attributes
     ----------
@@ -88,7 +98,7 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
     _parameter_constraints: dict = {
         **_SklearnBayesianGaussianMixture._parameter_constraints,
         **DASK_PARAMETER_CONSTRAINTS,
-        "nan_policy": [StrOptions({"raise", "omit"})],
+        "nan_policy": [StrOptions(set(_missing.NAN_POLICIES))],
     }
 
     def __init__(

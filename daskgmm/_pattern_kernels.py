@@ -23,6 +23,10 @@ mean (d_m = Bt^T d_o),
     d_o^T Sigma_oo^-1 d_o = d^T Lambda d = |U^T d|^2,
     log |Sigma_oo| = log |Lambda_mm| - log |Lambda|.
 
+The statistics' ``entropy`` (the variational bound's, see ``_missing`` (4))
+is sum r log r less sum r H_k, H_k = (|m| log(2 pi e) - log |Lambda_k,mm|) / 2
+the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
+
 `_factorise` does, once per pattern and factor, a Cholesky factorisation of
 Lambda_mm and |o| pairs of triangular solves: O(|m|^3 + |o| |m|^2). Each row
 costs O(K D^2) (its completed deviations, |U^T d|^2 and the second moments),
@@ -35,6 +39,8 @@ import numpy as np
 from numba import njit
 
 LOG_2PI = np.log(2 * np.pi)
+# log(2 pi e): twice the entropy of a standard normal variable.
+LOG_2PI_E = LOG_2PI + 1.0
 
 # Responsibilities whose log (relative to the row's largest) is at most this
 # are 0, as in ``_kernels``: below about -708 ``exp`` returns slow subnormals;
@@ -195,7 +201,8 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
     first (K, D), m2 (K, D, D), loglik, weight, entropy)``: first sums
     r (x_hat - mu_k), m2 sums r ((x_hat - mu_k)(x_hat - mu_k)^T + C_k), both
     about each component's own mean, so that they stay exact wherever it
-    lies; entropy sums r log r; all weighted by ``sample_weight``.
+    lies; entropy sums r log r - r H_k (module docstring); all weighted by
+    ``sample_weight``.
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
@@ -237,6 +244,9 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
                         m2[k, i, j] += scaled * devs[k, j]
         for k in range(n_components):
             f = 0 if shared else k
+            # log |Lambda_mm| / 2 = half_log_dets + log_det_u (see `_factorise`)
+            entropy -= weight_of_pattern[k] * (0.5 * mis.size * LOG_2PI_E - half_log_dets[f]
+                                               - log_det_u[f])
             for a in range(mis.size):
                 for b in range(a + 1):
                     m2[k, mis[a], mis[b]] += weight_of_pattern[k] * conds[f, a, b]
@@ -347,8 +357,9 @@ def diag_statistics(xc, sample_weight, means, variances, log_weights):
 
     The conditional mean of a missing entry is the component's mean and its
     conditional variance the component's variance: m2 (K, D) sums
-    r (x_d - mu_kd)^2 over observed entries and r sigma_kd^2 over missing ones.
-    O(K D) per row, no patterns.
+    r (x_d - mu_kd)^2 over observed entries and r sigma_kd^2 over missing ones;
+    entropy sums r log r less r H_k, H_k = sum over missing d of
+    log(2 pi e sigma_kd^2) / 2. O(K D) per row, no patterns.
     """
     n_components, n_features = means.shape
     half_log_2pi_var = 0.5 * np.log(2 * np.pi * variances)
@@ -379,6 +390,7 @@ def diag_statistics(xc, sample_weight, means, variances, log_weights):
                     m2[k, d] += rw * dev * dev
                 else:
                     m2[k, d] += rw * variances[k, d]
+                    entropy -= rw * (half_log_2pi_var[k, d] + 0.5)
     return nk, first, m2, loglik, weight, entropy
 
 
