@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em, _init, _persist
+from . import _em, _init, _missing, _persist
 from ._base import (DASK_PARAMETER_CONSTRAINTS, INCREMENTAL_PARAMETER_CONSTRAINTS,
                     DaskMixtureMixin, check_n_samples)
 from ._covariance import REGISTRY, covariance_prior
@@ -90,11 +90,21 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         the lower bound, which the safeguard of over-relaxed steps checks, is
         scikit-learn's closed form, exact only for a posterior made of
         statistics of responsibilities; other values are a ValueError.
-    nan_policy : {'raise', 'omit'}, default='raise'
+    nan_policy : {'raise', 'omit', 'marginalize'}, default='raise'
         As in :class:`daskgmm.GaussianMixture`: ``'omit'`` leaves the rows
         holding NaN out of the fit, the default priors included.
-        ``'marginalize'`` is not offered: the variational E-step's constants
-        (``_mstep.e_step_constants``) assume every feature observed.
+        ``'marginalize'``: values missing at random, fitted with the
+        structured mean field q(Z, X_mis) q(theta). A row's E-step uses the
+        density of its observed entries under N(m_k, (nu_k W_k)^-1) plus
+        scikit-learn's per-component constants; the missing entries enter
+        the statistics with their conditional mean and covariance, as in
+        :class:`daskgmm.GaussianMixture`, and ``lower_bound_`` adds their
+        conditional entropies (see ``daskgmm._missing``). The default priors
+        and the start come from the complete rows when they are at least a
+        tenth of the rows holding data, else from every such row with each
+        NaN filled by its column's mean. Predictions use each row's observed
+        entries; a row with none gets ``weights_`` as probabilities and
+        log-likelihood 0.
 
     Attributes
     ----------
@@ -113,7 +123,7 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         **_SklearnBayesianGaussianMixture._parameter_constraints,
         **DASK_PARAMETER_CONSTRAINTS,
         **INCREMENTAL_PARAMETER_CONSTRAINTS,
-        "nan_policy": [StrOptions({"raise", "omit"})],
+        "nan_policy": [StrOptions(set(_missing.NAN_POLICIES))],
     }
     _saved_attributes = DaskMixtureMixin._saved_attributes._replace(
         family=Variational.fitted_arrays)

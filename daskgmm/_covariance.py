@@ -70,6 +70,15 @@ class CovarianceType(NamedTuple):
     covariance_prior: Callable
     # (covariances, K, D) -> mean variance and log-determinant of each component (K,) each.
     summary: Callable
+    # Whether the features are independent given the component (a diagonal precision):
+    # the density of a row's observed entries then drops its missing ones (``_missing``).
+    separable: bool
+    # (prec_chol, D) -> the precisions' square roots: (K, D) per feature when separable,
+    # else (F, D, D) upper Cholesky factors U with precision U U^T (F = K; tied: 1).
+    precision_roots: Callable
+    # (m2 per component about its own mean, (K, D) when separable, else (K, D, D))
+    # -> m2 in the type's layout.
+    pooled_m2: Callable
 
 
 # ----------------------------------------------------------------- shared pieces
@@ -138,6 +147,10 @@ def _as_is(covariance):
     return covariance
 
 
+def _square_factors(prec_chol, n_features):
+    return np.reshape(prec_chol, (-1, n_features, n_features))
+
+
 def _one(*sizes):
     return 1
 
@@ -178,6 +191,9 @@ FULL = CovarianceType(
     prior_moments="full",
     covariance_prior=_as_is,
     summary=_full_summary,
+    separable=False,
+    precision_roots=_square_factors,
+    pooled_m2=_as_is,
 )
 
 
@@ -216,6 +232,9 @@ TIED = CovarianceType(
     prior_moments="full",
     covariance_prior=_as_is,
     summary=_tied_summary,
+    separable=False,
+    precision_roots=_square_factors,
+    pooled_m2=lambda m2: m2.sum(axis=0),
 )
 
 
@@ -248,6 +267,9 @@ DIAG = CovarianceType(
     covariance_prior=_as_is,
     summary=lambda covariances, k, d: (covariances.mean(axis=1),
                                        np.log(covariances).sum(axis=1)),
+    separable=True,
+    precision_roots=lambda prec_chol, n_features: prec_chol,
+    pooled_m2=_as_is,
 )
 
 
@@ -280,6 +302,10 @@ SPHERICAL = CovarianceType(
     prior_moments="diag",
     covariance_prior=lambda covariance: covariance.mean(),
     summary=lambda covariances, k, d: (covariances, d * np.log(covariances)),
+    separable=True,
+    precision_roots=lambda prec_chol, n_features: np.repeat(prec_chol[:, None], n_features,
+                                                            axis=1),
+    pooled_m2=lambda m2: m2.sum(axis=1),
 )
 
 

@@ -21,6 +21,21 @@
   ``tied``, Sigma is shared. A row with no observed entry carries no data:
   weight 0, log-likelihood 0.
 
+  The variational mixture (``BayesianGaussianMixture``) is fitted with the
+  structured mean field q(Z, X_mis) q(theta): its E-step is (1) with mu_k
+  the posterior means m_k, Sigma_k = (nu_k W_k)^-1 (scikit-learn's
+  ``covariances_``) and, in place of log pi_k, the complete-data E-step's
+  constants c_k = E[log pi_k] + (E[log |Lambda_k|] - log |nu_k W_k|) / 2
+  - D / (2 beta_k) (``_mstep.e_step_constants``): integrating x_m out of
+  exp(E_theta[log pi_k N(x; mu_k, Lambda_k^-1)]) leaves exactly these.
+  q(x_m | x_o, k) is N((2), (3)) with the same Sigma_k, so the expected
+  statistics are those above and the variational M-step is unchanged. Its
+  lower bound (scikit-learn's, which subtracts sum r log r) also gains the
+  entropies of the missing entries,
+           sum_n sum_k r_nk H_nk,  H_nk = (|m| log(2 pi e) - log |Lambda_k,mm|) / 2,  (4)
+  so the statistics' ``entropy`` holds sum r log r - sum r H for rows with
+  NaN. On complete rows all of this is scikit-learn's variational E-step.
+
 Infinity is an error under every policy.
 
 The statistics have the format of ``_stats.Stats``, so the M-step and the
@@ -50,7 +65,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from . import _kernels
-from ._covariance import weighted_outer
+from ._covariance import REGISTRY, weighted_outer
 from ._stats import Stats, merge
 
 NAN_POLICIES = ("raise", "omit", "marginalize")
@@ -99,24 +114,18 @@ def _centre(weights, means):
     return weights @ means / weights.sum()
 
 
-def _precision_factors(prec_chol, covariance_type, n_features):
-    """The precisions' upper Cholesky factors U and the precisions U U^T, as (F, D, D)
-    matrices: F = K, or 1 (``tied``)."""
-    if covariance_type in ("full", "tied"):
-        factors = np.reshape(prec_chol, (-1, n_features, n_features))
-    else:
-        roots = np.broadcast_to(np.reshape(prec_chol, (len(prec_chol), -1)),
-                                (len(prec_chol), n_features))
-        factors = roots[:, :, None] * np.eye(n_features)
-    factors = np.ascontiguousarray(factors, dtype=np.float64)
+def _dense_factors(roots):
+    """Upper Cholesky factors U (F, D, D) of the precisions and the precisions U U^T,
+    from `CovarianceType.precision_roots` (per-feature roots: diagonal U)."""
+    if roots.ndim == 2:
+        roots = roots[:, :, None] * np.eye(roots.shape[1])
+    factors = np.ascontiguousarray(roots, dtype=np.float64)
     return factors, factors @ np.swapaxes(factors, 1, 2)
 
 
-def _variances(prec_chol, n_features):
-    """``diag`` and ``spherical`` variances as (K, D)."""
-    variances = 1.0 / np.square(prec_chol)
-    return np.ascontiguousarray(np.broadcast_to(np.reshape(variances, (len(variances), -1)),
-                                                (len(variances), n_features)))
+def _variances(roots):
+    """Per-feature variances (K, D) of a separable type from its per-feature roots."""
+    return np.ascontiguousarray(1.0 / np.square(roots), dtype=np.float64)
 
 
 def _by_pattern(missing):
@@ -134,37 +143,28 @@ def _by_pattern(missing):
     return order, ~missing[first], starts
 
 
-def _full_part(xc, sample_weight, means_c, prec_chol, covariance_type, log_weights):
-    """``(nk, first, m2 (K, D, D), loglik, weight, entropy)`` of rows with NaN,
-    ``full`` and ``tied``, pattern by pattern (``_pattern_kernels``)."""
-    order, observed, starts = _by_pattern(np.isnan(xc))
-    return _numba().pattern_statistics(xc[order], sample_weight[order], observed, starts,
-                                       means_c, *_precision_factors(prec_chol, covariance_type,
-                                                                    xc.shape[1]), log_weights)
-
-
 def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
                       log_weights):
     """`Stats` of rows that all hold NaN (``"marginalize"``), relative to
-    ``_kernels.reference_means``."""
+    ``_kernels.reference_means``; with ``log_weights`` (a variational
+    mixture), ``entropy`` less the entropies of the missing entries (4)."""
+    kind = REGISTRY[covariance_type]
     centre = _centre(weights, means)
     means_c = _kernels.reference_means(weights, means) - centre
     xc = np.asarray(x, dtype=np.float64) - centre
     sw = np.ones(len(xc)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     log_w = np.log(weights) if log_weights is None else log_weights
-    if covariance_type in ("full", "tied"):
-        nk, first, m2, loglik, weight, entropy = _full_part(xc, sw, means_c, prec_chol,
-                                                            covariance_type, log_w)
-        if covariance_type == "tied":
-            m2 = m2.sum(axis=0)
-    else:
+    roots = kind.precision_roots(prec_chol, xc.shape[1])
+    if kind.separable:
         nk, first, m2, loglik, weight, entropy = _numba().diag_statistics(
-            xc, sw, means_c, _variances(prec_chol, xc.shape[1]), log_w)
-        if covariance_type == "spherical":
-            m2 = m2.sum(axis=1)
+            xc, sw, means_c, _variances(roots), log_w)
+    else:
+        order, observed, starts = _by_pattern(np.isnan(xc))
+        nk, first, m2, loglik, weight, entropy = _numba().pattern_statistics(
+            xc[order], sw[order], observed, starts, means_c, *_dense_factors(roots), log_w)
     has_weight = nk > 0
     offset = np.where(has_weight[:, None], first / np.where(has_weight, nk, 1)[:, None], 0.0)
-    return Stats(nk, offset, m2 - weighted_outer(nk, offset, covariance_type),
+    return Stats(nk, offset, kind.pooled_m2(m2) - weighted_outer(nk, offset, covariance_type),
                  np.float64(loglik), np.float64(weight),
                  np.float64(entropy if log_weights is not None else 0.0))
 
@@ -176,9 +176,8 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     Parameters
     ----------
     X, sample_weight, weights, means, prec_chol, covariance_type, log_weights
-        As ``_kernels.em_statistics``. ``log_weights`` (a variational
-        mixture's constants, which assume every feature observed) only with
-        ``nan_policy`` ``"raise"`` or ``"omit"``.
+        As ``_kernels.em_statistics`` (``log_weights``: a variational
+        mixture's constants c_k, see the module docstring).
     nan_policy : {'raise', 'omit', 'marginalize'}
 
     Returns
@@ -186,7 +185,8 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     Stats
         As ``_kernels.em_statistics``: complete rows as there; with
         ``"marginalize"``, plus the rows with NaN by (1)-(3) (module
-        docstring); with ``"omit"``, the complete rows only.
+        docstring; with ``log_weights``, ``entropy`` as (4)); with
+        ``"omit"``, the complete rows only.
     """
     arguments = (weights, means, prec_chol, covariance_type, log_weights)
     # A row sum is NaN where the row holds NaN (or both infinities): one pass.
@@ -221,18 +221,21 @@ def _checked(kernel, X, nan_policy, *args):
 
 
 def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weights):
-    """(1) plus log w_k of rows with NaN, (n, K); ``log_weights`` for a row with none observed."""
+    """(1) plus ``log_weights`` of rows with NaN, (n, K); log w_k for a row with none
+    observed."""
+    kind = REGISTRY[covariance_type]
     centre = _centre(weights, means)
     means_c = means - centre
     xc = np.asarray(x, dtype=np.float64) - centre
-    if covariance_type in ("diag", "spherical"):
-        return _numba().diag_log_prob(xc, means_c, _variances(prec_chol, xc.shape[1]),
-                                      log_weights)
-    order, observed, starts = _by_pattern(np.isnan(xc))
-    out = np.empty((len(xc), len(means)))
-    out[order] = _numba().pattern_log_prob(
-        xc[order], observed, starts, means_c,
-        *_precision_factors(prec_chol, covariance_type, xc.shape[1]), log_weights)
+    roots = kind.precision_roots(prec_chol, xc.shape[1])
+    if kind.separable:
+        out = _numba().diag_log_prob(xc, means_c, _variances(roots), log_weights)
+    else:
+        order, observed, starts = _by_pattern(np.isnan(xc))
+        out = np.empty((len(xc), len(means)))
+        out[order] = _numba().pattern_log_prob(xc[order], observed, starts, means_c,
+                                               *_dense_factors(roots), log_weights)
+    out[np.isnan(xc).all(axis=1)] = np.log(weights)
     return out
 
 
@@ -240,10 +243,11 @@ def weighted_log_prob(X, weights, means, prec_chol, covariance_type, nan_policy=
                       log_weights=None):
     """``_kernels.estimate_weighted_log_prob`` for rows that may hold NaN, (n, K).
 
-    A row with NaN gets NaN (``"omit"``), or log w_k plus the log-density (1)
-    of its observed entries (``"marginalize"``; ``log w`` for a row with no
-    observed entry, whose probabilities are then the weights and
-    log-likelihood 0). ``"raise"``: NaN is an error.
+    A row with NaN gets NaN (``"omit"``), or log w_k (``log_weights`` when
+    given: a variational mixture's c_k) plus the log-density (1) of its
+    observed entries (``"marginalize"``; ``log w`` for a row with no observed
+    entry, whose probabilities are then ``weights`` and log-likelihood 0).
+    ``"raise"``: NaN is an error.
     """
     check_values(X, nan_policy)
     arguments = (weights, means, prec_chol, covariance_type, log_weights)
@@ -312,7 +316,8 @@ def impute(X, weights, means, prec_chol, covariance_type, draws=None):
     filled = np.empty_like(xc)
     filled[order] = _numba().pattern_impute(
         xc[order], observed, starts, means - centre,
-        *_precision_factors(prec_chol, covariance_type, X.shape[1]), np.log(weights),
+        *_dense_factors(REGISTRY[covariance_type].precision_roots(prec_chol, X.shape[1])),
+        np.log(weights),
         uniforms, normals)
     out[incomplete] = np.where(missing[incomplete], filled + centre, X[incomplete])
     return out

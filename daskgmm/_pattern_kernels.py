@@ -23,6 +23,10 @@ mean (d_m = Bt^T d_o),
     d_o^T Sigma_oo^-1 d_o = d^T Lambda d = |U^T d|^2,
     log |Sigma_oo| = log |Lambda_mm| - log |Lambda|.
 
+The statistics' ``entropy`` (the variational bound's, see ``_missing`` (4))
+is sum r log r less sum r H_k, H_k = (|m| log(2 pi e) - log |Lambda_k,mm|) / 2
+the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
+
 `_factorise` does, once per pattern and factor, a Cholesky factorisation of
 Lambda_mm and |o| pairs of triangular solves: O(|m|^3 + |o| |m|^2). Each row
 costs O(K D^2) (its completed deviations, |U^T d|^2 and the second moments),
@@ -35,11 +39,18 @@ import numpy as np
 from numba import njit
 
 LOG_2PI = np.log(2 * np.pi)
+# log(2 pi e): twice the entropy of a standard normal variable.
+LOG_2PI_E = LOG_2PI + 1.0
 
 # Responsibilities whose log (relative to the row's largest) is at most this
 # are 0, as in ``_kernels``: below about -708 ``exp`` returns slow subnormals;
 # what is dropped is below exp(-500) = 7e-218 of a row's weight.
 LOG_RESP_FLOOR = -500.0
+
+# Rows of one pattern taken together: the kernels' inner loops run over a tile's
+# rows (rows as columns), which LLVM vectorises, and its completed deviations
+# (K, D, tile) stay in cache.
+TILE_ROWS = 128
 
 # LLVM may reorder sums and fuse multiply-adds (vectorised loops), but keeps
 # IEEE NaN and infinity semantics.
@@ -110,52 +121,72 @@ def _factorise(precision, log_det_u, obs, mis, chol, bt, cond):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _buffers(n_factors, n_components, n_features):
-    """Per-pattern factors (F of each) and per-row scratch of the kernels."""
+def _factor_buffers(n_factors, n_features):
+    """Per-pattern factors, F of each: ``(chol scratch, bts, conds, half_log_dets)``."""
     square = (n_factors, n_features, n_features)
     return (np.zeros((n_features, n_features)), np.zeros(square), np.zeros(square),
-            np.zeros(n_factors), np.empty((n_components, n_features)),
-            np.empty((n_components, n_features)), np.empty(n_components),
-            np.empty(n_components))
+            np.zeros(n_factors))
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                     half_log_dets, means_o):
-    """`_factorise` every factor for a pattern; the means' observed entries into
-    ``means_o`` (K, |o|)."""
+def _tile_buffers(n_components, n_features):
+    """Per-tile scratch: ``(xt (D, tile), devs (K, D, tile), lp (K, tile), work (tile,))``."""
+    return (np.empty((n_features, TILE_ROWS)),
+            np.empty((n_components, n_features, TILE_ROWS)),
+            np.empty((n_components, TILE_ROWS)), np.empty(TILE_ROWS))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets):
+    """`_factorise` every factor for a pattern."""
     for f in range(precisions.shape[0]):
         half_log_dets[f] = _factorise(precisions[f], log_det_u[f], obs, mis, chol, bts[f],
                                       conds[f])
-    for k in range(means.shape[0]):
-        for i in range(obs.size):
-            means_o[k, i] = means[k, obs[i]]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _row(x, obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs, log_prob):
-    """For one row, per component: its deviations completed by the conditional
-    means, d (``devs`` (K, D)), and log w_k + log N(x_o; mu_ko, Sigma_k,oo)
-    (``log_prob`` (K,))."""
+def _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets, log_weights,
+          xt, devs, lp, work):
+    """For the rows ``start:start + n_rows`` of one pattern and each component k:
+    their deviations completed by the conditional means, d (``devs[k]`` (D, tile),
+    rows as columns), and log w_k + log N(x_o; mu_ko, Sigma_k,oo) (``lp[k]``)."""
     n_features = devs.shape[1]
     shared = prec_chols.shape[0] == 1
-    for k in range(means_o.shape[0]):
+    for n in range(n_rows):
+        for i in obs:
+            xt[i, n] = xc[start + n, i]
+    for k in range(means.shape[0]):
         f = 0 if shared else k
         dev = devs[k]
-        for i in range(obs.size):
-            dev[obs[i]] = x[obs[i]] - means_o[k, i]
+        for i in obs:
+            mean = means[k, i]
+            for n in range(n_rows):
+                dev[i, n] = xt[i, n] - mean
         for a in range(mis.size):
-            total = 0.0
+            completed = dev[mis[a]]
+            for n in range(n_rows):
+                completed[n] = 0.0
             for i in range(obs.size):
-                total += bts[f, i, a] * dev[obs[i]]
-            dev[mis[a]] = total
-        quad = 0.0
-        for j in range(n_features):  # (U^T d)_j, U upper triangular
-            total = 0.0
+                coef = bts[f, i, a]
+                observed = dev[obs[i]]
+                for n in range(n_rows):
+                    completed[n] += coef * observed[n]
+        log_prob = lp[k]
+        for n in range(n_rows):
+            log_prob[n] = 0.0
+        for j in range(n_features):  # |U^T d|^2, U upper triangular
+            for n in range(n_rows):
+                work[n] = 0.0
             for i in range(j + 1):
-                total += prec_chols[f, i, j] * dev[i]
-            quad += total * total
-        log_prob[k] = log_weights[k] - half_log_dets[f] - 0.5 * (obs.size * LOG_2PI + quad)
+                coef = prec_chols[f, i, j]
+                row = dev[i]
+                for n in range(n_rows):
+                    work[n] += coef * row[n]
+            for n in range(n_rows):
+                log_prob[n] += work[n] * work[n]
+        constant = log_weights[k] - half_log_dets[f] - 0.5 * obs.size * LOG_2PI
+        for n in range(n_rows):
+            log_prob[n] = constant - 0.5 * log_prob[n]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -177,12 +208,39 @@ def _responsibilities(log_prob, resp):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _row_responsibilities(lp, n, log_prob, resp):
+    """`_responsibilities` of row ``n`` of a tile's ``lp`` (K, tile)."""
+    for k in range(lp.shape[0]):
+        log_prob[k] = lp[k, n]
+    return _responsibilities(log_prob, resp)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _log_det_u(prec_chols):
     out = np.zeros(prec_chols.shape[0])
     for f in range(prec_chols.shape[0]):
         for i in range(prec_chols.shape[1]):
             out[f] += np.log(prec_chols[f, i, i])
     return out
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _add_moments(dev, r, n_rows, weighted, first, m2):
+    """first += sum_n r_n d_n, upper(m2) += upper(sum_n r_n d_n d_n^T) over a tile's rows
+    (``dev`` (D, tile), rows as columns; ``weighted`` scratch of its shape)."""
+    n_features = dev.shape[0]
+    for i in range(n_features):
+        total = 0.0
+        for n in range(n_rows):
+            weighted[i, n] = r[n] * dev[i, n]
+            total += weighted[i, n]
+        first[i] += total
+    for i in range(n_features):
+        for j in range(i, n_features):
+            total = 0.0
+            for n in range(n_rows):
+                total += weighted[i, n] * dev[j, n]
+            m2[i, j] += total
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -195,12 +253,15 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
     first (K, D), m2 (K, D, D), loglik, weight, entropy)``: first sums
     r (x_hat - mu_k), m2 sums r ((x_hat - mu_k)(x_hat - mu_k)^T + C_k), both
     about each component's own mean, so that they stay exact wherever it
-    lies; entropy sums r log r; all weighted by ``sample_weight``.
+    lies; entropy sums r log r - r H_k (module docstring); all weighted by
+    ``sample_weight``.
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets, means_o, devs, log_prob, resp = _buffers(
-        prec_chols.shape[0], n_components, n_features)
+    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
+    xt, devs, lp, work = _tile_buffers(n_components, n_features)
+    weighted = np.empty((n_features, TILE_ROWS))
+    log_prob, resp = np.empty(n_components), np.empty(n_components)
     log_det_u = _log_det_u(prec_chols)
     shared = prec_chols.shape[0] == 1
     nk = np.zeros(n_components)
@@ -213,37 +274,41 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
         mis = np.flatnonzero(~observed[p])
         if obs.size == 0:
             continue
-        _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                         half_log_dets, means_o)
+        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
         weight_of_pattern[:] = 0.0
-        for row in range(starts[p], starts[p + 1]):
-            _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
-                 log_prob)
-            log_norm, row_entropy = _responsibilities(log_prob, resp)
-            w = sample_weight[row]
-            loglik += w * log_norm
-            weight += w
-            entropy += w * row_entropy
+        for start in range(starts[p], starts[p + 1], TILE_ROWS):
+            n_rows = min(TILE_ROWS, starts[p + 1] - start)
+            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
+                  log_weights, xt, devs, lp, work)
+            for n in range(n_rows):
+                log_norm, row_entropy = _row_responsibilities(lp, n, log_prob, resp)
+                w = sample_weight[start + n]
+                loglik += w * log_norm
+                weight += w
+                entropy += w * row_entropy
+                for k in range(n_components):
+                    lp[k, n] = resp[k] * w  # from here on, weighted responsibilities
             for k in range(n_components):
-                rw = resp[k] * w
-                if rw == 0.0:
+                total = 0.0
+                for n in range(n_rows):
+                    total += lp[k, n]
+                if total == 0.0:
                     continue
-                nk[k] += rw
-                weight_of_pattern[k] += rw
-                for i in range(n_features):
-                    scaled = rw * devs[k, i]
-                    first[k, i] += scaled
-                    for j in range(i + 1):
-                        m2[k, i, j] += scaled * devs[k, j]
+                nk[k] += total
+                weight_of_pattern[k] += total
+                _add_moments(devs[k], lp[k], n_rows, weighted, first[k], m2[k])
         for k in range(n_components):
             f = 0 if shared else k
-            for a in range(mis.size):
+            # log |Lambda_mm| / 2 = half_log_dets + log_det_u (see `_factorise`)
+            entropy -= weight_of_pattern[k] * (0.5 * mis.size * LOG_2PI_E - half_log_dets[f]
+                                               - log_det_u[f])
+            for a in range(mis.size):  # mis ascending: mis[b] <= mis[a], upper triangle
                 for b in range(a + 1):
-                    m2[k, mis[a], mis[b]] += weight_of_pattern[k] * conds[f, a, b]
+                    m2[k, mis[b], mis[a]] += weight_of_pattern[k] * conds[f, a, b]
     for k in range(n_components):
         for i in range(n_features):
             for j in range(i):
-                m2[k, j, i] = m2[k, i, j]
+                m2[k, i, j] = m2[k, j, i]
     return nk, first, m2, loglik, weight, entropy
 
 
@@ -253,18 +318,21 @@ def pattern_log_prob(xc, observed, starts, means, prec_chols, precisions, log_we
     no observed entry gets ``log_weights``."""
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets, means_o, devs, _, _ = _buffers(
-        prec_chols.shape[0], n_components, n_features)
+    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
+    xt, devs, lp, work = _tile_buffers(n_components, n_features)
     log_det_u = _log_det_u(prec_chols)
     out = np.empty((xc.shape[0], n_components))
     for p in range(observed.shape[0]):
         obs = np.flatnonzero(observed[p])
         mis = np.flatnonzero(~observed[p])
-        _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                         half_log_dets, means_o)
-        for row in range(starts[p], starts[p + 1]):
-            _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
-                 out[row])
+        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
+        for start in range(starts[p], starts[p + 1], TILE_ROWS):
+            n_rows = min(TILE_ROWS, starts[p + 1] - start)
+            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
+                  log_weights, xt, devs, lp, work)
+            for n in range(n_rows):
+                for k in range(n_components):
+                    out[start + n, k] = lp[k, n]
     return out
 
 
@@ -280,8 +348,9 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets, means_o, devs, log_prob, resp = _buffers(
-        prec_chols.shape[0], n_components, n_features)
+    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
+    xt, devs, lp, work = _tile_buffers(n_components, n_features)
+    log_prob, resp = np.empty(n_components), np.empty(n_components)
     log_det_u = _log_det_u(prec_chols)
     shared = prec_chols.shape[0] == 1
     draw = uniforms.size > 0
@@ -292,35 +361,37 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
         mis = np.flatnonzero(~observed[p])
         if mis.size == 0:
             continue
-        _pattern_factors(precisions, log_det_u, means, obs, mis, chol, bts, conds,
-                         half_log_dets, means_o)
+        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
         if draw:
             cond_chols[:] = conds
             for f in range(prec_chols.shape[0]):
                 _cholesky_in_place(cond_chols[f], mis.size)
-        for row in range(starts[p], starts[p + 1]):
-            _row(xc[row], obs, mis, means_o, prec_chols, bts, half_log_dets, log_weights, devs,
-                 log_prob)
-            _responsibilities(log_prob, resp)
-            if draw:
-                k, cumulative = n_components - 1, 0.0
-                for c in range(n_components):
-                    cumulative += resp[c]
-                    if uniforms[row] < cumulative:
-                        k = c
-                        break
-                f = 0 if shared else k
+        for start in range(starts[p], starts[p + 1], TILE_ROWS):
+            n_rows = min(TILE_ROWS, starts[p + 1] - start)
+            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
+                  log_weights, xt, devs, lp, work)
+            for n in range(n_rows):
+                row = start + n
+                _row_responsibilities(lp, n, log_prob, resp)
+                if draw:
+                    k, cumulative = n_components - 1, 0.0
+                    for c in range(n_components):
+                        cumulative += resp[c]
+                        if uniforms[row] < cumulative:
+                            k = c
+                            break
+                    f = 0 if shared else k
+                    for a in range(mis.size):
+                        noise = 0.0
+                        for b in range(a + 1):
+                            noise += cond_chols[f, a, b] * normals[row, mis[b]]
+                        out[row, mis[a]] = means[k, mis[a]] + devs[k, mis[a], n] + noise
+                    continue
                 for a in range(mis.size):
-                    noise = 0.0
-                    for b in range(a + 1):
-                        noise += cond_chols[f, a, b] * normals[row, mis[b]]
-                    out[row, mis[a]] = means[k, mis[a]] + devs[k, mis[a]] + noise
-                continue
-            for a in range(mis.size):
-                total = 0.0
-                for k in range(n_components):
-                    total += resp[k] * (means[k, mis[a]] + devs[k, mis[a]])
-                out[row, mis[a]] = total
+                    total = 0.0
+                    for k in range(n_components):
+                        total += resp[k] * (means[k, mis[a]] + devs[k, mis[a], n])
+                    out[row, mis[a]] = total
     return out
 
 
@@ -347,8 +418,9 @@ def diag_statistics(xc, sample_weight, means, variances, log_weights):
 
     The conditional mean of a missing entry is the component's mean and its
     conditional variance the component's variance: m2 (K, D) sums
-    r (x_d - mu_kd)^2 over observed entries and r sigma_kd^2 over missing ones.
-    O(K D) per row, no patterns.
+    r (x_d - mu_kd)^2 over observed entries and r sigma_kd^2 over missing ones;
+    entropy sums r log r less r H_k, H_k = sum over missing d of
+    log(2 pi e sigma_kd^2) / 2. O(K D) per row, no patterns.
     """
     n_components, n_features = means.shape
     half_log_2pi_var = 0.5 * np.log(2 * np.pi * variances)
@@ -379,6 +451,7 @@ def diag_statistics(xc, sample_weight, means, variances, log_weights):
                     m2[k, d] += rw * dev * dev
                 else:
                     m2[k, d] += rw * variances[k, d]
+                    entropy -= rw * (half_log_2pi_var[k, d] + 0.5)
     return nk, first, m2, loglik, weight, entropy
 
 
