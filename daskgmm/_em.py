@@ -254,7 +254,8 @@ def m_step_model(model, stats, settings, iteration, drop_failed=None):
 
     A failure stops the model with ``drop_failed`` (``settings.drop_failed``
     unless given): its ``error`` says why, it keeps its parameters, and the
-    bound returned is its last. Statistics without weight are an error in any case.
+    bound returned is theirs (``Family.failed_bound``). Statistics without
+    weight are an error in any case.
     """
     checked_weight(stats)
     try:
@@ -264,7 +265,7 @@ def m_step_model(model, stats, settings, iteration, drop_failed=None):
         if not (settings.drop_failed if drop_failed is None else drop_failed):
             raise
         model.error = str(error)
-        return model.lower_bound
+        return settings.family.failed_bound(stats, model.lower_bound)
     return bound
 
 

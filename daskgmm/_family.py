@@ -10,6 +10,9 @@ and knows no family by name. A family owns:
 ``update(stats, previous, reg_covar, params, iteration)``
     Its M-step on one pass's reduced statistics: ``(Parameters, bound of
     the pass)``. Raises ValueError when a covariance becomes ill-defined.
+``failed_bound(stats, last_bound)``
+    The bound to record for a pass whose M-step failed, the model keeping
+    its parameters: the bound of those parameters.
 ``block_statistics(parameters, stats)``
     A block's statistics, whose E-step had ``parameters``, with their
     ``sum r log r`` (``entropy``) that incremental EM's bound needs.
@@ -43,6 +46,8 @@ class Family(Protocol):
     fitted_arrays: tuple
 
     def update(self, stats, previous, reg_covar, params, iteration): ...
+
+    def failed_bound(self, stats, last_bound): ...
 
     def block_statistics(self, parameters, stats): ...
 
@@ -104,6 +109,10 @@ class MaximumLikelihood:
         bound = mean_loglik(stats)
         return m_step(stats, reg_covar, params, previous, iteration), bound
 
+    def failed_bound(self, stats, last_bound):
+        """The pass's mean log-likelihood: its E-step had the parameters the model keeps."""
+        return mean_loglik(stats)
+
     def block_statistics(self, parameters, stats):
         """The kernels sum ``r log r`` for variational models only: here from Q."""
         return stats._replace(entropy=responsibility_entropy(parameters, stats))
@@ -139,6 +148,10 @@ class Variational:
         parameters = variational_step(stats, reg_covar, self.prior, previous.covariance_type,
                                       iteration)
         return parameters, self.free_energy(parameters, stats)
+
+    def failed_bound(self, stats, last_bound):
+        """The bound recorded when the posterior the model keeps was made."""
+        return last_bound
 
     def block_statistics(self, parameters, stats):
         """The kernels already summed ``r log r`` (variational E-steps do)."""

@@ -140,3 +140,20 @@ def test_cli_select_prints_the_table_and_saves_the_best(tmp_path, blobs, capsys)
     with pytest.raises(SystemExit) as stopped:  # argparse's usage error, before any cluster
         main(["fit", str(data), "--select", "2-4", "--output", model])
     assert stopped.value.code == 2
+
+
+def test_a_failed_candidate_records_the_log_likelihood_of_the_parameters_it_keeps():
+    """A candidate whose first M-step fails (a component on five equal rows, reg_covar=0)
+    keeps its start; its lower_bound is the mean log-likelihood of that start, as a
+    standalone GaussianMixture with max_iter=0 scores it, not -inf."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (60, 2)), np.repeat([[8.0, 8.0]], 5, axis=0)])
+    ic = GaussianMixtureIC(1, 3, covariance_type="full", reg_covar=0, random_state=0,
+                           max_iter=20).fit(X)
+    failed = np.isinf(ic.results_["bic"])
+    assert list(ic.results_["n_components"][failed]) == [2, 3]
+    for n_components, bound in zip(ic.results_["n_components"][failed],
+                                   ic.results_["lower_bound"][failed]):
+        start = GaussianMixture(int(n_components), reg_covar=0, max_iter=0,
+                                random_state=0).fit(X)
+        assert bound == pytest.approx(start.score(X), rel=1e-12)
