@@ -178,6 +178,40 @@ def test_bayesian_round_trip_of_given_priors(tmp_path):
     assert_same_model(load(tmp_path / "model"), original)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_bayesian_round_trip_of_an_incremental_fit_with_holes(tmp_path, covariance_type):
+    """algorithm='incremental' with nan_policy='marginalize': the same attributes back,
+    predictions on rows with holes included."""
+    holes = X.copy()
+    holes[np.random.default_rng(1).random(X.shape) < 0.1] = np.nan
+    original = fit_quietly_on(
+        BayesianGaussianMixture(n_components=3, covariance_type=covariance_type, max_iter=3,
+                                random_state=0, algorithm="incremental", n_blocks=3,
+                                nan_policy="marginalize"),
+        holes,
+    )
+    save(original, tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    assert_same_model(loaded, original)
+    np.testing.assert_array_equal(loaded.predict_proba(holes), original.predict_proba(holes))
+
+
+def test_bayesian_model_saved_before_tuples_were_named_loads(tmp_path):
+    """A model file without the "tuple_arrays" attribute (written before it was
+    recorded) gives a Dirichlet process's weight_concentration_ back as a tuple."""
+    original = fit_quietly_on(BayesianGaussianMixture(n_components=3, max_iter=3,
+                                                      random_state=0), X)
+    assert type(original.weight_concentration_) is tuple
+    save(original, tmp_path / "model")
+    arrays, attrs = read_group(tmp_path / "model", "model")
+    older = {name: value for name, value in attrs.items()
+             if name not in ("tuple_arrays", "checksum")}
+    zarr.open_group(tmp_path / "model", mode="r+").attrs.put(
+        {**older, "checksum": _persist._checksum(arrays, older)})
+    assert "tuple_arrays" not in read_group(tmp_path / "model", "model")[1]
+    assert_same_model(load(tmp_path / "model"), original)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_search_round_trip_keeps_every_attribute(tmp_path, covariance_type, dtype):
