@@ -260,6 +260,12 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _load_average():
+    """The machine's load average (its seconds columns are wall time: noisy under load)."""
+    return ("load average " + ", ".join(f"{load:.1f}" for load in os.getloadavg())
+            + " (1, 5, 15 min)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=8.0, help="size of the synthetic store")
@@ -271,6 +277,10 @@ def main():
                         help="only the streamed store (not digits and images)")
     parser.add_argument("--skip-images", action="store_true",
                         help="not the images (no scikit-image needed)")
+    parser.add_argument("--skip-store", action="store_true",
+                        help="only the data in memory (digits and images)")
+    parser.add_argument("--covariance-types", nargs="+", default=["full", "diag"],
+                        choices=["full", "diag"], help="of the fits on the data in memory")
     parser.add_argument("--max-iter", type=int, default=500,
                         help="most passes (and partial_fit epochs) of a method; a smoke run "
                              "takes a few")
@@ -306,9 +316,12 @@ def main():
             pixels = image_pixels()
             datasets.append((f"{len(pixels) // 1000}k image pixels", pixels, 64))
         for name, X, chunks in datasets:
-            for covariance_type in ("full", "diag"):
+            for covariance_type in args.covariance_types:
                 run(name, da.from_array(X, chunks=(-(-len(X) // chunks), X.shape[1])),
                     covariance_type, n_blocks, None, args.max_iter)
+    if args.skip_store:
+        print(f"\npeak RSS: this process {_peak_rss_mib():.0f} MiB; {_load_average()}")
+        return
     store, written = synthetic_store(args.path, args.gb)
 
     def source():
@@ -324,8 +337,7 @@ def main():
             source)
         workers = client.run(_peak_rss_mib)
     print(f"\npeak RSS: this process {_peak_rss_mib():.0f} MiB; workers "
-          + ", ".join(f"{rss:.0f}" for rss in workers.values()) + " MiB; load average "
-          + ", ".join(f"{load:.1f}" for load in os.getloadavg()) + " (1, 5, 15 min)")
+          + ", ".join(f"{rss:.0f}" for rss in workers.values()) + f" MiB; {_load_average()}")
 
 
 if __name__ == "__main__":
