@@ -5,18 +5,20 @@ Run from the repository root (scikit-image from ``benchmarks/requirements.txt``)
     python benchmarks/bench_incremental.py --gb 8      # the 8 GB streamed store
     python benchmarks/bench_incremental.py --gb 0.05   # a small store
     python benchmarks/bench_incremental.py --gb 0.001 --skip-images --max-iter 3  # smoke run
+    python benchmarks/bench_incremental.py --skip-store --covariance-types diag  # in memory
 
 Data, K = 10, every method from the same k-means start:
 
 - the digits of scikit-learn after PCA to 20 dimensions (1797 rows, in
   memory, 32 row chunks), full and diag;
 - the RGB pixels of four scikit-image sample images (astronaut, coffee,
-  chelsea, rocket: 910k rows x 3, in memory, 64 row chunks), full and diag;
+  chelsea, rocket: 910k rows x 3, in memory, 64 row chunks), full and diag
+  (``--covariance-types`` of both in-memory datasets);
 - a synthetic zarr store of ``--gb`` GB (10 strongly overlapping diagonal
   components in 8 dimensions, 64 chunks, written once at ``--path``),
   streamed with ``cache=False`` through a LocalCluster of ``--workers`` one-thread worker
   processes whose memory limit (``--worker-memory``) is far below the data,
-  diag.
+  diag (``--skip-store``: not run).
 
 Methods, each run once to tol 1e-5 (the tol 1e-3 column: where the same run
 first changes by less than 1e-3, exactly where a fit with that tol would stop):
