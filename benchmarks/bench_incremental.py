@@ -5,36 +5,43 @@ Run from the repository root (scikit-image from ``benchmarks/requirements.txt``)
     python benchmarks/bench_incremental.py --gb 8      # the 8 GB streamed store
     python benchmarks/bench_incremental.py --gb 0.05   # a small store
     python benchmarks/bench_incremental.py --gb 0.001 --skip-images --max-iter 3  # smoke run
+    python benchmarks/bench_incremental.py --skip-store --covariance-types diag  # in memory
 
 Data, K = 10, every method from the same k-means start:
 
 - the digits of scikit-learn after PCA to 20 dimensions (1797 rows, in
   memory, 32 row chunks), full and diag;
 - the RGB pixels of four scikit-image sample images (astronaut, coffee,
-  chelsea, rocket: 910k rows x 3, in memory, 64 row chunks), full and diag;
+  chelsea, rocket: 910k rows x 3, in memory, 64 row chunks), full and diag
+  (``--covariance-types`` of both in-memory datasets);
 - a synthetic zarr store of ``--gb`` GB (10 strongly overlapping diagonal
   components in 8 dimensions, 64 chunks, written once at ``--path``),
   streamed with ``cache=False`` through a LocalCluster of ``--workers`` one-thread worker
   processes whose memory limit (``--worker-memory``) is far below the data,
-  diag.
+  diag (``--skip-store``: not run).
 
-Methods, each run once to tol 1e-5; for tol 1e-3 the same run stops at its
-first change below 1e-3, exactly where a fit with that tol would (seconds
-pro rata of the passes):
+Methods, each run once to tol 1e-5 (the tol 1e-3 column: where the same run
+first changes by less than 1e-3, exactly where a fit with that tol would stop):
 
-- batch: ``GaussianMixture(tol=tol)``, passes = ``n_iter_``;
+- batch: ``GaussianMixture(tol=tol)``, a pass per iteration;
 - incremental plain (``relaxation=1``) and auto (``relaxation='auto'``),
-  ``n_blocks='auto'`` or ``--n-blocks``: passes = laps = ``n_iter_`` to
-  convergence, and "reach": the first lap whose bound is within 1e-4 of
-  batch EM's bound when batch stops (its seconds pro rata of the laps), and
-  the idle share of the workers' thread time during the fit (task stream);
+  ``n_blocks='auto'`` or ``--n-blocks``: a pass per lap;
 - partial_fit: epochs of ``partial_fit`` over the same blocks until an
   epoch's mean log-likelihood changes by less than tol (at most 12; "12+":
   not converged).
 
-Prints a Markdown table: the bound when the method stops, the ratios batch /
-method of passes and seconds, to convergence and to reach; then the peak
-resident memory of this process and of the workers.
+One yardstick for every method: the passes until its recorded bound
+(``lower_bounds_``, one per pass) first comes within 1e-4 of the best final
+bound that batch or incremental EM reached on that case ("never" with the
+gap when it does not), and the ratio of batch EM's passes to that to the
+method's. Prints a Markdown table with these, the passes to each tol, the
+bound at the tol 1e-5 stop, the seconds to it and to the 1e-4 yardstick (pro
+rata of the passes; wall time: noisy on a shared machine, which the load
+average printed under the table says), where the data was read from (in
+memory; for the store, whether this run wrote it and the share of its bytes
+in the OS page cache when each fit starts, from ``fincore``), and the idle
+share of the workers' thread time during the fit (task stream); then the
+peak resident memory of this process and of the workers.
 
 Instead, on the store: ``--sweep-blocks 2,4,8,16,32`` runs incremental EM to
 tol 1e-5 with each number of blocks (laps, seconds, idle share), and
@@ -45,6 +52,8 @@ block ahead, alternating, 6 runs each.
 import argparse
 import os
 import resource
+import shutil
+import subprocess
 import time
 import warnings
 
@@ -60,7 +69,7 @@ from daskgmm import GaussianMixture, _graph
 from daskgmm._graph import from_dask
 
 TOLS = (1e-3, 1e-5)
-REACH = 1e-4  # "reaches batch EM's final bound": within this of it
+REACH = 1e-4  # "reaches the best final bound": within this of it
 MAX_EPOCHS = 12
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
 # Spread of the synthetic store's means (in units of the components' scales, 0.5-1.5): so
@@ -69,14 +78,18 @@ SEPARATION = 0.8
 
 
 def synthetic_store(path, gigabytes, n_features=8, n_components=10, n_chunks=64, seed=1):
-    """A zarr store of overlapping diagonal components (written once, chunk by chunk)."""
+    """``(array, written)``: a zarr store of overlapping diagonal components.
+
+    Written once, chunk by chunk; ``written`` says whether this call wrote it
+    (False: a store of the same kind was found at ``path``).
+    """
     n_samples = int(gigabytes * 1e9 / (8 * n_features)) // n_chunks * n_chunks
     rows = n_samples // n_chunks
     if os.path.exists(path):
         stored = zarr.open_array(path, mode="r")
         if (stored.shape == (n_samples, n_features) and stored.chunks[0] == rows
                 and stored.attrs.get("separation") == SEPARATION):
-            return stored
+            return stored, False
     rng = np.random.default_rng(seed)
     means = rng.normal(scale=SEPARATION, size=(n_components, n_features))
     scales = rng.uniform(0.5, 1.5, size=(n_components, n_features))
@@ -86,7 +99,23 @@ def synthetic_store(path, gigabytes, n_features=8, n_components=10, n_chunks=64,
         labels = rng.integers(n_components, size=rows)
         store[chunk * rows:(chunk + 1) * rows] = (
             means[labels] + scales[labels] * rng.normal(size=(rows, n_features)))
-    return store
+    return store, True
+
+
+def page_cache_share(path):
+    """Share of the bytes of the files under ``path`` in the OS page cache (None: unknown).
+
+    From util-linux's ``fincore``; None where it is missing.
+    """
+    files = [os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names]
+    if shutil.which("fincore") is None or not files:
+        return None
+    lines = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output",
+                            "RES,SIZE", *files], capture_output=True, text=True,
+                           check=True).stdout.split()
+    sizes = [int(size) for size in lines[1::2]]
+    resident = sum(min(int(pages), size) for pages, size in zip(lines[::2], sizes))  # whole pages
+    return resident / sum(sizes) if sum(sizes) else None
 
 
 def image_pixels():
@@ -139,12 +168,18 @@ def _stop(history, tol):
     return None if len(small) == 0 else int(small[0]) + 2
 
 
-def run(name, X, covariance_type, n_blocks, client, max_iter=500):
+def _first_within(history, target):
+    """Passes until ``history`` first comes within REACH of ``target`` (None: never)."""
+    within = np.flatnonzero(np.asarray(history) >= target - REACH)
+    return None if len(within) == 0 else int(within[0]) + 1
+
+
+def run(name, X, covariance_type, n_blocks, client, max_iter=500, source=lambda: "memory"):
     """Rows of the table for one dataset and covariance type.
 
-    Every method runs once, to the smallest tol; a larger tol stops it at
-    the first change below that tol, exactly where its own fit would, and
-    its seconds are those passes' share (all passes cost the same).
+    Every method runs once, to the smallest tol; the larger tol stops it at
+    the first change below that tol, exactly where its own fit would.
+    ``source()`` says where the data is read from when a fit starts.
     """
     common = _from_start(X, covariance_type, max_iter=max_iter)
     bounds = _graph.block_bounds(from_dask(da.asarray(X)), n_blocks)
@@ -155,29 +190,31 @@ def run(name, X, covariance_type, n_blocks, client, max_iter=500):
         f"incremental auto ({len(bounds)} blocks)": dict(
             algorithm="incremental", n_blocks=n_blocks),
     }
-    results = {method: _timed(client, lambda kw=kwargs: GaussianMixture(
-        **common, **kw, tol=min(TOLS)).fit(X).lower_bounds_) for method, kwargs in methods.items()}
+    results, sources = {}, {}
+    for method, kwargs in methods.items():
+        sources[method] = source()
+        results[method] = _timed(client, lambda kw=kwargs: GaussianMixture(
+            **common, **kw, tol=min(TOLS)).fit(X).lower_bounds_)
+    sources["partial_fit epochs"] = source()
     results["partial_fit epochs"] = _timed(None, lambda: _epochs(common, X, bounds, min(TOLS)))
-    for tol in TOLS:
-        batch_history, batch_seconds, _ = results["batch"]
-        batch_passes = _stop(batch_history, tol) or len(batch_history)
-        batch_seconds *= batch_passes / len(batch_history)
-        final = batch_history[batch_passes - 1]
-        for method, (history, seconds, idle) in results.items():
-            passes = _stop(history, tol) or len(history)
-            seconds *= passes / len(history)
-            reach = " | | "
-            if method.startswith("incremental"):
-                reached = np.flatnonzero(history >= final - REACH)
-                laps = reached[0] + 1 if len(reached) else None
-                reach = ("not reached | | " if laps is None else
-                         f"{laps} | {batch_passes / laps:.2f} | "
-                         f"{batch_seconds / (seconds * laps / passes):.2f}")
-            print(f"| {name} | {covariance_type} | {tol:g} | {method} | "
-                  f"{passes}{'+' if _stop(history, tol) is None else ''} | {seconds:.1f} | "
-                  f"{history[passes - 1]:.5f} | {batch_passes / passes:.2f} | "
-                  f"{batch_seconds / seconds:.2f} | {reach} | "
-                  f"{'' if idle is None else f'{idle:.0%}'} |", flush=True)
+    # The yardstick: the best bound batch or incremental EM ended at (their histories never
+    # decrease; partial_fit's epoch means are of changing parameters, not a bound).
+    best = max(history[-1] for method, (history, _, _) in results.items() if method in methods)
+    batch_reach = _first_within(results["batch"][0], best)
+    for method, (history, seconds, idle) in results.items():
+        stops = [_stop(history, tol) for tol in TOLS]
+        passes = stops[-1] or len(history)
+        reach = _first_within(history, best)
+        if reach is None:
+            yardstick = (f"never in {len(history)} (gap {best - history[-1]:.5f}) | | ")
+        else:
+            ratio = (f"{batch_reach / reach:.2f}" if batch_reach is not None
+                     else f"> {len(results['batch'][0]) / reach:.2f}")
+            yardstick = f"{reach} | {ratio} | {seconds * reach / len(history):.1f}"
+        print(f"| {name} | {covariance_type} | {method} | {sources[method]} | "
+              + " | ".join(f"{stop or f'{len(history)}+'}" for stop in stops)
+              + f" | {history[passes - 1]:.5f} | {seconds * passes / len(history):.1f} | "
+              f"{yardstick} | {'' if idle is None else f'{idle:.0%}'} |", flush=True)
 
 
 def sweep(X, counts, client):
@@ -225,6 +262,12 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _load_average():
+    """The machine's load average (its seconds columns are wall time: noisy under load)."""
+    return ("load average " + ", ".join(f"{load:.1f}" for load in os.getloadavg())
+            + " (1, 5, 15 min)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=8.0, help="size of the synthetic store")
@@ -236,6 +279,10 @@ def main():
                         help="only the streamed store (not digits and images)")
     parser.add_argument("--skip-images", action="store_true",
                         help="not the images (no scikit-image needed)")
+    parser.add_argument("--skip-store", action="store_true",
+                        help="only the data in memory (digits and images)")
+    parser.add_argument("--covariance-types", nargs="+", default=["full", "diag"],
+                        choices=["full", "diag"], help="of the fits on the data in memory")
     parser.add_argument("--max-iter", type=int, default=500,
                         help="most passes (and partial_fit epochs) of a method; a smoke run "
                              "takes a few")
@@ -253,16 +300,17 @@ def main():
                           memory_limit=args.worker_memory, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             client.get_task_stream()
-            X = da.from_zarr(synthetic_store(args.path, args.gb))
+            X = da.from_zarr(synthetic_store(args.path, args.gb)[0])
             if args.sweep_blocks:
                 sweep(X, [int(count) for count in args.sweep_blocks.split(",")], client)
             else:
                 compare_read_ahead(X, args.compare_read_ahead, client)
         return
-    print("| data | covariance | tol | method | passes | seconds | bound at stop | "
-          "passes ratio | time ratio | laps to reach | reach passes ratio | "
-          "reach time ratio | idle |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| data | covariance | method | read from | passes to tol {TOLS[0]:g} | "
+          f"passes to tol {TOLS[1]:g} | bound at tol {TOLS[1]:g} stop | seconds to it | "
+          f"passes to within {REACH:g} of best bound | batch / method, those passes | "
+          "seconds to within | idle |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     if not args.skip_memory:
         digits = PCA(20, random_state=0).fit_transform(load_digits().data)
         datasets = [("digits PCA-20", digits, 32)]
@@ -270,18 +318,28 @@ def main():
             pixels = image_pixels()
             datasets.append((f"{len(pixels) // 1000}k image pixels", pixels, 64))
         for name, X, chunks in datasets:
-            for covariance_type in ("full", "diag"):
+            for covariance_type in args.covariance_types:
                 run(name, da.from_array(X, chunks=(-(-len(X) // chunks), X.shape[1])),
                     covariance_type, n_blocks, None, args.max_iter)
-    store = synthetic_store(args.path, args.gb)
+    if args.skip_store:
+        print(f"\npeak RSS: this process {_peak_rss_mib():.0f} MiB; {_load_average()}")
+        return
+    store, written = synthetic_store(args.path, args.gb)
+
+    def source():
+        share = page_cache_share(args.path)
+        return (f"store {'written by this run' if written else 'found on disk'}, "
+                f"{'?' if share is None else f'{share:.0%}'} in page cache")
+
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       memory_limit=args.worker_memory, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.get_task_stream()  # the scheduler records task times from this call on
-        run(f"zarr {args.gb:g} GB", da.from_zarr(store), "diag", n_blocks, client, args.max_iter)
+        run(f"zarr {args.gb:g} GB", da.from_zarr(store), "diag", n_blocks, client, args.max_iter,
+            source)
         workers = client.run(_peak_rss_mib)
     print(f"\npeak RSS: this process {_peak_rss_mib():.0f} MiB; workers "
-          + ", ".join(f"{rss:.0f}" for rss in workers.values()) + " MiB")
+          + ", ".join(f"{rss:.0f}" for rss in workers.values()) + f" MiB; {_load_average()}")
 
 
 if __name__ == "__main__":
