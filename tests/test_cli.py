@@ -427,6 +427,7 @@ def test_demo_runs_as_installed(tmp_path):
     assert error < 0.2
 
 
+@pytest.mark.slow
 def test_fit_with_labels_is_a_classifier(tmp_path, thread_config, capsys):
     """`daskgmm fit DATA --labels LABELS` (a real process) fits and saves a classifier;
     predict writes classes, info describes each class, score refuses it."""

@@ -129,6 +129,7 @@ def test_in_a_pipeline(complete_and_gaps):
     np.testing.assert_array_equal(fitted.fit_transform(gaps), fitted.transform(gaps))
 
 
+@pytest.mark.slow
 def test_scikit_learn_estimator_checks_pass():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
