@@ -1,12 +1,27 @@
 import threading
 
+import dask
 import numpy as np
 import pytest
 import zarr
 from distributed import Client, LocalCluster
+from distributed.utils import get_mp_context
 from zarr.storage import LocalStore, WrapperStore
 
 from daskgmm._covariance_types import COVARIANCE_TYPES  # noqa: F401 (the tests import it from here)
+
+# Worker processes of the clusters the tests start here are forked from a server
+# that has imported what a worker of a fit imports, as distributed's own test
+# suite does: a spawned worker imports dask, distributed, scikit-learn and numba
+# itself (about 7 s of CPU on the 2-core CI machine, and as much to stop), which
+# made cluster start-up the largest part of the slow tests. The workers are still
+# separate processes that receive their tasks pickled, as spawned ones do; the
+# command-line and benchmark tests start theirs (in subprocesses) the default way.
+WORKER_PRELOAD = ["distributed", "zarr", "daskgmm._gaussian_mixture", "daskgmm._kernels",
+                  "daskgmm._fused", "daskgmm._missing", "daskgmm._pattern_kernels"]
+dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+# (after distributed's own choice of preloads, which the first call makes)
+get_mp_context().set_forkserver_preload(WORKER_PRELOAD)
 
 
 def make_mixture(n_samples=2000, n_features=3, n_components=3, seed=0, separation=4.0):

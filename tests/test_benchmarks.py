@@ -14,21 +14,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# script: (arguments of a tiny run, a column of its table's header)
+# script: (arguments of a tiny run, a column of its table's header). One kind of data,
+# one worker process and a few thousand rows: every script's main path and its table,
+# in seconds (each worker process imports scikit-learn, Dask and numba again).
 RUNS = {
     "bench_graph.py": (["--chunks", "50", "--repeats", "1"], "split_every"),
     "bench_bayesian.py": (["--configs", "A", "--scale", "0.002", "--iterations", "2",
                            "--n-chunks", "4"], "system"),
     "bench_em.py": (["--configs", "A", "--scale", "0.002", "--iterations", "1", "--peers",
-                     "--no-scaling", "--covariance-types", "full", "diag"], "system"),
+                     "--no-scaling", "--covariance-types", "full", "diag",
+                     "--data", "overlapping", "--workers", "1"], "system"),
     "bench_ic.py": (["--n-samples", "4000", "--max-components", "2", "--chunk-rows", "1000"],
                     None),
     "bench_outofcore.py": (["--gigabytes", "0.002", "--chunk-rows", "4000", "--iterations", "1",
-                            "--memory-limit", "1GiB"], None),
-    "bench_incremental.py": (["--gb", "0.001", "--skip-images", "--max-iter", "2"], "method"),
-    "bench_kernels.py": (["--quick", "--configs", "A", "D", "--types", "full", "diag"],
-                         "system"),
-    "bench_missing.py": (["--tiny"], "type"),
+                            "--memory-limit", "1GiB", "--workers", "1"], None),
+    "bench_incremental.py": (["--gb", "0.001", "--skip-images", "--max-iter", "2",
+                              "--workers", "1"], "method"),
+    "bench_kernels.py": (["--scale", "0.001", "--repeats", "1", "--iterations", "1",
+                          "--configs", "A", "--types", "full", "diag"], "system"),
+    "bench_missing.py": (["--tiny", "--n-samples", "2000", "--iterations", "1"], "type"),
 }
 
 

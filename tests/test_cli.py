@@ -364,20 +364,23 @@ def test_no_progress_bar_when_not_on_a_terminal(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_progress_bars_of_fit_predict_and_score(tmp_path, dataset, local_config):
+def test_progress_bars_of_fit_predict_and_score(tmp_path, dataset, thread_config):
+    # The bars follow the scheduler's tasks, wherever the workers run: worker threads spare
+    # four commands two worker processes each (the worker processes of the command line are
+    # tested above and in test_ctrl_c_stops_cleanly_with_one_line).
     data, model, _ = dataset
     fitted = str(tmp_path / "m.zarr")
     code, output = _on_terminal(["fit", data, "--n-components", "3", "--max-iter", "2",
-                                 "--output", fitted, "--cluster", local_config])
+                                 "--output", fitted, "--cluster", thread_config])
     assert code == 0 and _bar_shown(output) and "iteration 1" in output, output
     assert "Dask dashboard: http" in output
     code, output = _on_terminal(["predict", model, data, "--output", str(tmp_path / "l.zarr"),
-                                 "--cluster", local_config])
+                                 "--cluster", thread_config])
     assert code == 0 and _bar_shown(output), output
-    code, output = _on_terminal(["score", model, data, "--cluster", local_config, "--quiet"])
+    code, output = _on_terminal(["score", model, data, "--cluster", thread_config, "--quiet"])
     assert code == 0 and "mean log-likelihood" in output and DESCRIPTION not in output, output
     piped = subprocess.run([sys.executable, "-m", "daskgmm.cli", "score", model, data,
-                            "--cluster", local_config], capture_output=True, text=True,
+                            "--cluster", thread_config], capture_output=True, text=True,
                            env=_env(), timeout=240)
     assert piped.returncode == 0 and "mean log-likelihood" in piped.stdout
     assert DESCRIPTION not in piped.stdout + piped.stderr
@@ -424,6 +427,7 @@ def test_demo_runs_as_installed(tmp_path):
     assert error < 0.2
 
 
+@pytest.mark.slow
 def test_fit_with_labels_is_a_classifier(tmp_path, thread_config, capsys):
     """`daskgmm fit DATA --labels LABELS` (a real process) fits and saves a classifier;
     predict writes classes, info describes each class, score refuses it."""

@@ -255,6 +255,7 @@ def test_fit_with_labels_and_search(overlapping):
     assert_same(ic.best_estimator_, alone)
 
 
+@pytest.mark.slow
 def test_checkpoint_resumes_mid_lap_after_a_failed_read(store, start, tmp_path):
     checkpoint = str(tmp_path / "fit.ckpt")
     kwargs = dict(start, tol=0, max_iter=8, algorithm="incremental", n_blocks=8)
@@ -413,6 +414,7 @@ def test_one_row_chunk_is_refused_by_n_blocks_auto(overlapping):
     assert not hasattr(model, "means_")
 
 
+@pytest.mark.slow
 def test_an_emptied_component_does_not_stop_over_relaxation():
     """A component that no row reaches (responsibilities 0) has no weight in any block;
     over-relaxed steps go on around it, as in the fit without it."""
