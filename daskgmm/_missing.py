@@ -145,7 +145,8 @@ def _by_pattern(missing):
 
 def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
                       log_weights):
-    """`Stats` of rows that all hold NaN (``"marginalize"``), relative to
+    """`Stats` of rows that all hold NaN (``"marginalize"``; those with nothing
+    observed take no part), relative to
     ``_kernels.reference_means``; with ``log_weights`` (a variational
     mixture), ``entropy`` less the entropies of the missing entries (4)."""
     kind = REGISTRY[covariance_type]
@@ -193,20 +194,18 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     incomplete = np.isnan(np.sum(X, axis=1)) if nan_policy != "raise" else None
     if incomplete is None or not incomplete.any():
         return _checked(_kernels.em_statistics, X, nan_policy, X, sample_weight, *arguments)
-    complete = ~incomplete
 
-    def rows(which):
-        return X[which], None if sample_weight is None else sample_weight[which]
+    def rows(which):  # take: a third of boolean indexing's time on (n, 16) rows
+        index = np.flatnonzero(which)
+        return X.take(index, axis=0), None if sample_weight is None else sample_weight[index]
 
     x, sw = rows(incomplete)
     check_values(x, nan_policy)  # infinity in a row with NaN, which the kernels skip
-    stats = _checked(_kernels.em_statistics, X, nan_policy, *rows(complete), *arguments)
+    stats = _checked(_kernels.em_statistics, X, nan_policy, *rows(~incomplete), *arguments)
     if nan_policy == "omit":
         return stats
-    with_data = ~np.isnan(x).all(axis=1)  # a row with nothing observed takes no part
-    if sw is not None:
-        sw = sw[with_data]
-    return merge(stats, _incomplete_stats(x[with_data], sw, *arguments), covariance_type)
+    # The kernels leave out the rows with nothing observed.
+    return merge(stats, _incomplete_stats(x, sw, *arguments), covariance_type)
 
 
 def _checked(kernel, X, nan_policy, *args):
