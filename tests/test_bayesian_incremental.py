@@ -156,3 +156,17 @@ def test_relaxation_other_than_one_is_refused(X, relaxation):
     with pytest.raises(ValueError, match="relaxation=1 only"):
         estimator.fit(X)
     assert not hasattr(estimator, "converged_")
+
+
+def test_refused_relaxation_leaves_a_fitted_model_as_it_was(X):
+    estimator = _quiet(BayesianGaussianMixture(n_components=2, algorithm="incremental",
+                                               n_blocks=2, max_iter=2, random_state=0).fit, X)
+    fitted = {name: value for name, value in vars(estimator).items() if name.endswith("_")}
+    with pytest.raises(ValueError, match="relaxation=1 only"):
+        estimator.set_params(relaxation=1.5).fit(X[:100])
+    assert {name for name in vars(estimator) if name.endswith("_")} == fitted.keys()
+    for name, value in fitted.items():
+        again = getattr(estimator, name)
+        if isinstance(value, tuple):
+            value, again = np.stack(value), np.stack(again)
+        np.testing.assert_array_equal(again, value, err_msg=name)
