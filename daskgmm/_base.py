@@ -129,7 +129,8 @@ class DaskEstimatorMixin:
             identity = _checkpoint.fingerprint(
                 self, data.n_samples, data.X.shape[1], None if target is None else target.classes,
                 sample_weight is not None)
-            state = _checkpoint.load(self.checkpoint, identity, settings.family)
+            state = _checkpoint.load(self.checkpoint, identity, settings.family,
+                                     _checkpoint.defaults(self))
             save = partial(_checkpoint.save, self.checkpoint, identity=identity,
                            family=settings.family)
         if state is None or (state.active and state.iteration < self.max_iter):

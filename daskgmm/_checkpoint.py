@@ -9,6 +9,8 @@ where they were over-relaxed), and a fingerprint of the data shape and the
 hyperparameters, so that a fit resumes only from its own checkpoint.
 """
 
+import inspect
+
 import numpy as np
 
 from ._em import EMState, Model
@@ -55,6 +57,18 @@ def fingerprint(estimator, n_samples, n_features, classes, weighted):
     return {name: encode_json(value) for name, value in identity.items()}
 
 
+def defaults(estimator):
+    """The estimator's parameters at their defaults, encoded as in `fingerprint`.
+
+    A checkpoint written before a parameter existed lacks it in its
+    fingerprint; that daskgmm fitted as the parameter's default does.
+    """
+    signature = inspect.signature(type(estimator).__init__)
+    return {name: encode_json(parameter.default)
+            for name, parameter in signature.parameters.items()
+            if parameter.default is not inspect.Parameter.empty}
+
+
 def save(path, state, identity, family=MAXIMUM_LIKELIHOOD):
     """Write ``state`` (an ``EMState``) to the checkpoint at ``path``, atomically.
 
@@ -97,11 +111,13 @@ def save(path, state, identity, family=MAXIMUM_LIKELIHOOD):
     write_group(path, arrays, attrs)
 
 
-def load(path, identity, family=MAXIMUM_LIKELIHOOD):
+def load(path, identity, family=MAXIMUM_LIKELIHOOD, defaults=None):
     """The state saved at ``path``, or None when there is no checkpoint yet.
 
     ``family`` (a ``_family.Family``, EM's by default) puts back what its
-    models hold beyond the Gaussian parameters.
+    models hold beyond the Gaussian parameters. A parameter the checkpoint's
+    fingerprint lacks matches when it is at its value in ``defaults``
+    (`defaults`: the checkpoint was written before it existed).
 
     Raises ValueError when the checkpoint was written for other data or
     parameters, naming what differs, or by an older daskgmm.
@@ -119,6 +135,7 @@ def load(path, identity, family=MAXIMUM_LIKELIHOOD):
         f"{name} is {saved.get(name)!r} there and {identity.get(name)!r} here"
         for name in sorted(set(saved) | set(identity))
         if saved.get(name) != identity.get(name)
+        and not (name not in saved and identity[name] == (defaults or {}).get(name))
     ]
     if differences:
         raise ValueError(

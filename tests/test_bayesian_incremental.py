@@ -15,6 +15,7 @@ from zarr.storage import LocalStore
 
 import daskgmm
 from daskgmm import BayesianGaussianMixture
+from daskgmm import _persist
 from daskgmm._persist import read_group
 
 from .conftest import COVARIANCE_TYPES, counted_array, make_mixture
@@ -156,3 +157,46 @@ def test_relaxation_other_than_one_is_refused(X, relaxation):
     with pytest.raises(ValueError, match="relaxation=1 only"):
         estimator.fit(X)
     assert not hasattr(estimator, "converged_")
+
+
+def test_refused_relaxation_leaves_a_fitted_model_as_it_was(X):
+    estimator = _quiet(BayesianGaussianMixture(n_components=2, algorithm="incremental",
+                                               n_blocks=2, max_iter=2, random_state=0).fit, X)
+    fitted = {name: value for name, value in vars(estimator).items() if name.endswith("_")}
+    with pytest.raises(ValueError, match="relaxation=1 only"):
+        estimator.set_params(relaxation=1.5).fit(X[:100])
+    assert {name for name in vars(estimator) if name.endswith("_")} == fitted.keys()
+    for name, value in fitted.items():
+        again = getattr(estimator, name)
+        if isinstance(value, tuple):
+            value, again = np.stack(value), np.stack(again)
+        np.testing.assert_array_equal(again, value, err_msg=name)
+
+
+def _without_new_parameters(checkpoint):
+    """The checkpoint as a daskgmm before ``algorithm`` wrote it: its fingerprint
+    lacks algorithm, n_blocks and relaxation."""
+    arrays, attrs = read_group(checkpoint, "checkpoint")
+    older = {name: value for name, value in attrs.items() if name != "checksum"}
+    older["fingerprint"] = {name: value for name, value in attrs["fingerprint"].items()
+                            if name not in ("algorithm", "n_blocks", "relaxation")}
+    zarr.open_group(checkpoint, mode="r+").attrs.put(
+        {**older, "checksum": _persist._checksum(arrays, older)})
+
+
+def test_checkpoint_from_before_algorithm_resumes_a_batch_fit(X, tmp_path, capsys):
+    checkpoint = str(tmp_path / "fit.ckpt")
+    kwargs = dict(n_components=3, random_state=0, tol=0, **_priors(X))
+    _quiet(BayesianGaussianMixture(**kwargs, max_iter=2, checkpoint=checkpoint).fit, X)
+    _without_new_parameters(checkpoint)
+    with pytest.raises(ValueError, match="algorithm is None there and 'incremental' here"):
+        BayesianGaussianMixture(**kwargs, max_iter=4, checkpoint=checkpoint,
+                                algorithm="incremental").fit(X)
+    capsys.readouterr()
+    resumed = _quiet(BayesianGaussianMixture(**kwargs, max_iter=4, checkpoint=checkpoint,
+                                             verbose=1).fit, X)
+    assert "after iteration 2" in capsys.readouterr().out
+    uninterrupted = _quiet(BayesianGaussianMixture(**kwargs, max_iter=4).fit, X)
+    assert resumed.lower_bounds_ == uninterrupted.lower_bounds_
+    for name in FITTED:
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(uninterrupted, name))
