@@ -304,3 +304,29 @@ def test_bound_never_decreases(covariance_type, prior_type):
         nan_policy="marginalize", random_state=1, max_iter=25, tol=0), X)
     bounds = np.array(fit.lower_bounds_)
     assert (np.diff(bounds) >= -1e-10 * np.abs(bounds[1:])).all()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_covariance_record_fields_that_missing_values_read(covariance_type):
+    """``separable``, ``precision_roots`` and ``pooled_m2`` against the covariances
+    (the fields `daskgmm._missing` dispatches on instead of type names)."""
+    from daskgmm._covariance import REGISTRY, weighted_outer
+
+    kind = REGISTRY[covariance_type]
+    covariances = _start(covariance_type, "dirichlet_distribution")["covariances_"]
+    prec_chol = _compute_precision_cholesky(covariances, covariance_type)
+    roots = kind.precision_roots(prec_chol, D)
+    full = _as_full(covariances, covariance_type)
+    if kind.separable:
+        np.testing.assert_allclose(1 / np.square(roots), np.diagonal(full, axis1=1, axis2=2))
+        assert all(np.count_nonzero(c - np.diag(np.diag(c))) == 0 for c in full)
+    else:
+        precisions = roots @ np.swapaxes(roots, 1, 2)
+        expected = np.linalg.inv(full[:len(roots)])
+        np.testing.assert_allclose(precisions, expected, rtol=1e-10, atol=1e-12)
+    rng = np.random.default_rng(18)
+    coef, delta = rng.random(K), rng.normal(size=(K, D))
+    per_component = (coef[:, None] * np.square(delta) if kind.separable
+                     else coef[:, None, None] * delta[:, :, None] * delta[:, None, :])
+    np.testing.assert_allclose(kind.pooled_m2(per_component),
+                               weighted_outer(coef, delta, covariance_type), rtol=1e-12)
