@@ -454,8 +454,6 @@ def test_variational_mixture_omits_rows(data):
     alone = fit(da.from_array(data[complete], chunks=(50, 4)))
     np.testing.assert_allclose(omitted.mean_prior_, alone.mean_prior_, rtol=1e-12)
     np.testing.assert_allclose(omitted.covariance_prior_, alone.covariance_prior_, rtol=1e-12)
-    with pytest.raises(InvalidParameterError, match="nan_policy"):
-        BayesianGaussianMixture(nan_policy="marginalize").fit(data)
 
 
 def test_marginalize_starts_from_the_complete_rows_when_they_suffice(data):
