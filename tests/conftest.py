@@ -24,6 +24,38 @@ dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
 get_mp_context().set_forkserver_preload(WORKER_PRELOAD)
 
 
+def _compile_kernels():
+    """Compile (or load from numba's disk cache) every kernel a fit can reach, once.
+
+    In a fresh clone numba's cache is empty, and every process reaching a kernel
+    first compiles it (3-12 s of CPU per covariance type): the test process and
+    each worker of a cluster, at the same time. Compiled here first, in the test
+    process before any worker starts, the others load it from the cache.
+    """
+    import warnings
+
+    from daskgmm import GaussianMixture, GaussianMixtureImputer
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        X = rng.normal(size=(64, 3)).astype(dtype)
+        X[::4, 1] = np.nan
+        X[1::4, 0] = np.nan
+        for covariance_type in COVARIANCE_TYPES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                GaussianMixture(2, covariance_type=covariance_type, max_iter=1,
+                                random_state=0).fit(X[2::4]).score_samples(X[2::4])
+                model = GaussianMixture(2, covariance_type=covariance_type, max_iter=1,
+                                        random_state=0, nan_policy="marginalize").fit(X)
+                model.score_samples(X)
+                GaussianMixtureImputer(2, covariance_type=covariance_type, max_iter=1,
+                                       random_state=0).fit_transform(X)
+
+
+_compile_kernels()
+
+
 def make_mixture(n_samples=2000, n_features=3, n_components=3, seed=0, separation=4.0):
     """Rows drawn from a mixture with random full covariances; returns (X, labels)."""
     rng = np.random.default_rng(seed)
