@@ -32,6 +32,9 @@ g(n), y_n = x_n - mu_g, as in
 with w_n = sum_k r_nk and v_n = sum_k r_nk (mu_g - mu_k): every term is small
 where the result is, and the last one is added once per chunk from
 ``between`` (T_kg, the sum of r_nk over the rows of component g).
+``diag`` and ``spherical`` at large K D instead expand the squares about the
+centre c and run as two BLAS products per block (`_product_statistics`),
+where their parameters show that this cannot lose digits (`_diag_parameters`).
 
 Responsibilities whose log (relative to the row's largest) is at most
 ``LOG_RESP_FLOOR`` are set to 0 (exp is never taken below it, so no
@@ -106,20 +109,9 @@ def _exp(s):
     c = _INVERSE_FACTORIALS
     halvings = math.floor(0.5 - s * _LOG2E)
     r = (s + halvings * _LN2_HI) + halvings * _LN2_LO
-    p = c[13]
-    p = p * r + c[12]
-    p = p * r + c[11]
-    p = p * r + c[10]
-    p = p * r + c[9]
-    p = p * r + c[8]
-    p = p * r + c[7]
-    p = p * r + c[6]
-    p = p * r + c[5]
-    p = p * r + c[4]
-    p = p * r + c[3]
-    p = p * r + c[2]
-    p = p * r + c[1]
-    p = p * r + c[0]
+    p = c[len(c) - 1]
+    for power in range(len(c) - 2, -1, -1):  # Horner; unrolled by LLVM
+        p = p * r + c[power]
     return p * _POWERS_OF_HALF[int(halvings)]
 
 
