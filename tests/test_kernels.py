@@ -127,16 +127,24 @@ def _assert_stats(stats, reference, shift, means_ref, rtol, atol_m2=0.0):
 def test_em_statistics_equal_the_naive_formulas(covariance_type, shift, weighted):
     rng = np.random.default_rng(1)
     weights, means, prec_chol = _random_parameters(rng, 4, 5, covariance_type)
-    means = _on_grid(means)
-    X = _sample(rng, 3000, weights, means, prec_chol, covariance_type)
+    _check_em_statistics(rng, 3000, weighted, weights, _on_grid(means), prec_chol,
+                         covariance_type, shift, log_weight_step=0.3)
+
+
+def _check_em_statistics(rng, n_rows, weighted, weights, means, prec_chol, covariance_type,
+                         shift, log_weight_step):
+    """em_statistics of rows drawn from the mixture, moved by ``shift``, against the naive
+    formulas (to 1e-9), with log weights decreasing by ``log_weight_step``."""
+    X = _sample(rng, n_rows, weights, means, prec_chol, covariance_type)
     sample_weight = rng.uniform(0, 3, len(X)) if weighted else None
-    log_weights = np.log(weights) - 0.3 * np.arange(4)
+    log_weights = np.log(weights) - log_weight_step * np.arange(len(weights))
     reference = _naive_em(X, sample_weight, weights, means, prec_chol, covariance_type,
                           log_weights)
     stats = _kernels.em_statistics(X + shift, sample_weight, weights, means + shift, prec_chol,
                                    covariance_type, log_weights)
     _assert_stats(stats, reference, shift,
                   _kernels.reference_means(weights, means + shift), rtol=1e-9)
+    return X
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -289,3 +297,53 @@ def test_numba_is_imported_on_the_first_fit_only():
             "daskgmm.GaussianMixture(2, max_iter=1).fit(np.arange(20.0).reshape(10, 2))\n"
             "assert 'numba' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def _takes_products(weights, means, prec_chol, covariance_type):
+    """Whether ``diag`` / ``spherical`` statistics of these parameters run as BLAS products."""
+    from daskgmm import _fused
+
+    centred = means - (weights @ means) / weights.sum()
+    return _fused.KERNELS[covariance_type].parameters(centred, prec_chol, np.float64)[1].size > 0
+
+
+# K and D at which ``diag`` and ``spherical`` take the BLAS products.
+PRODUCT_SHAPES = {"diag": (16, 64), "spherical": (32, 64)}
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("shift", [0.0, 1e6])
+def test_blas_products_equal_the_naive_formulas(covariance_type, shift):
+    """Many components of many features, a few spreads apart: the E-step and the moments
+    are BLAS products about the centre, and equal the naive two-pass sums."""
+    rng = np.random.default_rng(7)
+    n_components, n_features = PRODUCT_SHAPES[covariance_type]
+    weights, means, prec_chol = _random_parameters(rng, n_components, n_features,
+                                                   covariance_type, separation=0.5)
+    means = _on_grid(means)
+    assert _takes_products(weights, means + shift, prec_chol, covariance_type)
+    X = _check_em_statistics(rng, 600, True, weights, means, prec_chol, covariance_type,
+                             shift, log_weight_step=0.01)
+    ours = _kernels.estimate_weighted_log_prob(X + shift, weights, means + shift, prec_chol,
+                                               covariance_type)
+    np.testing.assert_allclose(ours, _naive_log_prob(X, weights, means, prec_chol,
+                                                     covariance_type), rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_far_apart_clusters_take_the_exact_sweep(covariance_type):
+    """The same shapes with components 1e4 spreads apart at an offset of 1e6: expanding
+    the squares would lose 8 digits, so the exact sweep runs, and the moments hold to
+    1e-12."""
+    rng = np.random.default_rng(8)
+    n_components, n_features = PRODUCT_SHAPES[covariance_type]
+    weights, means, prec_chol = _random_parameters(rng, n_components, n_features,
+                                                   covariance_type, separation=1e4)
+    X = _sample(rng, 600, weights, means, prec_chol, covariance_type)
+    start = _on_grid(means + rng.normal(scale=0.1, size=means.shape))
+    assert not _takes_products(weights, start + 1e6, prec_chol, covariance_type)
+    reference = _naive_em(X, None, weights, start, prec_chol, covariance_type)
+    stats = _kernels.em_statistics(X + 1e6, None, weights, start + 1e6, prec_chol,
+                                   covariance_type)
+    _assert_stats(stats, reference[:5] + (None,), 1e6,
+                  _kernels.reference_means(weights, start + 1e6), rtol=1e-12)
