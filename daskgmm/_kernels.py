@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import assert_all_finite
 
-from ._covariance import log_det, m2_shape, weighted_outer
+from ._covariance import REGISTRY, log_det, m2_shape, weighted_outer
 from ._stats import Stats
 
 LOG_2PI = np.log(2 * np.pi)
@@ -179,9 +179,9 @@ def resp_statistics(X, sample_weight, resp, covariance_type):
 def _unit_prec_chol(n_components, n_features, covariance_type):
     """Identity precision factors: placeholders where the responsibilities are given."""
     shape = m2_shape(n_components, n_features, covariance_type)
-    if covariance_type in ("full", "tied"):
-        return np.broadcast_to(np.eye(n_features), shape)
-    return np.ones(shape)
+    if REGISTRY[covariance_type].separable:
+        return np.ones(shape)
+    return np.broadcast_to(np.eye(n_features), shape)
 
 
 def one_hot(labels, n_components):
