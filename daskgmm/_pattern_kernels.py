@@ -456,19 +456,25 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _diag_row(x, means, half_log_2pi_var, precisions, log_weights, log_prob):
+def _diag_row(x, means, half_log_2pi_var, precisions, log_weights, log_prob, observed, values):
     """log w_k - 1/2 sum_{d observed} (log(2 pi sigma_kd^2) + (x_d - mu_kd)^2 / sigma_kd^2)
-    into ``log_prob`` (K,); returns the number of observed entries (NaN x_d: missing)."""
+    into ``log_prob`` (K,); returns the number of observed entries (NaN x_d: missing).
+
+    ``observed`` (D,) gets 1.0 where x_d is observed, else 0.0, and ``values``
+    x with 0 for NaN, so that the sums over d run without branches (vectorised).
+    """
     n_obs = 0
     for d in range(x.size):
-        n_obs += x[d] == x[d]
+        seen = x[d] == x[d]
+        n_obs += seen
+        observed[d] = 1.0 if seen else 0.0
+        values[d] = x[d] if seen else 0.0
     for k in range(means.shape[0]):
-        total = log_weights[k]
+        total = 0.0
         for d in range(x.size):
-            if x[d] == x[d]:
-                dev = x[d] - means[k, d]
-                total -= half_log_2pi_var[k, d] + 0.5 * dev * dev * precisions[k, d]
-        log_prob[k] = total
+            dev = values[d] - means[k, d]
+            total += observed[d] * (half_log_2pi_var[k, d] + 0.5 * dev * dev * precisions[k, d])
+        log_prob[k] = log_weights[k] - total
     return n_obs
 
 
@@ -490,23 +496,24 @@ def diag_statistics(xc, sample_weight, means, variances, log_weights):
     first = np.zeros((n_components, n_features))
     m2 = np.zeros((n_components, n_features))
     totals = np.zeros(3)  # log-likelihood, weight, entropy
+    observed, values = np.empty(n_features), np.empty(n_features)
     for row in range(xc.shape[0]):
-        x = xc[row]
-        if _diag_row(x, means, half_log_2pi_var, precisions, log_weights, log_prob) == 0:
+        if _diag_row(xc[row], means, half_log_2pi_var, precisions, log_weights, log_prob,
+                     observed, values) == 0:
             continue
         _weighted_responsibilities(log_prob, resp, sample_weight[row], totals, nk)
         for k in range(n_components):
             rw = resp[k]
             if rw == 0.0:
                 continue
+            entropy = 0.0
             for d in range(n_features):
-                if x[d] == x[d]:
-                    dev = x[d] - means[k, d]
-                    first[k, d] += rw * dev
-                    m2[k, d] += rw * dev * dev
-                else:
-                    m2[k, d] += rw * variances[k, d]
-                    totals[2] -= rw * (half_log_2pi_var[k, d] + 0.5)
+                seen = observed[d]
+                dev = seen * (values[d] - means[k, d])
+                first[k, d] += rw * dev
+                m2[k, d] += rw * (dev * dev + (1.0 - seen) * variances[k, d])
+                entropy += (1.0 - seen) * (half_log_2pi_var[k, d] + 0.5)
+            totals[2] -= rw * entropy
     return nk, first, m2, totals[0], totals[1], totals[2]
 
 
@@ -516,6 +523,8 @@ def diag_log_prob(xc, means, variances, log_weights):
     half_log_2pi_var = 0.5 * np.log(2 * np.pi * variances)
     precisions = 1.0 / variances
     out = np.empty((xc.shape[0], means.shape[0]))
+    observed, values = np.empty(xc.shape[1]), np.empty(xc.shape[1])
     for row in range(xc.shape[0]):
-        _diag_row(xc[row], means, half_log_2pi_var, precisions, log_weights, out[row])
+        _diag_row(xc[row], means, half_log_2pi_var, precisions, log_weights, out[row],
+                  observed, values)
     return out
