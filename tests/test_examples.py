@@ -61,6 +61,10 @@ def test_notebook_runs(tmp_path, monkeypatch):
     assert "chosen: 4 full components" in printed
     kept = re.search(r"components kept by the Bayesian mixture: (\d+) of 10", printed)
     assert kept and 4 <= int(kept.group(1)) < 10, "the prior switched no component off"
+    # The part on data with holes: conditional expectations beat column means.
+    filled = re.search(r"GaussianMixtureImputer ([0-9.]+), SimpleImputer\(mean\) ([0-9.]+)",
+                       printed)
+    assert filled and float(filled.group(1)) < float(filled.group(2))
 
 
 def _tiny_store(tmp_path):
