@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 
 from daskgmm import _graph
+from daskgmm._family import MAXIMUM_LIKELIHOOD
 from daskgmm._mstep import Parameters
 
 N_FEATURES, N_COMPONENTS, ROWS_PER_CHUNK = 16, 8, 100
@@ -34,7 +35,7 @@ def one_iteration(n_chunks, split_every):
         identities,
     )]
     start = time.perf_counter()
-    lazy, _ = _graph.em_statistics(data, models, split_every)
+    lazy, _ = _graph.em_statistics(data, models, MAXIMUM_LIKELIHOOD, split_every)
     built = time.perf_counter()
     (optimised,) = dask.optimize(*lazy)
     n_tasks = len(dict(optimised.__dask_graph__()))

@@ -12,12 +12,17 @@ results. The hooks say what differs between the estimators:
     What ``y`` gives the fit: ``(data, FitTarget or None)``.
 ``_statistics_layouts(data, target)``
     ``{model label: Layout}`` of the models to fit; checks the data's size.
+``_model_family``
+    The model family it fits (``_family``; EM's by default), which `_family`
+    wraps in the family of its ``nan_policy``: the one place a fit's family
+    is chosen.
 ``_em_options()``
-    The estimator's own fields of ``_em.Settings``: its model ``family``
-    (``_family``; EM's by default) and the like.
+    The estimator's own fields of ``_em.Settings`` (``params``,
+    ``drop_failed``, ``relaxation``).
 ``_em_state(data, X_memory, target, blocks, settings)``
     The ``EMState`` to start from (starts, or the fitted model for a warm
-    start) and the settings to run with (a variational fit's family gets its prior).
+    start) and the settings to run with (a variational fit's family gets its prior,
+    ``_family(base)``).
     With a resumed checkpoint, ``_resumed_settings(data, settings)`` instead.
 ``_set_fitted(state, data, target)``
     The fitted attributes from the final models.
@@ -40,6 +45,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _em, _graph, _incremental, _input, _missing, _persist
+from ._family import MAXIMUM_LIKELIHOOD
+from ._mstep import Parameters
 from ._sklearn import Interval, StrOptions
 from ._stats import Layout
 
@@ -79,9 +86,12 @@ class DaskEstimatorMixin:
     """The fit skeleton of daskgmm's estimators (see the module docstring for its hooks).
 
     An estimator class has ``tol``, ``reg_covar``, ``max_iter``,
-    ``verbose``, ``verbose_interval``, ``split_every``, ``checkpoint`` and
-    ``cache``; with ``algorithm``, also ``n_blocks`` (incremental EM).
+    ``verbose``, ``verbose_interval``, ``split_every``, ``checkpoint``,
+    ``cache`` and ``nan_policy``; with ``algorithm``, also ``n_blocks``
+    (incremental EM).
     """
+
+    _model_family = MAXIMUM_LIKELIHOOD
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -150,8 +160,14 @@ class DaskEstimatorMixin:
             tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
             split_every=self.split_every, verbose=self.verbose,
             verbose_interval=self.verbose_interval, checkpoint=self.checkpoint,
-            **self._em_options(),
+            family=self._family(), **self._em_options(),
         )
+
+    def _family(self, base=None):
+        """The family of the fit and of predictions: ``base`` (by default
+        ``_model_family``) on rows with NaN as ``nan_policy`` says."""
+        return _missing.NAN_POLICIES[self.nan_policy](
+            self._model_family if base is None else base)
 
     # ---------------------------------------------------------------- hooks
 
@@ -229,27 +245,21 @@ def set_fitted_mixture(estimator, model, dtype, warn=True):
 # ---------------------------------------------------------------- prediction
 
 
-def _weighted_log_prob(X, params, covariance_type, nan_policy):
-    return _missing.weighted_log_prob(X, covariance_type=covariance_type, nan_policy=nan_policy,
-                                      **params)
-
-
-def _score_samples_block(X, params, covariance_type, nan_policy, counted=False):
+def _score_samples_block(X, family, parameters, counted=False):
     """Row log-likelihoods; with ``counted``, NaN for rows that take no part in a fit."""
-    scores = _missing.log_likelihood(
-        X, _weighted_log_prob(X, params, covariance_type, nan_policy), nan_policy, counted)
+    scores = family.score_samples(X, parameters, counted)
     return scores.astype(_input.float_dtype(X), copy=False)
 
 
-def _predict_proba_block(X, params, covariance_type, nan_policy):
-    weighted = _weighted_log_prob(X, params, covariance_type, nan_policy)
+def _predict_proba_block(X, family, parameters):
+    weighted = family.weighted_log_prob(X, parameters)
     proba = np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
     return proba.astype(_input.float_dtype(X), copy=False)
 
 
-def _predict_block(X, params, covariance_type, classes, nan_policy):
+def _predict_block(X, family, parameters, classes):
     """Labels; -1 for a row left out by ``nan_policy='omit'`` (classes: -1 cast to theirs)."""
-    weighted = _weighted_log_prob(X, params, covariance_type, nan_policy)
+    weighted = family.weighted_log_prob(X, parameters)
     labels = weighted.argmax(axis=1)
     if classes is not None:
         labels = classes[labels]
@@ -263,8 +273,8 @@ def _predict_block(X, params, covariance_type, classes, nan_policy):
 class DaskMixtureMixin(DaskEstimatorMixin):
     """A mixture fitted by the template: its best start's parameters, and their use.
 
-    Subclasses give ``_parameters()`` (the keywords of
-    ``_kernels.estimate_weighted_log_prob``) and ``_sklearn_parameters``.
+    Subclasses give ``_sklearn_parameters``, and ``_parameters()`` where their
+    family's E-step needs more than the Gaussian parameters.
     """
 
     _saved_attributes = _persist.MIXTURE_ATTRIBUTES
@@ -291,10 +301,8 @@ class DaskMixtureMixin(DaskEstimatorMixin):
         return self._apply(X, self._scorer())
 
     def _scorer(self, counted=False):
-        return partial(
-            _score_samples_block, params=self._parameters(), covariance_type=self.covariance_type,
-            nan_policy=self.nan_policy, counted=counted,
-        )
+        return partial(_score_samples_block, family=self._family(),
+                       parameters=self._parameters(), counted=counted)
 
     def _mean_score(self, X):
         """Mean per-row log-likelihood of X (one pass for Dask) and its number of rows.
@@ -317,27 +325,20 @@ class DaskMixtureMixin(DaskEstimatorMixin):
 
     def predict(self, X):
         """Component of every row, or its class when fitted with ``y``; lazy for Dask."""
-        params = self._parameters()
         classes = getattr(self, "classes_", None)
-        block = partial(
-            _predict_block,
-            params=params,
-            covariance_type=self.covariance_type,
-            classes=classes,
-            nan_policy=self.nan_policy,
-        )
+        block = partial(_predict_block, family=self._family(), parameters=self._parameters(),
+                        classes=classes)
         dtype = np.intp if classes is None else classes.dtype
         return self._apply(X, block, dtype=dtype)
 
     def predict_proba(self, X):
         """Posterior probability of every component for every row; lazy for Dask."""
-        block = partial(
-            _predict_proba_block, params=self._parameters(), covariance_type=self.covariance_type,
-            nan_policy=self.nan_policy,
-        )
+        block = partial(_predict_proba_block, family=self._family(),
+                        parameters=self._parameters())
         return self._apply(X, block, n_columns=self.means_.shape[0])
 
     def _parameters(self):
-        """The fitted parameters the E-step needs, as keywords of ``estimate_weighted_log_prob``."""
+        """The fitted parameters the E-step needs (``Parameters`` without covariances)."""
         check_is_fitted(self)
-        return dict(weights=self.weights_, means=self.means_, prec_chol=self.precisions_cholesky_)
+        return Parameters(self.covariance_type, self.weights_, self.means_, None,
+                          self.precisions_cholesky_)

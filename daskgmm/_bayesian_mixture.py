@@ -125,6 +125,7 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         **INCREMENTAL_PARAMETER_CONSTRAINTS,
         "nan_policy": [StrOptions(set(_missing.NAN_POLICIES))],
     }
+    _model_family = Variational()
     _saved_attributes = DaskMixtureMixin._saved_attributes._replace(
         family=Variational.fitted_arrays)
 
@@ -194,7 +195,7 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
             )
 
     def _em_options(self):
-        return dict(family=Variational(), relaxation=self.relaxation)
+        return dict(relaxation=self.relaxation)
 
     def _statistics_layouts(self, data, target):
         check_n_samples(data, self.n_components)
@@ -229,10 +230,9 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
         all_rows = self._data_moments(data, moments)
         return self._with_prior(settings, self._set_priors(data.X.shape, all_rows))
 
-    @staticmethod
-    def _with_prior(settings, prior):
+    def _with_prior(self, settings, prior):
         """``settings`` whose variational family holds ``prior``."""
-        return dataclasses.replace(settings, family=Variational(prior))
+        return dataclasses.replace(settings, family=self._family(Variational(prior)))
 
     def _data_moments(self, data, moments):
         """The statistics of all rows in the layout ``moments`` (a pass), or None."""
@@ -298,13 +298,13 @@ class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture)
 
     def _fitted_parameters(self):
         """The fitted model as engine ``Parameters`` (a warm start)."""
-        return Parameters(self.covariance_type, self.weights_, self.means_, self.covariances_,
+        return self._parameters()._replace(covariances=self.covariances_)
+
+    def _parameters(self):
+        """The fitted parameters the E-step needs: the Gaussian ones and the
+        posterior (its constants), without covariances."""
+        check_is_fitted(self)
+        return Parameters(self.covariance_type, self.weights_, self.means_, None,
                           self.precisions_cholesky_,
                           Posterior(np.asarray(self.weight_concentration_), self.mean_precision_,
                                     self.degrees_of_freedom_, self._log_weights()))
-
-    def _parameters(self):
-        """The fitted parameters the E-step needs, as keywords of ``estimate_weighted_log_prob``."""
-        check_is_fitted(self)
-        return dict(weights=self.weights_, means=self.means_,
-                    prec_chol=self.precisions_cholesky_, log_weights=self._log_weights())

@@ -20,24 +20,24 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from . import _em, _graph, _init, _input, _missing, _persist
+from . import _em, _graph, _init, _input, _persist
 from ._base import (DASK_PARAMETER_CONSTRAINTS, INCREMENTAL_PARAMETER_CONSTRAINTS,
                     DaskEstimatorMixin, FitTarget)
 from ._gaussian_mixture import GaussianMixture
+from ._mstep import Parameters
 from ._sklearn import Interval
 from ._stats import Layout
 
 
-def _log_joint_block(X, class_parameters, log_prior, covariance_type, nan_policy):
+def _log_joint_block(X, family, class_parameters, log_prior):
     """log p(x, class) of every row (n, n_classes): each class's mixture density plus its prior.
 
-    Under ``nan_policy``, of the observed entries (see ``_missing``): NaN for
-    a row left out by ``'omit'``, ``log_prior`` for a row with nothing observed.
+    The densities are the ``family``'s, which says what NaN means (see
+    ``_missing``): NaN for a row left out by ``'omit'``, ``log_prior`` for a
+    row with nothing observed under ``'marginalize'``.
     """
     return log_prior + np.stack([
-        _missing.log_likelihood(X, _missing.weighted_log_prob(
-            X, *parameters, covariance_type, nan_policy), nan_policy)
-        for parameters in class_parameters
+        family.score_samples(X, parameters) for parameters in class_parameters
     ], axis=1).reshape(X.shape[0], len(class_parameters))
 
 
@@ -305,10 +305,11 @@ class GaussianMixtureClassifier(DaskEstimatorMixin, ClassifierMixin, BaseEstimat
             log_prior = np.log(self.class_prior_)
         return partial(
             _log_joint_block,
-            class_parameters=list(zip(self.weights_, self.means_, self.precisions_cholesky_)),
+            family=self._family(),
+            class_parameters=[Parameters(self.covariance_type, weights, means, None, prec_chol)
+                              for weights, means, prec_chol in zip(
+                                  self.weights_, self.means_, self.precisions_cholesky_)],
             log_prior=log_prior,
-            covariance_type=self.covariance_type,
-            nan_policy=self.nan_policy,
         )
 
     def predict(self, X):

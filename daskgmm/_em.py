@@ -141,9 +141,10 @@ def statistics(data, lazy, layouts, checkpoint, iteration=None):
         return _graph.merged(_graph.compute(*lazy, scheduler=data.scheduler), layouts)
 
 
-def pass_statistics(data, models, split_every, checkpoint, iteration=None):
-    """Statistics of one E-step of every model over ``data``, one absolute ``Stats`` each."""
-    lazy, layouts = _graph.em_statistics(data, [model.parameters for model in models],
+def pass_statistics(data, models, family, split_every, checkpoint, iteration=None):
+    """Statistics of one E-step of every model over ``data``, one absolute ``Stats`` each,
+    by the models' ``family`` (``_family.Family``)."""
+    lazy, layouts = _graph.em_statistics(data, [model.parameters for model in models], family,
                                          split_every, _class_codes(models))
     return statistics(data, lazy, layouts, checkpoint, iteration)
 
@@ -217,7 +218,8 @@ def run_em(data, state, settings, save=None, lap=None):
         if blocks is None:
             ended = [(model, m_step_model(model, stats, settings, iteration))
                      for model, stats in zip(running, pass_statistics(
-                         data, running, settings.split_every, settings.checkpoint, iteration))]
+                         data, running, settings.family, settings.split_every,
+                         settings.checkpoint, iteration))]
         else:
             ended = lap(blocks, state, settings, iteration, save)
         for model, bound in ended:
@@ -292,12 +294,13 @@ def best_model(models, max_iter):
     return best
 
 
-def score(data, models, checkpoint):
-    """Log-likelihood of the data under every model, and the data's weight, in one pass.
+def score(data, models, family, checkpoint):
+    """Log-likelihood of the data under every model of ``family``, and the data's
+    weight, in one pass.
 
     Returns one ``(total log-likelihood, total weight)`` per model; rows
     count with their ``sample_weight``, if any (else the weight is the
     number of rows).
     """
     return [(float(stats.loglik), float(stats.weight))
-            for stats in pass_statistics(data, models, None, checkpoint)]
+            for stats in pass_statistics(data, models, family, None, checkpoint)]

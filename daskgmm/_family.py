@@ -1,12 +1,22 @@
 """Model families: what the EM engine fits, as reduced statistics plus an update.
 
 After pomegranate's ``summarize`` / ``from_summaries`` split: a pass reduces
-every model's rows to ``Stats`` (per chunk in ``_graph``/``_kernels``,
-missing values by ``nan_policy`` in ``_missing``, merged by ``_stats.merge``),
-and the model's family turns them into new parameters. The engine (``_em``,
-``_incremental``, ``_checkpoint``) asks the family of ``_em.Settings.family``
-and knows no family by name. A family owns:
+every model's rows to ``Stats`` (one block at a time by the family's
+``statistics``, in a task of ``_graph``; merged by ``_stats.merge``), and
+the model's family turns them into new parameters. The engine (``_graph``,
+``_em``, ``_incremental``, ``_checkpoint``) asks the family of
+``_em.Settings.family`` and knows no family by name. A family owns:
 
+``statistics(x, sample_weight, parameters)``
+    The E-step and sufficient statistics of one in-memory block of rows
+    under the model's ``parameters`` (``_kernels.em_statistics``).
+``weighted_log_prob(X, parameters)``
+    log pi_k + log N(x | mu_k, Sigma_k) of every row and component, (n, K),
+    with the family's constants in place of log pi_k: predictions.
+``log_weights(parameters)`` / ``with_entropy``
+    The E-step's per-component log constants and whether its statistics
+    carry their ``sum r log r``: what a family wrapping this one (rows with
+    NaN, ``_missing``) runs its own E-step with.
 ``update(stats, previous, reg_covar, params, iteration)``
     Its M-step on one pass's reduced statistics: ``(Parameters, bound of
     the pass)``. Raises ValueError when a covariance becomes ill-defined.
@@ -28,7 +38,11 @@ and knows no family by name. A family owns:
 
 `MaximumLikelihood` is EM (``GaussianMixture``, ``GaussianMixtureIC``,
 ``GaussianMixtureClassifier``); `Variational` is scikit-learn's variational
-mixture (``BayesianGaussianMixture``), holding its `Prior`.
+mixture (``BayesianGaussianMixture``), holding its `Prior`. Both share the
+Gaussian E-step (`GaussianEStep`), with their own constants. An estimator
+fits its family wrapped by its ``nan_policy`` (``_missing.NAN_POLICIES``:
+NaN an error, rows with NaN left out, or their observed entries fitted),
+a family itself that hands everything but the E-step to the one it wraps.
 """
 
 from dataclasses import dataclass
@@ -36,6 +50,7 @@ from typing import Optional, Protocol
 
 import numpy as np
 
+from . import _kernels
 from ._covariance import expected_log_likelihood
 from ._mstep import Posterior, Prior, m_step, variational_lower_bound, variational_step
 
@@ -44,6 +59,13 @@ class Family(Protocol):
     """What the engine asks of a model family (see the module docstring)."""
 
     fitted_arrays: tuple
+    with_entropy: bool
+
+    def statistics(self, x, sample_weight, parameters): ...
+
+    def weighted_log_prob(self, X, parameters): ...
+
+    def log_weights(self, parameters): ...
 
     def update(self, stats, previous, reg_covar, params, iteration): ...
 
@@ -97,12 +119,35 @@ def free_energy(parameters, computed):
     return _expected(parameters, computed) - float(computed.entropy)
 
 
+class GaussianEStep:
+    """The E-step of a Gaussian mixture with its family's per-component log
+    constants (``log_weights``) and, ``with_entropy``, ``sum r log r``."""
+
+    def statistics(self, x, sample_weight, parameters):
+        """`_kernels.em_statistics` of the rows ``x`` under ``parameters``."""
+        return _kernels.em_statistics(x, sample_weight, parameters.weights, parameters.means,
+                                      parameters.prec_chol, parameters.covariance_type,
+                                      self.log_weights(parameters), self.with_entropy)
+
+    def weighted_log_prob(self, X, parameters):
+        """`_kernels.estimate_weighted_log_prob` of the rows ``X``, (n, K)."""
+        return _kernels.estimate_weighted_log_prob(
+            X, parameters.weights, parameters.means, parameters.prec_chol,
+            parameters.covariance_type, self.log_weights(parameters))
+
+
 @dataclass(frozen=True)
-class MaximumLikelihood:
-    """EM's family: scikit-learn's ``GaussianMixture`` M-step; the bound is the
-    mean log-likelihood (per unit of row weight)."""
+class MaximumLikelihood(GaussianEStep):
+    """EM's family: scikit-learn's ``GaussianMixture`` E- and M-step; the bound is
+    the mean log-likelihood (per unit of row weight)."""
 
     fitted_arrays = ()
+    # EM's bound needs no ``sum r log r``; incremental EM's comes from Q (`block_statistics`).
+    with_entropy = False
+
+    def log_weights(self, parameters):
+        """log(pi_k)."""
+        return np.log(parameters.weights)
 
     def update(self, stats, previous, reg_covar, params, iteration):
         """`_mstep.m_step`, and the mean log-likelihood of the pass (before the step)."""
@@ -114,7 +159,7 @@ class MaximumLikelihood:
         return mean_loglik(stats)
 
     def block_statistics(self, parameters, stats):
-        """The kernels sum ``r log r`` for variational models only: here from Q."""
+        """``sum r log r`` from Q: the E-step does not sum it (``with_entropy``)."""
         return stats._replace(entropy=responsibility_entropy(parameters, stats))
 
     def free_energy(self, parameters, computed):
@@ -129,8 +174,9 @@ class MaximumLikelihood:
 
 
 @dataclass(frozen=True)
-class Variational:
-    """scikit-learn's ``BayesianGaussianMixture``: its variational M-step and lower bound.
+class Variational(GaussianEStep):
+    """scikit-learn's ``BayesianGaussianMixture``: its variational E-step, M-step and
+    lower bound.
 
     ``prior`` is None until the estimator has set its priors (a checkpoint
     is read before; restoring one does not need them).
@@ -141,6 +187,12 @@ class Variational:
     fitted_arrays = ("weight_concentration_", "mean_precision_", "degrees_of_freedom_",
                      "weight_concentration_prior_", "mean_precision_prior_", "mean_prior_",
                      "degrees_of_freedom_prior_", "covariance_prior_")
+    # The lower bound subtracts the responsibilities' ``sum r log r``.
+    with_entropy = True
+
+    def log_weights(self, parameters):
+        """The posterior's E-step constants (`_mstep.e_step_constants`) replacing log(pi_k)."""
+        return parameters.posterior.log_weights
 
     def update(self, stats, previous, reg_covar, params, iteration):
         """`_mstep.variational_step`, and the variational bound after it (``params`` unused:
@@ -154,7 +206,7 @@ class Variational:
         return last_bound
 
     def block_statistics(self, parameters, stats):
-        """The kernels already summed ``r log r`` (variational E-steps do)."""
+        """The E-step summed ``r log r`` already (``with_entropy``)."""
         return stats
 
     def free_energy(self, parameters, computed):

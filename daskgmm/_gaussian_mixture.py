@@ -324,7 +324,7 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
             self._check_fit_data(data, self.n_components)
             starts = self._initial_parameters(data, X_memory, None, self.n_components)
             models = [_em.Model(str(i), start) for i, start in enumerate(starts)]
-        batches = _em.pass_statistics(data, models, self.split_every, None)
+        batches = _em.pass_statistics(data, models, settings.family, self.split_every, None)
         scores = [float(stats.loglik / stats.weight) for stats in batches]
         best = int(np.argmax(scores))
         model, batch = models[best], batches[best]

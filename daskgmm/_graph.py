@@ -76,7 +76,8 @@ class RowData(NamedTuple):
     class_codes: Optional[da.Array] = None
     # Whether the arrays are held in memory by the scheduler (`persist`).
     persisted: bool = False
-    # What a NaN in X means to the E-step (see ``_missing``).
+    # What a NaN in X means to the initialisations (see ``_init``; the E-step's
+    # is the model family's, ``_missing.NAN_POLICIES``).
     nan_policy: str = "raise"
 
     @property
@@ -303,19 +304,16 @@ def _per_task(data, block_stats, name, items, classes):
     return block, [(data.class_codes, "i"), *args]
 
 
-def _em_block(x, sample_weight, models, nan_policy="raise"):
-    return [
-        _missing.em_statistics(x, sample_weight, model.weights, model.means, model.prec_chol,
-                               model.covariance_type, model.log_weights, nan_policy)
-        for model in models
-    ]
+def _em_block(x, sample_weight, models, family):
+    return [family.statistics(x, sample_weight, model) for model in models]
 
 
-def em_statistics(data, models, split_every=None, classes=None):
+def em_statistics(data, models, family, split_every=None, classes=None):
     """Lazy statistics of one EM iteration of every model, all in the same pass.
 
     ``models`` is a list of ``_mstep.Parameters``, of any numbers of
-    components and covariance types. With ``classes``, one class code per
+    components and covariance types, whose E-step on a block is the model
+    family's (``family.statistics``, see ``_family``). With ``classes``, one class code per
     model, each model sees only the rows of its class in
     ``data.class_codes`` (its responsibilities, log-likelihood and weight
     are those of its class's rows). Returns ``(lazy, Layouts)``, ``lazy``
@@ -327,8 +325,8 @@ def em_statistics(data, models, split_every=None, classes=None):
                _kernels.reference_means(model.weights, model.means))
         for model in models))
     models = [model._replace(covariances=None) for model in models]  # not needed by the E-step
-    block, args = _per_task(data, partial(_em_block, nan_policy=data.nan_policy), "models",
-                            models, classes)
+    block, args = _per_task(data, partial(_em_block, family=family), "models", models,
+                            classes)
     return _reduce(data, block, layouts, args, split_every), layouts
 
 

@@ -211,7 +211,8 @@ class GaussianMixtureIC(DaskEstimatorMixin, DensityMixin, BaseEstimator):
     def _set_results(self, data, candidates, chosen):
         """Score every candidate in one pass; results_, the best estimator, warnings."""
         n_features = data.X.shape[1]
-        loglik, weight = np.array(_em.score(data, chosen, self.checkpoint)).T
+        loglik, weight = np.array(_em.score(data, chosen, self._family(),
+                                            self.checkpoint)).T
         n_params = np.array([n_parameters(c.n_components, n_features, c.covariance_type)
                              for c in candidates])
         failed = np.array([model.error is not None for model in chosen])

@@ -21,8 +21,9 @@ def fill(mixture, X, sample_posterior=False, random_state=None):
     one: its fitted parameters are used as they are); X's features are
     checked against it.
     """
-    params = mixture._parameters()
-    params = {name: params[name] for name in ("weights", "means", "prec_chol")}
+    parameters = mixture._parameters()
+    params = dict(weights=parameters.weights, means=parameters.means,
+                  prec_chol=parameters.prec_chol)
     seed = None
     if sample_posterior:
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))

@@ -66,7 +66,7 @@ def lap(blocks, state, settings, iteration, save):
         if index + 1 < len(blocks):
             with cluster_failures(block, settings.checkpoint, iteration):
                 following = _graph.read_ahead(blocks[index + 1])
-        block_stats = pass_statistics(block, running, settings.split_every,
+        block_stats = pass_statistics(block, running, settings.family, settings.split_every,
                                       settings.checkpoint, iteration)
         block = following
         ended = [(model, _swap_in(model, index, fresh, settings, iteration, state.blocks))

@@ -65,10 +65,13 @@ def reference_means(weights, means):
     return centre + (means - centre)
 
 
-def _constants(weights, prec_chol, covariance_type, n_features, log_weights):
-    """c_k = log(pi_k) (or ``log_weights``) + log|L_k| - D log(2 pi) / 2."""
-    if log_weights is None:
-        log_weights = np.log(weights)
+def _log_weights(weights, log_weights):
+    """The E-step's log constants: ``log_weights``, or log(pi_k) when None."""
+    return np.log(weights) if log_weights is None else log_weights
+
+
+def _constants(log_weights, prec_chol, covariance_type, n_features):
+    """c_k = ``log_weights`` (log(pi_k) for EM) + log|L_k| - D log(2 pi) / 2."""
     return np.ascontiguousarray(
         log_weights + log_det(prec_chol, n_features, covariance_type)
         - 0.5 * n_features * LOG_2PI, dtype=np.float64)
@@ -112,7 +115,7 @@ def _sums_to_stats(nk, first, m2, totals, covariance_type, means):
 
 
 def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
-                  log_weights=None):
+                  log_weights=None, with_entropy=False):
     """E-step and partial statistics of a block of rows, in one go.
 
     Parameters
@@ -126,25 +129,28 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     weights, means, prec_chol : current mixture parameters
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
     log_weights : ndarray of shape (n_components,), default=None
-        Per-component log constants used instead of ``log(weights)`` (a
-        variational mixture's); with them the block's ``sum r log r`` is
-        computed too, else it is 0.
+        The E-step's per-component log constants: ``log(weights)`` (EM's)
+        when None, a variational mixture's in its family (``_family``).
+        ``weights`` then only centre the rows.
+    with_entropy : bool, default=False
+        Whether to sum the block's ``sum r log r`` too (else it is 0).
 
     Returns
     -------
     Stats
         Responsibility sums, weighted means relative to
         ``reference_means(weights, means)``, block-centred moments, the
-        block's sum of ``log p(x)`` and, with ``log_weights``, of
+        block's sum of ``log p(x)`` and, ``with_entropy``, of
         ``sum_k r log r`` (both weighted by ``sample_weight``).
     """
     X = _rows(X)
     centre = _centre(weights, means)
     means_c = means - centre
     parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)
-    constants = _constants(weights, prec_chol, covariance_type, means.shape[1], log_weights)
+    constants = _constants(_log_weights(weights, log_weights), prec_chol, covariance_type,
+                           means.shape[1])
     nk, first, m2, totals = _sweep(X, sample_weight, None, centre, means_c, covariance_type,
-                                   parameters, constants, log_weights is not None)
+                                   parameters, constants, with_entropy)
     if not np.isfinite(totals[0]):
         check_finite(X)
     # Relative to centre + means_c: the means are their offsets.
@@ -221,7 +227,8 @@ def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type, lo
     centre = _centre(weights, means)
     means_c = means - centre
     parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)
-    constants = _constants(weights, prec_chol, covariance_type, means.shape[1], log_weights)
+    constants = _constants(_log_weights(weights, log_weights), prec_chol, covariance_type,
+                           means.shape[1])
     out = np.empty((X.shape[0], means.shape[0]))
     _compiled(covariance_type).log_prob(X, np.ascontiguousarray(centre),
                                         np.ascontiguousarray(means_c), parameters, constants,

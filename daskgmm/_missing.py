@@ -38,14 +38,18 @@
 
 Infinity is an error under every policy.
 
-The statistics have the format of ``_stats.Stats``, so the M-step and the
-Chan merges are unchanged: `em_statistics` is a drop-in for
-``_kernels.em_statistics`` (means relative to
-``_kernels.reference_means``). Complete rows go through
-``_kernels.em_statistics``, unchanged (data without NaN gives the
-``"raise"`` fit under every policy); rows with NaN through the kernels
-below, and the two parts merge with ``_stats.merge``. Moments are taken about
-each component's own (centred) mean, exact far from the origin.
+Each policy is a model family (``_family.Family``) wrapping the one fitted
+(`NAN_POLICIES`: `NaNRaises`, `CompleteRows`, `ObservedEntries`): it owns
+a block's statistics and the log-densities of predictions, and hands the
+M-step, the bounds and the checkpoint and fitted arrays to the family it
+wraps, whose E-step constants (log pi_k or c_k) and ``with_entropy`` it
+runs (1)-(4) with. The statistics have the format of ``_stats.Stats``
+(means relative to ``_kernels.reference_means``), so the M-step and the
+Chan merges are unchanged. Complete rows go through the wrapped family's
+E-step, unchanged (data without NaN gives the ``"raise"`` fit under every
+policy); rows with NaN through the kernels below, and the two parts merge
+with ``_stats.merge``. Moments are taken about each component's own
+(centred) mean, exact far from the origin.
 
 Cost, for a block of n rows with NaN, K components, D features:
 ``diag`` and ``spherical`` take O(K D) per row whatever the missingness
@@ -60,6 +64,7 @@ small while rows miss few entries.
 """
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
@@ -67,8 +72,6 @@ from scipy.special import logsumexp
 from . import _kernels
 from ._covariance import REGISTRY, weighted_outer
 from ._stats import Stats, merge
-
-NAN_POLICIES = ("raise", "omit", "marginalize")
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -144,17 +147,17 @@ def _by_pattern(missing):
 
 
 def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
-                      log_weights):
+                      log_w, with_entropy):
     """`Stats` of rows that all hold NaN (``"marginalize"``; those with nothing
-    observed take no part), relative to
-    ``_kernels.reference_means``; with ``log_weights`` (a variational
-    mixture), ``entropy`` less the entropies of the missing entries (4)."""
+    observed take no part), relative to ``_kernels.reference_means``, by
+    (1)-(3) with the log constants ``log_w`` (log w_k, or a variational
+    mixture's c_k); ``with_entropy``, ``entropy`` is sum r log r less the
+    entropies of the missing entries (4), else 0."""
     kind = REGISTRY[covariance_type]
     centre = _centre(weights, means)
     means_c = _kernels.reference_means(weights, means) - centre
     xc = np.asarray(x, dtype=np.float64) - centre
     sw = np.ones(len(xc)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    log_w = np.log(weights) if log_weights is None else log_weights
     roots = kind.precision_roots(prec_chol, xc.shape[1])
     if kind.separable:
         nk, first, m2, loglik, weight, entropy = _numba().diag_statistics(
@@ -167,45 +170,7 @@ def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_ty
     offset = np.where(has_weight[:, None], first / np.where(has_weight, nk, 1)[:, None], 0.0)
     return Stats(nk, offset, kind.pooled_m2(m2) - weighted_outer(nk, offset, covariance_type),
                  np.float64(loglik), np.float64(weight),
-                 np.float64(entropy if log_weights is not None else 0.0))
-
-
-def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
-                  log_weights=None, nan_policy="raise"):
-    """``_kernels.em_statistics`` for a block whose rows may hold NaN.
-
-    Parameters
-    ----------
-    X, sample_weight, weights, means, prec_chol, covariance_type, log_weights
-        As ``_kernels.em_statistics`` (``log_weights``: a variational
-        mixture's constants c_k, see the module docstring).
-    nan_policy : {'raise', 'omit', 'marginalize'}
-
-    Returns
-    -------
-    Stats
-        As ``_kernels.em_statistics``: complete rows as there; with
-        ``"marginalize"``, plus the rows with NaN by (1)-(3) (module
-        docstring; with ``log_weights``, ``entropy`` as (4)); with
-        ``"omit"``, the complete rows only.
-    """
-    arguments = (weights, means, prec_chol, covariance_type, log_weights)
-    # A row sum is NaN where the row holds NaN (or both infinities): one pass.
-    incomplete = np.isnan(np.sum(X, axis=1)) if nan_policy != "raise" else None
-    if incomplete is None or not incomplete.any():
-        return _checked(_kernels.em_statistics, X, nan_policy, X, sample_weight, *arguments)
-
-    def rows(which):  # take: a third of boolean indexing's time on (n, 16) rows
-        index = np.flatnonzero(which)
-        return X.take(index, axis=0), None if sample_weight is None else sample_weight[index]
-
-    x, sw = rows(incomplete)
-    check_values(x, nan_policy)  # infinity in a row with NaN, which the kernels skip
-    stats = _checked(_kernels.em_statistics, X, nan_policy, *rows(~incomplete), *arguments)
-    if nan_policy == "omit":
-        return stats
-    # The kernels leave out the rows with nothing observed.
-    return merge(stats, _incomplete_stats(x, sw, *arguments), covariance_type)
+                 np.float64(entropy if with_entropy else 0.0))
 
 
 def _checked(kernel, X, nan_policy, *args):
@@ -217,6 +182,153 @@ def _checked(kernel, X, nan_policy, *args):
     except ValueError:
         check_values(X, nan_policy)
         raise
+
+
+@dataclass(frozen=True)
+class _NaNPolicy:
+    """A model family (``_family.Family``) on rows that may hold NaN, as its
+    ``nan_policy`` says.
+
+    ``base`` is the family fitted (EM's, the variational mixture's). What
+    NaN changes is this family's: a block's statistics, the log-densities of
+    predictions and the rows' log-likelihoods; the rest (M-step, bounds,
+    checkpoint and fitted arrays) is ``base``'s.
+    """
+
+    base: object
+    nan_policy = None  # the estimators' parameter this family stands for (subclasses)
+
+    def score_samples(self, X, parameters, counted=False):
+        """Row log-likelihoods (n,); with ``counted``, NaN for the rows that take
+        no part in a fit, so that means and counts over the non-NaN values are
+        those over the rows that hold data."""
+        return logsumexp(self.weighted_log_prob(X, parameters), axis=1)
+
+    @property
+    def fitted_arrays(self):
+        return self.base.fitted_arrays
+
+    @property
+    def with_entropy(self):
+        return self.base.with_entropy
+
+    def log_weights(self, parameters):
+        return self.base.log_weights(parameters)
+
+    def update(self, stats, previous, reg_covar, params, iteration):
+        return self.base.update(stats, previous, reg_covar, params, iteration)
+
+    def failed_bound(self, stats, last_bound):
+        return self.base.failed_bound(stats, last_bound)
+
+    def block_statistics(self, parameters, stats):
+        return self.base.block_statistics(parameters, stats)
+
+    def free_energy(self, parameters, computed):
+        return self.base.free_energy(parameters, computed)
+
+    def checkpoint_arrays(self, parameters):
+        return self.base.checkpoint_arrays(parameters)
+
+    def restored(self, parameters, arrays):
+        return self.base.restored(parameters, arrays)
+
+
+class NaNRaises(_NaNPolicy):
+    """``nan_policy='raise'``: NaN is an error (`nan_error`), found by the
+    kernels as a non-finite log-likelihood, at no cost to complete data."""
+
+    nan_policy = "raise"
+
+    def statistics(self, X, sample_weight, parameters):
+        return _checked(self.base.statistics, X, self.nan_policy, X, sample_weight, parameters)
+
+    def weighted_log_prob(self, X, parameters):
+        check_values(X, self.nan_policy)
+        return self.base.weighted_log_prob(X, parameters)
+
+
+class _SplitRows(_NaNPolicy):
+    """Complete rows through ``base``'s E-step, unchanged (data without NaN
+    gives the ``"raise"`` fit), the rows holding NaN as the subclass says
+    (`_incomplete_statistics`, `_incomplete_log_prob`)."""
+
+    def statistics(self, X, sample_weight, parameters):
+        """``base.statistics`` of the complete rows, with those of the rows holding NaN."""
+        # A row sum is NaN where the row holds NaN (or both infinities): one pass.
+        incomplete = np.isnan(np.sum(X, axis=1))
+        if not incomplete.any():
+            return _checked(self.base.statistics, X, self.nan_policy, X, sample_weight,
+                            parameters)
+
+        def rows(which):  # take: a third of boolean indexing's time on (n, 16) rows
+            index = np.flatnonzero(which)
+            return X.take(index, axis=0), None if sample_weight is None else sample_weight[index]
+
+        x, sw = rows(incomplete)
+        check_values(x, self.nan_policy)  # infinity in a row with NaN, which the kernels skip
+        stats = _checked(self.base.statistics, X, self.nan_policy, *rows(~incomplete),
+                         parameters)
+        return self._incomplete_statistics(stats, x, sw, parameters)
+
+    def weighted_log_prob(self, X, parameters):
+        """``base.weighted_log_prob`` of the complete rows, (n, K); the rows holding
+        NaN get `_incomplete_log_prob`."""
+        check_values(X, self.nan_policy)
+        incomplete = np.isnan(X).any(axis=1)
+        if not incomplete.any():
+            return self.base.weighted_log_prob(X, parameters)
+        out = np.empty((X.shape[0], parameters.n_components))
+        out[~incomplete] = self.base.weighted_log_prob(X[~incomplete], parameters)
+        out[incomplete] = self._incomplete_log_prob(X[incomplete], parameters)
+        return out
+
+
+class CompleteRows(_SplitRows):
+    """``nan_policy='omit'``: a row holding NaN takes no part in the fit, as if
+    absent; at prediction it gets NaN."""
+
+    nan_policy = "omit"
+
+    def _incomplete_statistics(self, stats, x, sample_weight, parameters):
+        return stats
+
+    def _incomplete_log_prob(self, x, parameters):
+        return np.nan
+
+
+class ObservedEntries(_SplitRows):
+    """``nan_policy='marginalize'``: the observed entries of the rows holding NaN
+    fitted by (1)-(3), with ``base``'s constants in place of log w_k (and,
+    ``base.with_entropy``, the entropy (4)); see the module docstring."""
+
+    nan_policy = "marginalize"
+
+    def _incomplete_statistics(self, stats, x, sample_weight, parameters):
+        """``stats`` merged with those of the rows ``x`` holding NaN (rows with
+        nothing observed take no part)."""
+        return merge(stats, _incomplete_stats(
+            x, sample_weight, parameters.weights, parameters.means, parameters.prec_chol,
+            parameters.covariance_type, self.base.log_weights(parameters),
+            self.base.with_entropy), parameters.covariance_type)
+
+    def _incomplete_log_prob(self, x, parameters):
+        """The log constants plus (1) of rows with NaN; the constants of a row with
+        no observed entry are log w_k (its probabilities are ``weights``)."""
+        return _marginal_log_prob(x, parameters.weights, parameters.means, parameters.prec_chol,
+                                  parameters.covariance_type, self.base.log_weights(parameters))
+
+    def score_samples(self, X, parameters, counted=False):
+        """A row with no observed entry has log-likelihood 0 exactly (its weights
+        sum to 1 but their logsumexp rounds), NaN with ``counted``."""
+        scores = super().score_samples(X, parameters)
+        scores[np.isnan(X).all(axis=1)] = np.nan if counted else 0.0
+        return scores
+
+
+# Every nan_policy and the family that fits a model family under it.
+NAN_POLICIES = {family.nan_policy: family for family in (NaNRaises, CompleteRows,
+                                                         ObservedEntries)}
 
 
 def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weights):
@@ -236,45 +348,6 @@ def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weight
                                                *_dense_factors(roots), log_weights)
     out[np.isnan(xc).all(axis=1)] = np.log(weights)
     return out
-
-
-def weighted_log_prob(X, weights, means, prec_chol, covariance_type, nan_policy="raise",
-                      log_weights=None):
-    """``_kernels.estimate_weighted_log_prob`` for rows that may hold NaN, (n, K).
-
-    A row with NaN gets NaN (``"omit"``), or log w_k (``log_weights`` when
-    given: a variational mixture's c_k) plus the log-density (1) of its
-    observed entries (``"marginalize"``; ``log w`` for a row with no observed
-    entry, whose probabilities are then ``weights`` and log-likelihood 0).
-    ``"raise"``: NaN is an error.
-    """
-    check_values(X, nan_policy)
-    arguments = (weights, means, prec_chol, covariance_type, log_weights)
-    incomplete = np.isnan(X).any(axis=1) if nan_policy != "raise" else None
-    if incomplete is None or not incomplete.any():
-        return _kernels.estimate_weighted_log_prob(X, *arguments)
-    out = np.full((X.shape[0], means.shape[0]), np.nan)
-    out[~incomplete] = _kernels.estimate_weighted_log_prob(X[~incomplete], *arguments)
-    if nan_policy == "marginalize":
-        log_w = np.log(weights) if log_weights is None else log_weights
-        out[incomplete] = _marginal_log_prob(X[incomplete], weights, means, prec_chol,
-                                             covariance_type, log_w)
-    return out
-
-
-def log_likelihood(X, weighted, nan_policy, counted=False):
-    """Row log-likelihoods from `weighted_log_prob`'s ``weighted`` (n, K).
-
-    A row with no observed entry has log-likelihood 0 exactly (its weights
-    sum to 1 but their logsumexp rounds). With ``counted``, the rows that
-    take no part in a fit get NaN (those of ``"omit"`` have it already), so
-    that means and counts over the non-NaN values are those over the rows
-    that hold data.
-    """
-    scores = logsumexp(weighted, axis=1)
-    if nan_policy == "marginalize":
-        scores[np.isnan(X).all(axis=1)] = np.nan if counted else 0.0
-    return scores
 
 
 def row_draws(start, stop, n_features, seed):

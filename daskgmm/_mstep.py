@@ -54,11 +54,6 @@ class Parameters(NamedTuple):
     def n_components(self):
         return self.means.shape[0]
 
-    @property
-    def log_weights(self):
-        """The E-step's log constants replacing log(weights), or None (EM)."""
-        return None if self.posterior is None else self.posterior.log_weights
-
 
 class Prior(NamedTuple):
     """The priors of a variational mixture (scikit-learn's checked ``*_prior_`` attributes)."""

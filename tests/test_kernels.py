@@ -141,7 +141,7 @@ def _check_em_statistics(rng, n_rows, weighted, weights, means, prec_chol, covar
     reference = _naive_em(X, sample_weight, weights, means, prec_chol, covariance_type,
                           log_weights)
     stats = _kernels.em_statistics(X + shift, sample_weight, weights, means + shift, prec_chol,
-                                   covariance_type, log_weights)
+                                   covariance_type, log_weights, with_entropy=True)
     _assert_stats(stats, reference, shift,
                   _kernels.reference_means(weights, means + shift), rtol=1e-9)
     return X
@@ -276,7 +276,7 @@ def test_random_shapes_and_offsets(covariance_type, n_rows, n_features, n_compon
     shift = dtype(10.0**log_shift) if dtype == np.float64 else dtype(0)
     X = X.astype(dtype).astype(np.float64)
     stats = _kernels.em_statistics((X + shift).astype(dtype), None, weights, means + shift,
-                                   prec_chol, covariance_type, np.log(weights))
+                                   prec_chol, covariance_type, np.log(weights), with_entropy=True)
     reference = _naive_em(X, None, weights, means, prec_chol, covariance_type, np.log(weights))
     rtol = 1e-4 if dtype == np.float32 and covariance_type == "full" else 1e-8
     _assert_stats(stats, reference, shift, _kernels.reference_means(weights, means + shift),
