@@ -9,8 +9,8 @@ leaves the next pass, so a fit costs as many passes as its slowest model.
 ``GaussianMixture`` (its ``n_init`` starts) and ``GaussianMixtureIC`` (every
 candidate of a search) are layers on `run_em`.
 
-What a model is and how its M-step runs is its family's (``_family``,
-``Settings.family``): the engine knows no family by name.
+What a model is, its E-step on a block and its M-step are its family's
+(``_family``, ``Settings.family``): the engine knows no family by name.
 
 Incremental EM and stepwise EM are in `_incremental` (`run_em` runs a lap
 of incremental EM with its ``lap``).
