@@ -129,18 +129,13 @@ def _variances(roots):
 
 
 def _by_pattern(missing):
-    """Rows grouped by missingness pattern.
+    """Rows grouped by missingness pattern (``_pattern_kernels.group_rows``).
 
     Returns ``(order, observed, starts)``: row ``order[i]`` is the i-th in
     pattern order, ``observed`` (P, D) the observed features of each
     pattern, whose rows are ``starts[p]:starts[p + 1]`` of that order.
     """
-    packed = np.ascontiguousarray(np.packbits(missing, axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(inverse))]).astype(np.int64)
-    return order, ~missing[first], starts
+    return _numba().group_rows(np.ascontiguousarray(missing))
 
 
 def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
@@ -152,14 +147,16 @@ def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_ty
     kind = REGISTRY[covariance_type]
     centre = _centre(weights, means)
     means_c = _kernels.reference_means(weights, means) - centre
-    xc = np.asarray(x, dtype=np.float64) - centre
-    sw = np.ones(len(xc)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
     log_w = np.log(weights) if log_weights is None else log_weights
-    roots = kind.precision_roots(prec_chol, xc.shape[1])
+    roots = kind.precision_roots(prec_chol, x.shape[1])
     if kind.separable:
+        sw = np.empty(0) if sample_weight is None else np.asarray(sample_weight, np.float64)
         nk, first, m2, loglik, weight, entropy = _numba().diag_statistics(
-            xc, sw, means_c, _variances(roots), log_w)
+            x, sw, centre, means_c, _variances(roots), log_w, log_weights is not None)
     else:
+        xc = x - centre
+        sw = np.ones(len(xc)) if sample_weight is None else np.asarray(sample_weight, np.float64)
         order, observed, starts = _by_pattern(np.isnan(xc))
         nk, first, m2, loglik, weight, entropy = _numba().pattern_statistics(
             xc[order], sw[order], observed, starts, means_c, *_dense_factors(roots), log_w)
@@ -225,16 +222,17 @@ def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weight
     kind = REGISTRY[covariance_type]
     centre = _centre(weights, means)
     means_c = means - centre
-    xc = np.asarray(x, dtype=np.float64) - centre
-    roots = kind.precision_roots(prec_chol, xc.shape[1])
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    roots = kind.precision_roots(prec_chol, x.shape[1])
     if kind.separable:
-        out = _numba().diag_log_prob(xc, means_c, _variances(roots), log_weights)
+        out = _numba().diag_log_prob(x, centre, means_c, _variances(roots), log_weights)
     else:
+        xc = x - centre
         order, observed, starts = _by_pattern(np.isnan(xc))
         out = np.empty((len(xc), len(means)))
         out[order] = _numba().pattern_log_prob(xc[order], observed, starts, means_c,
                                                *_dense_factors(roots), log_weights)
-    out[np.isnan(xc).all(axis=1)] = np.log(weights)
+    out[np.isnan(x).all(axis=1)] = np.log(weights)
     return out
 
 
