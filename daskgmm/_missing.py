@@ -140,8 +140,8 @@ def _by_pattern(missing):
 
 def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_type,
                       log_weights):
-    """`Stats` of rows that all hold NaN (``"marginalize"``; those with nothing
-    observed take no part), relative to
+    """`Stats` of rows that all hold NaN (``diag`` and ``spherical``: any rows) by
+    ``"marginalize"`` (those with nothing observed take no part), relative to
     ``_kernels.reference_means``; with ``log_weights`` (a variational
     mixture), ``entropy`` less the entropies of the missing entries (4)."""
     kind = REGISTRY[covariance_type]
@@ -187,6 +187,8 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         ``"omit"``, the complete rows only.
     """
     arguments = (weights, means, prec_chol, covariance_type, log_weights)
+    if nan_policy == "marginalize" and REGISTRY[covariance_type].separable:
+        return _separable_statistics(X, sample_weight, *arguments)
     # A row sum is NaN where the row holds NaN (or both infinities): one pass.
     incomplete = np.isnan(np.sum(X, axis=1)) if nan_policy != "raise" else None
     if incomplete is None or not incomplete.any():
@@ -203,6 +205,23 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         return stats
     # The kernels leave out the rows with nothing observed.
     return merge(stats, _incomplete_stats(x, sw, *arguments), covariance_type)
+
+
+def _separable_statistics(X, sample_weight, *arguments):
+    """`em_statistics` of ``"marginalize"`` for ``diag`` and ``spherical``.
+
+    A block holding NaN goes whole through ``_pattern_kernels.diag_statistics``,
+    complete rows too: there a complete row costs about what it costs in the
+    complete rows' sweep, less than splitting the block into complete and
+    incomplete rows does (measured at D 16, K 8: a block with 40 % of its rows
+    missing a block of columns 1.2x the complete sweep whole, 1.7x split).
+    """
+    if not np.isnan(np.sum(X)):  # no NaN (the sum is NaN for both infinities too)
+        return _checked(_kernels.em_statistics, X, "marginalize", X, sample_weight, *arguments)
+    stats = _incomplete_stats(X, sample_weight, *arguments)
+    if not np.isfinite(stats.loglik):
+        check_values(X, "marginalize")
+    return stats
 
 
 def _checked(kernel, X, nan_policy, *args):

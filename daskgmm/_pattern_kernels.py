@@ -539,28 +539,20 @@ def group_rows(missing):
 # `_fused`'s.
 
 
-@njit(cache=True, nogil=True)
-def _rows_with_data(x):
-    """Indices of the rows of ``x`` with at least one observed (non-NaN) entry."""
-    rows = np.empty(x.shape[0], dtype=np.int64)
-    n_rows = 0
-    for row in range(x.shape[0]):
-        for d in range(x.shape[1]):
-            if x[row, d] == x[row, d]:
-                rows[n_rows] = row
-                n_rows += 1
-                break
-    return rows[:n_rows]
-
-
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _gather_rows(x, order, start, n_rows, centre, out):
-    """out[d, n] = x[order[start + n], d] - centre[d] (NaN where missing): rows as
-    columns (D, block)."""
+def _gather_rows(x, sample_weight, start, n_rows, centre, out, weights):
+    """out[d, n] = x[start + n, d] - centre[d] (NaN where missing): rows as columns
+    (D, block); ``weights`` (block,) the rows' weights (1 if ``sample_weight`` is
+    empty), 0 for a row with nothing observed, which so takes no part."""
+    n_features = x.shape[1]
     for n in range(n_rows):
-        row = order[start + n]
-        for d in range(x.shape[1]):
-            out[d, n] = x[row, d] - centre[d]
+        n_observed = 0
+        for d in range(n_features):
+            value = x[start + n, d] - centre[d]
+            out[d, n] = value
+            n_observed += value == value
+        weight = sample_weight[start + n] if sample_weight.size else 1.0
+        weights[n] = weight if n_observed else 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -633,14 +625,10 @@ def diag_statistics(x, sample_weight, centre, means, variances, log_weights, wit
     xt = np.empty((n_features, block + _fused._PAD))
     lp = np.empty((n_components, block + _fused._PAD))
     work = np.empty((3, block + _fused._PAD))
-    weights = np.empty(block if sample_weight.size else 0)
-    order = _rows_with_data(x)
-    for start in range(0, order.size, block):
-        n_rows = min(block, order.size - start)
-        _gather_rows(x, order, start, n_rows, centre, xt)
-        if weights.size:
-            for n in range(n_rows):
-                weights[n] = sample_weight[order[start + n]]
+    weights = np.empty(block)
+    for start in range(0, x.shape[0], block):
+        n_rows = min(block, x.shape[0] - start)
+        _gather_rows(x, sample_weight, start, n_rows, centre, xt, weights)
         _masked_log_prob(xt, n_rows, means, half_log_2pi_var, precisions, log_weights, lp)
         _fused._responsibilities(lp, n_rows, weights, 0, with_entropy, nk, totals, work)
         _masked_moments(xt, n_rows, means, lp, first, m2, missed)
@@ -662,11 +650,11 @@ def diag_log_prob(x, centre, means, variances, log_weights):
     block = _fused._block_rows(n_components, n_features)
     xt = np.empty((n_features, block + _fused._PAD))
     lp = np.empty((n_components, block + _fused._PAD))
-    order = np.arange(x.shape[0])
+    weights = np.empty(block)
     out = np.empty((x.shape[0], n_components))
     for start in range(0, x.shape[0], block):
         n_rows = min(block, x.shape[0] - start)
-        _gather_rows(x, order, start, n_rows, centre, xt)
+        _gather_rows(x, weights[:0], start, n_rows, centre, xt, weights)
         _masked_log_prob(xt, n_rows, means, half_log_2pi_var, precisions, log_weights, lp)
         _fused._copy_out(lp, n_rows, start, out)
     return out
