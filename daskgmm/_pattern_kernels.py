@@ -37,6 +37,8 @@ O(P F (|m|^3 + |o| |m|^2) + n K D^2): cheap for few missing entries per row
 (|m| small), whatever the number of patterns.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -51,16 +53,17 @@ LOG_2PI_E = LOG_2PI + 1.0
 # what is dropped is below exp(-500) = 7e-218 of a row's weight.
 LOG_RESP_FLOOR = -500.0
 
-# Rows of one pattern taken together: the kernels' inner loops run over a tile's
-# rows (rows as columns), which LLVM vectorises, and its completed deviations
-# (K, D, tile) stay in cache. Measured on bench_missing's rows (full, D 16, K 8;
-# CPU time per row with NaN, against row by row): 1.2 against 2.3 us with two
-# patterns (blocks of columns), 1.6 against 3.0 us with 5 % missing at random.
+# Rows taken together: the kernels' inner loops run over a tile's rows (rows as
+# columns), which LLVM vectorises, and its completed deviations (K, D, tile)
+# stay in cache. Measured on bench_missing's rows (full, D 16, K 8; CPU time
+# per row with NaN, against row by row): 1.2 against 2.3 us with two patterns
+# (blocks of columns), 1.6 against 3.0 us with 5 % missing at random.
 TILE_ROWS = 128
-# Patterns with fewer rows go row by row in `pattern_statistics`: with 20 %
-# missing at random at D 16 (a row or two a pattern) tiles throughout cost 1.3x
-# the row-by-row sweep.
-TILE_MIN_ROWS = 16
+# Room for the conditional covariances of a tile's patterns in
+# `pattern_statistics`, in float64 (F |m|^2 per pattern; at least one
+# pattern's): a tile is full at `TILE_ROWS` rows or when the next pattern's
+# would not fit (at D 16, K 8, 20 % missing at random, |m| about 3: 72 each).
+SLOT_CONDS = 2**14
 
 # LLVM may reorder sums and fuse multiply-adds (vectorised loops), but keeps
 # IEEE NaN and infinity semantics.
@@ -155,36 +158,48 @@ def _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets, log_weights,
-          xt, devs, lp, work):
-    """For the rows ``start:start + n_rows`` of one pattern and each component k:
-    their deviations completed by the conditional means, d (``devs[k]`` (D, tile),
-    rows as columns), and log w_k + log N(x_o; mu_ko, Sigma_k,oo) (``lp[k]``)."""
-    n_features = devs.shape[1]
-    shared = prec_chols.shape[0] == 1
+def _fill(xc, start, n_rows, offset, obs, mis, means, bts, xt, devs):
+    """The rows ``start:start + n_rows`` of one pattern into the columns
+    ``offset:offset + n_rows`` of a tile: for each component k their deviations
+    completed by the conditional means, d (``devs[k]`` (D, tile), rows as
+    columns; d_m = Bt^T d_o)."""
+    shared = bts.shape[0] == 1
     for n in range(n_rows):
         for i in obs:
-            xt[i, n] = xc[start + n, i]
+            xt[i, offset + n] = xc[start + n, i]
     for k in range(means.shape[0]):
         f = 0 if shared else k
         dev = devs[k]
         for i in obs:
             mean = means[k, i]
-            for n in range(n_rows):
-                dev[i, n] = xt[i, n] - mean
+            observed = xt[i]
+            completed = dev[i]
+            for n in range(offset, offset + n_rows):
+                completed[n] = observed[n] - mean
         for a in range(mis.size):
             completed = dev[mis[a]]
-            for n in range(n_rows):
+            for n in range(offset, offset + n_rows):
                 completed[n] = 0.0
             for i in range(obs.size):
                 coef = bts[f, i, a]
                 observed = dev[obs[i]]
-                for n in range(n_rows):
+                for n in range(offset, offset + n_rows):
                     completed[n] += coef * observed[n]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _quad_forms(devs, n_rows, prec_chols, lp, work):
+    """lp[k, n] = d^T Lambda_k d = |U_k^T d|^2 of a tile's completed deviations
+    (U upper triangular)."""
+    n_features = devs.shape[1]
+    shared = prec_chols.shape[0] == 1
+    for k in range(devs.shape[0]):
+        f = 0 if shared else k
+        dev = devs[k]
         log_prob = lp[k]
         for n in range(n_rows):
             log_prob[n] = 0.0
-        for j in range(n_features):  # |U^T d|^2, U upper triangular
+        for j in range(n_features):
             for n in range(n_rows):
                 work[n] = 0.0
             for i in range(j + 1):
@@ -194,33 +209,23 @@ def _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets, lo
                     work[n] += coef * row[n]
             for n in range(n_rows):
                 log_prob[n] += work[n] * work[n]
-        constant = log_weights[k] - half_log_dets[f] - 0.5 * obs.size * LOG_2PI
-        for n in range(n_rows):
-            log_prob[n] = constant - 0.5 * log_prob[n]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _row(x, obs, mis, means, prec_chols, bts, half_log_dets, log_weights, devs, log_prob):
-    """`_tile` for one row: ``devs`` (K, D), ``log_prob`` (K,)."""
-    n_features = devs.shape[1]
+def _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets, log_weights,
+          xt, devs, lp, work):
+    """For the rows ``start:start + n_rows`` of one pattern and each component k:
+    their completed deviations (`_fill`) and log w_k + log N(x_o; mu_ko,
+    Sigma_k,oo) (``lp[k]``)."""
+    _fill(xc, start, n_rows, 0, obs, mis, means, bts, xt, devs)
+    _quad_forms(devs, n_rows, prec_chols, lp, work)
     shared = prec_chols.shape[0] == 1
     for k in range(means.shape[0]):
         f = 0 if shared else k
-        dev = devs[k]
-        for i in obs:
-            dev[i] = x[i] - means[k, i]
-        for a in range(mis.size):
-            total = 0.0
-            for i in range(obs.size):
-                total += bts[f, i, a] * dev[obs[i]]
-            dev[mis[a]] = total
-        quad = 0.0
-        for j in range(n_features):  # (U^T d)_j, U upper triangular
-            total = 0.0
-            for i in range(j + 1):
-                total += prec_chols[f, i, j] * dev[i]
-            quad += total * total
-        log_prob[k] = log_weights[k] - half_log_dets[f] - 0.5 * (obs.size * LOG_2PI + quad)
+        constant = log_weights[k] - half_log_dets[f] - 0.5 * obs.size * LOG_2PI
+        log_prob = lp[k]
+        for n in range(n_rows):
+            log_prob[n] = constant - 0.5 * log_prob[n]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -291,6 +296,95 @@ def _add_moments(dev, r, n_rows, weighted, first, m2):
             m2[i, j] += total
 
 
+class _Slots(NamedTuple):
+    """The patterns of a tile's rows (slots), for `_tile_statistics`: per row its
+    slot and weight; per slot its log constants (K,), entropies H (F,), missing features
+    (their number, then the features), conditional covariances C (F of
+    |m| x |m|, in ``conds`` from ``cond_start``) and its rows' responsibility
+    sums (K,)."""
+
+    of_row: np.ndarray
+    row_weight: np.ndarray
+    constant: np.ndarray
+    entropy: np.ndarray
+    n_missing: np.ndarray
+    missing: np.ndarray
+    cond_start: np.ndarray
+    conds: np.ndarray
+    weight: np.ndarray
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _slot_buffers(n_factors, n_components, n_features):
+    return _Slots(np.empty(TILE_ROWS, dtype=np.int64), np.empty(TILE_ROWS),
+                  np.empty((TILE_ROWS, n_components)),
+                  np.empty((TILE_ROWS, n_factors)), np.empty(TILE_ROWS, dtype=np.int64),
+                  np.empty((TILE_ROWS, n_features), dtype=np.int64),
+                  np.zeros(TILE_ROWS + 1, dtype=np.int64),
+                  np.empty(max(SLOT_CONDS, n_factors * n_features * n_features)),
+                  np.zeros((TILE_ROWS, n_components)))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _add_slot(slots, s, obs, mis, log_weights, conds, half_log_dets, log_det_u):
+    """The pattern (obs, mis), just factorised, as slot ``s`` of the tile."""
+    n_mis = mis.size
+    shared = conds.shape[0] == 1
+    for k in range(log_weights.size):
+        f = 0 if shared else k
+        slots.constant[s, k] = log_weights[k] - half_log_dets[f] - 0.5 * obs.size * LOG_2PI
+    slots.n_missing[s] = n_mis
+    slots.missing[s, :n_mis] = mis
+    at = slots.cond_start[s]
+    for f in range(conds.shape[0]):
+        # log |Lambda_mm| / 2 = half_log_dets + log_det_u (see `_factorise`)
+        slots.entropy[s, f] = 0.5 * n_mis * LOG_2PI_E - half_log_dets[f] - log_det_u[f]
+        for a in range(n_mis):
+            for b in range(n_mis):
+                slots.conds[at] = conds[f, a, b]
+                at += 1
+    slots.cond_start[s + 1] = at
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _tile_statistics(n_rows, n_slots, slots, prec_chols, tile, nk, first, m2, totals):
+    """E-step and statistics of a filled tile of ``n_rows`` rows (row n of the
+    pattern in slot ``slots.of_row[n]``), added to ``nk``,
+    ``first``, ``m2`` and ``totals`` (log-likelihood, weight, entropy); the
+    slots' conditional covariances C and entropies H weighted by the sums of
+    their rows' responsibilities."""
+    xt, devs, lp, work, weighted, log_prob, resp = tile
+    n_components = devs.shape[0]
+    shared = prec_chols.shape[0] == 1
+    _quad_forms(devs, n_rows, prec_chols, lp, work)
+    for n in range(n_rows):
+        s = slots.of_row[n]
+        for k in range(n_components):
+            log_prob[k] = slots.constant[s, k] - 0.5 * lp[k, n]
+        _weighted_responsibilities(log_prob, resp, slots.row_weight[n], totals, nk)
+        for k in range(n_components):
+            lp[k, n] = resp[k]  # from here on, weighted responsibilities
+            slots.weight[s, k] += resp[k]
+    for k in range(n_components):
+        total = 0.0
+        for n in range(n_rows):
+            total += lp[k, n]
+        if total != 0.0:
+            _add_moments(devs[k], lp[k], n_rows, weighted, first[k], m2[k])
+    for s in range(n_slots):
+        n_mis = slots.n_missing[s]
+        for k in range(n_components):
+            f = 0 if shared else k
+            w = slots.weight[s, k]
+            slots.weight[s, k] = 0.0
+            totals[2] -= w * slots.entropy[s, f]
+            at = slots.cond_start[s] + f * n_mis * n_mis
+            for a in range(n_mis):  # missing ascending: the upper triangle
+                for b in range(a + 1):
+                    m2[k, slots.missing[s, b], slots.missing[s, a]] += (
+                        w * slots.conds[at + a * n_mis + b])
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, precisions,
                        log_weights):
@@ -303,70 +397,49 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
     about each component's own mean, so that they stay exact wherever it
     lies; entropy sums r log r - r H_k (module docstring); all weighted by
     ``sample_weight``.
+
+    The rows, in pattern order, fill tiles of `TILE_ROWS` rows whatever their
+    patterns: each pattern is factorised once and its rows completed into the
+    tile (`_fill`); the tile's log-densities and moments then run over all its
+    rows at once (`_tile_statistics`).
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
+    n_factors = prec_chols.shape[0]
+    chol, bts, conds, half_log_dets = _factor_buffers(n_factors, n_features)
     xt, devs, lp, work = _tile_buffers(n_components, n_features)
-    weighted = np.empty((n_features, TILE_ROWS))
-    log_prob, resp = np.empty(n_components), np.empty(n_components)
-    row_devs = np.empty((n_components, n_features))
+    tile = (xt, devs, lp, work, np.empty((n_features, TILE_ROWS)), np.empty(n_components),
+            np.empty(n_components))
+    slots = _slot_buffers(n_factors, n_components, n_features)
     log_det_u = _log_det_u(prec_chols)
-    shared = prec_chols.shape[0] == 1
     nk = np.zeros(n_components)
     first = np.zeros((n_components, n_features))
     m2 = np.zeros((n_components, n_features, n_features))
-    weight_of_pattern = np.zeros(n_components)
     totals = np.zeros(3)  # log-likelihood, weight, entropy
+    n_rows, n_slots = 0, 0
     for p in range(observed.shape[0]):
         obs = np.flatnonzero(observed[p])
         mis = np.flatnonzero(~observed[p])
         if obs.size == 0:
             continue
         _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
-        weight_of_pattern[:] = 0.0
-        tiled_end = starts[p] if starts[p + 1] - starts[p] < TILE_MIN_ROWS else starts[p + 1]
-        for start in range(starts[p], tiled_end, TILE_ROWS):
-            n_rows = min(TILE_ROWS, starts[p + 1] - start)
-            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
-                  log_weights, xt, devs, lp, work)
-            for n in range(n_rows):
-                for k in range(n_components):
-                    log_prob[k] = lp[k, n]
-                _weighted_responsibilities(log_prob, resp, sample_weight[start + n], totals,
-                                           nk)
-                for k in range(n_components):
-                    lp[k, n] = resp[k]  # from here on, weighted responsibilities
-            for k in range(n_components):
-                total = 0.0
-                for n in range(n_rows):
-                    total += lp[k, n]
-                if total == 0.0:
-                    continue
-                weight_of_pattern[k] += total
-                _add_moments(devs[k], lp[k], n_rows, weighted, first[k], m2[k])
-        for row in range(tiled_end, starts[p + 1]):
-            _row(xc[row], obs, mis, means, prec_chols, bts, half_log_dets, log_weights,
-                 row_devs, log_prob)
-            _weighted_responsibilities(log_prob, resp, sample_weight[row], totals, nk)
-            for k in range(n_components):
-                rw = resp[k]
-                if rw == 0.0:
-                    continue
-                weight_of_pattern[k] += rw
-                for i in range(n_features):
-                    scaled = rw * row_devs[k, i]
-                    first[k, i] += scaled
-                    for j in range(i, n_features):
-                        m2[k, i, j] += scaled * row_devs[k, j]
-        for k in range(n_components):
-            f = 0 if shared else k
-            # log |Lambda_mm| / 2 = half_log_dets + log_det_u (see `_factorise`)
-            totals[2] -= weight_of_pattern[k] * (0.5 * mis.size * LOG_2PI_E - half_log_dets[f]
-                                                 - log_det_u[f])
-            for a in range(mis.size):  # mis ascending: mis[b] <= mis[a], upper triangle
-                for b in range(a + 1):
-                    m2[k, mis[b], mis[a]] += weight_of_pattern[k] * conds[f, a, b]
+        row = starts[p]
+        while row < starts[p + 1]:
+            if (n_rows == TILE_ROWS or slots.cond_start[n_slots] + n_factors * mis.size**2
+                    > slots.conds.size):
+                _tile_statistics(n_rows, n_slots, slots, prec_chols, tile, nk, first, m2,
+                                 totals)
+                n_rows, n_slots = 0, 0
+            _add_slot(slots, n_slots, obs, mis, log_weights, conds, half_log_dets, log_det_u)
+            count = min(TILE_ROWS - n_rows, starts[p + 1] - row)
+            _fill(xc, row, count, n_rows, obs, mis, means, bts, xt, devs)
+            slots.of_row[n_rows:n_rows + count] = n_slots
+            slots.row_weight[n_rows:n_rows + count] = sample_weight[row:row + count]
+            n_slots += 1
+            n_rows += count
+            row += count
+    if n_rows:
+        _tile_statistics(n_rows, n_slots, slots, prec_chols, tile, nk, first, m2, totals)
     for k in range(n_components):
         for i in range(n_features):
             for j in range(i):
