@@ -9,7 +9,7 @@ with the kernels.
 import numpy as np
 import pytest
 from scipy.special import logsumexp
-from scipy.stats import norm
+from scipy.stats import multivariate_normal, norm
 
 from daskgmm import GaussianMixture, _pattern_kernels
 
@@ -130,3 +130,72 @@ def test_infinity_in_a_block_with_nan_is_an_error(covariance_type):
         with pytest.raises(ValueError, match="infinity"):
             GaussianMixture(2, covariance_type=covariance_type, nan_policy="marginalize",
                             random_state=0).fit(infinite)
+
+
+def _naive_pattern_statistics(xc, sample_weight, means, covariances, log_weights):
+    """Row by row (Ghahramani & Jordan eq. 11-12): r from the observed marginal,
+    x_hat_m = mu_m + S_mo S_oo^-1 (x_o - mu_o), C = S_mm - S_mo S_oo^-1 S_om;
+    entropy sum r log r - r H, H = (|m| log(2 pi e) + log |C|) / 2."""
+    n_components, n_features = means.shape
+    nk = np.zeros(n_components)
+    first = np.zeros((n_components, n_features))
+    m2 = np.zeros((n_components, n_features, n_features))
+    loglik = weight = entropy = 0.0
+    for x, w in zip(xc, sample_weight):
+        o = ~np.isnan(x)
+        m = ~o
+        if not o.any():
+            continue
+        log_p = np.array([log_weights[k] + multivariate_normal.logpdf(
+            x[o], means[k, o], covariances[k][np.ix_(o, o)]) for k in range(n_components)])
+        total = logsumexp(log_p)
+        resp = np.exp(log_p - total)
+        loglik += w * total
+        weight += w
+        for k, sigma in enumerate(covariances):
+            regression = sigma[np.ix_(m, o)] @ np.linalg.inv(sigma[np.ix_(o, o)])
+            dev = np.where(o, x - means[k], 0.0)
+            dev[m] = regression @ dev[o]
+            cond = np.zeros((n_features, n_features))
+            cond[np.ix_(m, m)] = sigma[np.ix_(m, m)] - regression @ sigma[np.ix_(o, m)]
+            h = 0.5 * (m.sum() * np.log(2 * np.pi * np.e)
+                       + (np.linalg.slogdet(cond[np.ix_(m, m)])[1] if m.any() else 0.0))
+            nk[k] += w * resp[k]
+            first[k] += w * resp[k] * dev
+            m2[k] += w * resp[k] * (np.outer(dev, dev) + cond)
+            entropy += w * resp[k] * (log_p[k] - total - h)
+    return nk, first, m2, loglik, weight, entropy
+
+
+@pytest.mark.parametrize("n_features, fraction, shared", [(5, 0.3, False), (5, 0.3, True),
+                                                          (30, 0.5, False)])
+def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared):
+    """Tiles of rows of many patterns and of one pattern over several tiles, rows with
+    nothing observed among them, sample weights; at D 30 with half the entries
+    missing the patterns' conditional covariances fill a tile's room
+    (SLOT_CONDS) before its rows do. ``shared``: one precision (``tied``)."""
+    rng = np.random.default_rng(7)
+    n_rows = 700 if n_features < 10 else 250
+    x = _gapped_rows(n_rows, n_features, fraction, seed=8) - OFFSET
+    x[100:400:2] = np.where(np.arange(n_features) % 3 == 0, np.nan, x[100:400:2])
+    n_factors = 1 if shared else 3
+    factors = rng.normal(size=(n_factors, n_features, n_features)) / np.sqrt(n_features)
+    covariances = factors @ np.swapaxes(factors, 1, 2) + np.eye(n_features)
+    prec_chols = np.linalg.cholesky(np.linalg.inv(covariances[:, ::-1, ::-1]))[:, ::-1, ::-1]
+    precisions = prec_chols @ np.swapaxes(prec_chols, 1, 2)
+    np.testing.assert_allclose(precisions @ covariances, np.broadcast_to(
+        np.eye(n_features), covariances.shape), atol=1e-10)  # U upper triangular, U U^T
+    means = rng.normal(scale=2, size=(3, n_features))
+    log_weights = np.log([0.2, 0.3, 0.5])
+    sample_weight = rng.uniform(0.5, 2.0, size=n_rows)
+    order, observed, starts = _pattern_kernels.group_rows(np.isnan(x))
+    if n_features > 10:
+        assert (3 * np.sum(~observed, axis=1) ** 2).sum() > _pattern_kernels.SLOT_CONDS
+    got = _pattern_kernels.pattern_statistics(
+        x[order], sample_weight[order], observed, starts, means, np.triu(prec_chols),
+        precisions, log_weights)
+    want = _naive_pattern_statistics(x, sample_weight, means,
+                                     np.broadcast_to(covariances, (3,) + covariances.shape[1:]),
+                                     log_weights)
+    for value, expected in zip(got, want):
+        np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-9)
