@@ -93,16 +93,15 @@ def _cholesky_in_place(a, n):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _factorise(precision, log_det_u, obs, mis, chol, bt, cond):
+def _factorise(precision, log_det_u, mis, chol, cond):
     """For one pattern: C = Lambda_mm^-1 into ``cond`` (|m|, |m|, exactly
-    symmetric) and Bt = -Lambda_om C into ``bt`` (|o|, |m|), using ``chol`` as
-    scratch. Returns half of log |Sigma_oo| (module docstring); ``log_det_u`` is
-    sum log diag(U) = log |Lambda| / 2.
+    symmetric), using ``chol`` as scratch. Returns half of log |Sigma_oo|
+    (module docstring); ``log_det_u`` is sum log diag(U) = log |Lambda| / 2.
 
     C = L^-T L^-1 from the Cholesky factor L of Lambda_mm and its inverse (by
-    forward substitution); then Bt takes |o| |m|^2 multiply-adds and no division.
+    forward substitution).
     """
-    n_obs, n_mis = obs.size, mis.size
+    n_mis = mis.size
     for a in range(n_mis):
         for b in range(a + 1):
             chol[a, b] = precision[mis[a], mis[b]]
@@ -124,21 +123,14 @@ def _factorise(precision, log_det_u, obs, mis, chol, bt, cond):
                 total += chol[a, t] * chol[b, t]
             cond[a, b] = total
             cond[b, a] = total
-    for i in range(n_obs):
-        for a in range(n_mis):
-            total = 0.0
-            for b in range(n_mis):
-                total -= precision[obs[i], mis[b]] * cond[b, a]
-            bt[i, a] = total
     return half_log_det_mm - log_det_u
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _factor_buffers(n_factors, n_features):
-    """Per-pattern factors, F of each: ``(chol scratch, bts, conds, half_log_dets)``."""
+    """Per-pattern factors, F of each: ``(chol scratch, conds, half_log_dets)``."""
     square = (n_factors, n_features, n_features)
-    return (np.zeros((n_features, n_features)), np.zeros(square), np.zeros(square),
-            np.zeros(n_factors))
+    return np.zeros((n_features, n_features)), np.zeros(square), np.zeros(n_factors)
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -150,20 +142,20 @@ def _tile_buffers(n_components, n_features):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets):
+def _pattern_factors(precisions, log_det_u, mis, chol, conds, half_log_dets):
     """`_factorise` every factor for a pattern."""
     for f in range(precisions.shape[0]):
-        half_log_dets[f] = _factorise(precisions[f], log_det_u[f], obs, mis, chol, bts[f],
-                                      conds[f])
+        half_log_dets[f] = _factorise(precisions[f], log_det_u[f], mis, chol, conds[f])
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _fill(xc, start, n_rows, offset, obs, mis, means, bts, xt, devs):
+def _fill(xc, start, n_rows, offset, obs, mis, means, precisions, conds, xt, devs):
     """The rows ``start:start + n_rows`` of one pattern into the columns
     ``offset:offset + n_rows`` of a tile: for each component k their deviations
     completed by the conditional means, d (``devs[k]`` (D, tile), rows as
-    columns; d_m = Bt^T d_o)."""
-    shared = bts.shape[0] == 1
+    columns), d_m = Bt^T d_o = -C (Lambda_mo d_o): |m| (|o| + |m|) multiply-adds
+    a row (``xt``'s rows of the missing features hold Lambda_mo d_o)."""
+    shared = conds.shape[0] == 1
     for n in range(n_rows):
         for i in obs:
             xt[i, offset + n] = xc[start + n, i]
@@ -177,14 +169,23 @@ def _fill(xc, start, n_rows, offset, obs, mis, means, bts, xt, devs):
             for n in range(offset, offset + n_rows):
                 completed[n] = observed[n] - mean
         for a in range(mis.size):
+            product = xt[mis[a]]
+            for n in range(offset, offset + n_rows):
+                product[n] = 0.0
+            for i in obs:
+                coef = precisions[f, mis[a], i]
+                observed = dev[i]
+                for n in range(offset, offset + n_rows):
+                    product[n] += coef * observed[n]
+        for a in range(mis.size):
             completed = dev[mis[a]]
             for n in range(offset, offset + n_rows):
                 completed[n] = 0.0
-            for i in range(obs.size):
-                coef = bts[f, i, a]
-                observed = dev[obs[i]]
+            for b in range(mis.size):
+                coef = -conds[f, a, b]
+                product = xt[mis[b]]
                 for n in range(offset, offset + n_rows):
-                    completed[n] += coef * observed[n]
+                    completed[n] += coef * product[n]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -212,12 +213,13 @@ def _quad_forms(devs, n_rows, prec_chols, lp, work):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets, log_weights,
+def _tile(xc, start, n_rows, obs, mis, means, prec_chols, precisions, conds, half_log_dets,
+          log_weights,
           xt, devs, lp, work):
     """For the rows ``start:start + n_rows`` of one pattern and each component k:
     their completed deviations (`_fill`) and log w_k + log N(x_o; mu_ko,
     Sigma_k,oo) (``lp[k]``)."""
-    _fill(xc, start, n_rows, 0, obs, mis, means, bts, xt, devs)
+    _fill(xc, start, n_rows, 0, obs, mis, means, precisions, conds, xt, devs)
     _quad_forms(devs, n_rows, prec_chols, lp, work)
     shared = prec_chols.shape[0] == 1
     for k in range(means.shape[0]):
@@ -406,7 +408,7 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
     n_features = xc.shape[1]
     n_components = means.shape[0]
     n_factors = prec_chols.shape[0]
-    chol, bts, conds, half_log_dets = _factor_buffers(n_factors, n_features)
+    chol, conds, half_log_dets = _factor_buffers(n_factors, n_features)
     xt, devs, lp, work = _tile_buffers(n_components, n_features)
     tile = (xt, devs, lp, work, np.empty((n_features, TILE_ROWS)), np.empty(n_components),
             np.empty(n_components))
@@ -422,7 +424,7 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
         mis = np.flatnonzero(~observed[p])
         if obs.size == 0:
             continue
-        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
+        _pattern_factors(precisions, log_det_u, mis, chol, conds, half_log_dets)
         row = starts[p]
         while row < starts[p + 1]:
             if (n_rows == TILE_ROWS or slots.cond_start[n_slots] + n_factors * mis.size**2
@@ -432,7 +434,7 @@ def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, p
                 n_rows, n_slots = 0, 0
             _add_slot(slots, n_slots, obs, mis, log_weights, conds, half_log_dets, log_det_u)
             count = min(TILE_ROWS - n_rows, starts[p + 1] - row)
-            _fill(xc, row, count, n_rows, obs, mis, means, bts, xt, devs)
+            _fill(xc, row, count, n_rows, obs, mis, means, precisions, conds, xt, devs)
             slots.of_row[n_rows:n_rows + count] = n_slots
             slots.row_weight[n_rows:n_rows + count] = sample_weight[row:row + count]
             n_slots += 1
@@ -453,17 +455,17 @@ def pattern_log_prob(xc, observed, starts, means, prec_chols, precisions, log_we
     no observed entry gets ``log_weights``."""
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
+    chol, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
     xt, devs, lp, work = _tile_buffers(n_components, n_features)
     log_det_u = _log_det_u(prec_chols)
     out = np.empty((xc.shape[0], n_components))
     for p in range(observed.shape[0]):
         obs = np.flatnonzero(observed[p])
         mis = np.flatnonzero(~observed[p])
-        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
+        _pattern_factors(precisions, log_det_u, mis, chol, conds, half_log_dets)
         for start in range(starts[p], starts[p + 1], TILE_ROWS):
             n_rows = min(TILE_ROWS, starts[p + 1] - start)
-            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
+            _tile(xc, start, n_rows, obs, mis, means, prec_chols, precisions, conds, half_log_dets,
                   log_weights, xt, devs, lp, work)
             for n in range(n_rows):
                 for k in range(n_components):
@@ -483,7 +485,7 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
     """
     n_features = xc.shape[1]
     n_components = means.shape[0]
-    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
+    chol, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
     xt, devs, lp, work = _tile_buffers(n_components, n_features)
     log_prob, resp = np.empty(n_components), np.empty(n_components)
     log_det_u = _log_det_u(prec_chols)
@@ -496,14 +498,14 @@ def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weig
         mis = np.flatnonzero(~observed[p])
         if mis.size == 0:
             continue
-        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
+        _pattern_factors(precisions, log_det_u, mis, chol, conds, half_log_dets)
         if draw:
             cond_chols[:] = conds
             for f in range(prec_chols.shape[0]):
                 _cholesky_in_place(cond_chols[f], mis.size)
         for start in range(starts[p], starts[p + 1], TILE_ROWS):
             n_rows = min(TILE_ROWS, starts[p + 1] - start)
-            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
+            _tile(xc, start, n_rows, obs, mis, means, prec_chols, precisions, conds, half_log_dets,
                   log_weights, xt, devs, lp, work)
             for n in range(n_rows):
                 row = start + n
