@@ -55,9 +55,9 @@ complete rows too (`_separable_statistics`). ``full`` and ``tied`` group the
 rows by missingness pattern (a hash table, O(n D)); per pattern and precision
 (K, or 1 for ``tied``) the Schur complement (3) and the regression of (2)
 come from a Cholesky factorisation of the precision's missing block
-Lambda_mm, O(|m|^3), then each row costs O(K (D^2 + |m| D)) as a complete
-row does, in tiles of rows of any patterns (``_pattern_kernels``, numba):
-O(P K |m|^3 + n K D^2) for P patterns. The number of patterns (up to
+Lambda_mm, O(|m|^3 + |o| |m|^2), then each row costs O(K D^2) as a complete
+row does, in tiles of rows whose loops vectorise (``_pattern_kernels``,
+numba): O(P K (|m|^3 + |o| |m|^2) + n K D^2) for P patterns. The number of patterns (up to
 min(n, 2^D) at random) matters only through the per-pattern term, small
 while rows miss few entries.
 """

@@ -170,7 +170,7 @@ def _naive_pattern_statistics(xc, sample_weight, means, covariances, log_weights
 @pytest.mark.parametrize("n_features, fraction, shared", [(5, 0.3, False), (5, 0.3, True),
                                                           (30, 0.5, False)])
 def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared):
-    """Tiles of rows of many patterns and of one pattern over several tiles, rows with
+    """Patterns with tiles of their own and patterns sharing tiles, rows with
     nothing observed among them, sample weights; at D 30 with half the entries
     missing the patterns' conditional covariances fill a tile's room
     (SLOT_CONDS) before its rows do. ``shared``: one precision (``tied``)."""
@@ -191,6 +191,10 @@ def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared
     order, observed, starts = _pattern_kernels.group_rows(np.isnan(x))
     if n_features > 10:
         assert (3 * np.sum(~observed, axis=1) ** 2).sum() > _pattern_kernels.SLOT_CONDS
+    else:  # patterns with tiles of their own (one over several) and sharing tiles
+        rows = np.diff(starts)
+        assert rows.max() > _pattern_kernels.TILE_ROWS
+        assert (rows < _pattern_kernels.TILE_MIN_ROWS).sum() > 5
     got = _pattern_kernels.pattern_statistics(
         x[order], sample_weight[order], observed, starts, means, np.triu(prec_chols),
         precisions, log_weights)
