@@ -57,9 +57,9 @@ rows by missingness pattern (a hash table, O(n D)); per pattern and precision
 come from a Cholesky factorisation of the precision's missing block
 Lambda_mm, O(|m|^3 + |o| |m|^2), then each row costs O(K D^2) as a complete
 row does, in tiles of rows whose loops vectorise (``_pattern_kernels``,
-numba): O(P K (|m|^3 + |o| |m|^2) + n K D^2) for P patterns. The number of patterns (up to
-min(n, 2^D) at random) matters only through the per-pattern term, small
-while rows miss few entries.
+numba): O(P K (|m|^3 + |o| |m|^2) + n K D^2) for P patterns. The number of
+patterns (up to min(n, 2^D) at random) matters only through the per-pattern
+term, small while rows miss few entries.
 """
 
 import functools
@@ -217,7 +217,7 @@ def _separable_statistics(X, sample_weight, *arguments):
     complete rows too: there a complete row costs about what it costs in the
     complete rows' sweep, less than splitting the block into complete and
     incomplete rows does (measured at D 16, K 8: a block with 40 % of its rows
-    missing a block of columns 1.2x the complete sweep whole, 1.7x split).
+    missing a block of columns 1.2x the complete sweep whole, 1.7-2.0x split).
     """
     if not np.isnan(np.sum(X)):  # no NaN (the sum is NaN for both infinities too)
         return _checked(_kernels.em_statistics, X, "marginalize", X, sample_weight, *arguments)
