@@ -1,4 +1,7 @@
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import dask
 import numpy as np
@@ -9,6 +12,8 @@ from distributed.utils import get_mp_context
 from zarr.storage import LocalStore, WrapperStore
 
 from daskgmm._covariance_types import COVARIANCE_TYPES  # noqa: F401 (the tests import it from here)
+
+from ._warm_kernels import warm_kernels
 
 # Worker processes of the clusters the tests start here are forked from a server
 # that has imported what a worker of a fit imports, as distributed's own test
@@ -29,28 +34,16 @@ def _compile_kernels():
 
     In a fresh clone numba's cache is empty, and every process reaching a kernel
     first compiles it (3-12 s of CPU per covariance type): the test process and
-    each worker of a cluster, at the same time. Compiled here first, in the test
-    process before any worker starts, the others load it from the cache.
+    each worker of a cluster, at the same time. Compiled here first, before any
+    worker starts, the others load it from the cache. The float32 kernels compile
+    in a second process while this one compiles the float64 ones (the CI machine
+    has two cores), then this one loads them from the cache.
     """
-    import warnings
-
-    from daskgmm import GaussianMixture, GaussianMixtureImputer
-
-    rng = np.random.default_rng(0)
-    for dtype in (np.float64, np.float32):
-        X = rng.normal(size=(64, 3)).astype(dtype)
-        X[::4, 1] = np.nan
-        X[1::4, 0] = np.nan
-        for covariance_type in COVARIANCE_TYPES:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                GaussianMixture(2, covariance_type=covariance_type, max_iter=1,
-                                random_state=0).fit(X[2::4]).score_samples(X[2::4])
-                model = GaussianMixture(2, covariance_type=covariance_type, max_iter=1,
-                                        random_state=0, nan_policy="marginalize").fit(X)
-                model.score_samples(X)
-                GaussianMixtureImputer(2, covariance_type=covariance_type, max_iter=1,
-                                       random_state=0).fit_transform(X)
+    other = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_warm_kernels.py")),
+                              "float32"])
+    warm_kernels(np.float64)
+    other.wait()
+    warm_kernels(np.float32)  # from the cache the other process wrote (or compiled here)
 
 
 _compile_kernels()

@@ -364,10 +364,11 @@ def test_no_progress_bar_when_not_on_a_terminal(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_progress_bars_of_fit_predict_and_score(tmp_path, dataset, thread_config):
+def test_progress_bars_of_fit_predict_and_score(tmp_path, dataset, thread_config, capsys):
     # The bars follow the scheduler's tasks, wherever the workers run: worker threads spare
-    # four commands two worker processes each (the worker processes of the command line are
-    # tested above and in test_ctrl_c_stops_cleanly_with_one_line).
+    # three commands two worker processes each (the worker processes of the command line are
+    # tested above and in test_ctrl_c_stops_cleanly_with_one_line). Off a terminal (captured
+    # output, in this process) no bar.
     data, model, _ = dataset
     fitted = str(tmp_path / "m.zarr")
     code, output = _on_terminal(["fit", data, "--n-components", "3", "--max-iter", "2",
@@ -379,11 +380,10 @@ def test_progress_bars_of_fit_predict_and_score(tmp_path, dataset, thread_config
     assert code == 0 and _bar_shown(output), output
     code, output = _on_terminal(["score", model, data, "--cluster", thread_config, "--quiet"])
     assert code == 0 and "mean log-likelihood" in output and DESCRIPTION not in output, output
-    piped = subprocess.run([sys.executable, "-m", "daskgmm.cli", "score", model, data,
-                            "--cluster", thread_config], capture_output=True, text=True,
-                           env=_env(), timeout=240)
-    assert piped.returncode == 0 and "mean log-likelihood" in piped.stdout
-    assert DESCRIPTION not in piped.stdout + piped.stderr
+    capsys.readouterr()
+    assert main(["score", model, data, "--cluster", thread_config]) == 0
+    out, err = capsys.readouterr()
+    assert "mean log-likelihood" in out and DESCRIPTION not in out + err
 
 
 @pytest.mark.slow
@@ -429,19 +429,17 @@ def test_demo_runs_as_installed(tmp_path):
 
 @pytest.mark.slow
 def test_fit_with_labels_is_a_classifier(tmp_path, thread_config, capsys):
-    """`daskgmm fit DATA --labels LABELS` (a real process) fits and saves a classifier;
-    predict writes classes, info describes each class, score refuses it."""
+    """`daskgmm fit DATA --labels LABELS` fits and saves a classifier; predict writes
+    classes, info describes each class, score refuses it."""
     data, labels = str(tmp_path / "data.zarr"), str(tmp_path / "labels.zarr")
     model, predicted = str(tmp_path / "model.zarr"), str(tmp_path / "predicted.zarr")
     assert main(["make-data", data, "--labels", labels, "--n-samples", "3000",
                  "--n-features", "2", "--n-components", "3", "--chunk-rows", "1000"]) == 0
-    result = subprocess.run(
-        [sys.executable, "-m", "daskgmm.cli", "fit", data, "--labels", labels,
-         "--n-components", "2", "--covariance-type", "diag", "--random-state", "0",
-         "--cluster", thread_config, "--output", model, "--quiet"],
-        capture_output=True, text=True, env=_env(), timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "fitted 3 classes of 2 diag component(s) each" in result.stdout
+    capsys.readouterr()
+    assert main(["fit", data, "--labels", labels, "--n-components", "2", "--covariance-type",
+                 "diag", "--random-state", "0", "--cluster", thread_config, "--output", model,
+                 "--quiet"]) == 0
+    assert "fitted 3 classes of 2 diag component(s) each" in capsys.readouterr().out
     classifier = daskgmm.load(model)
     assert isinstance(classifier, daskgmm.GaussianMixtureClassifier)
     X, y = zarr.open_array(data, mode="r")[:], zarr.open_array(labels, mode="r")[:]

@@ -1,8 +1,8 @@
 """nan_policy: EM over the observed entries against a naive row-by-row EM.
 
 The reference below is written from the formulas of Ghahramani & Jordan
-(1994) with plain loops over rows and components and scipy's densities; it
-shares no code with ``daskgmm``.
+(1994) with plain loops over rows and components and the Gaussian density
+written out; it shares no code with ``daskgmm``.
 """
 
 import warnings
@@ -73,6 +73,16 @@ def _precisions(covariances, covariance_type):
     return 1.0 / covariances
 
 
+def _log_density(x, mean, covariance):
+    """log N(x; mean, covariance) = -(d log 2 pi + log|covariance| + (x - mean)' covariance^-1
+    (x - mean)) / 2, written out (scipy's ``multivariate_normal.logpdf`` gives the same and
+    validates its arguments and takes an eigendecomposition on every call: half of the
+    reference's time)."""
+    diff = x - mean
+    _, log_det = np.linalg.slogdet(covariance)
+    return -0.5 * (len(x) * np.log(2 * np.pi) + log_det + diff @ np.linalg.solve(covariance, diff))
+
+
 def _naive_e_step(X, weights, means, full):
     """Per row and component: r, x_hat and C (Ghahramani & Jordan eq. 11-12); the
     mean observed log-likelihood of the rows with an observed entry."""
@@ -87,10 +97,9 @@ def _naive_e_step(X, weights, means, full):
         if not o.any():
             continue
         log_p = np.array([
-            np.log(weights[k]) + multivariate_normal.logpdf(
-                X[n, o], means[k, o], full[k][np.ix_(o, o)])
+            np.log(weights[k]) + _log_density(X[n, o], means[k, o], full[k][np.ix_(o, o)])
             for k in range(N_COMPONENTS)])
-        norm = logsumexp(log_p)
+        norm = np.logaddexp.reduce(log_p)
         total += norm
         rows += 1
         resp[n] = np.exp(log_p - norm)

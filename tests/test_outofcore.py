@@ -21,7 +21,7 @@ from daskgmm.datasets import make_mixture
 WORKER_MARGIN = parse_bytes("256MiB")
 # The store is at least this many times the sum of the workers' memory limits (and
 # more times their room above the footprint).
-STORE_FACTOR = 1.5
+STORE_FACTOR = 1.2
 N_FEATURES, N_COMPONENTS = 8, 2
 
 

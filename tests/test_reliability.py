@@ -154,11 +154,14 @@ def test_same_random_state_same_model(data, init_params):
 
 @pytest.mark.slow
 def test_same_fit_on_every_scheduler_chunking_and_worker_count(data):
+    # A third of the rows: still one chunk, 207 chunks of 97 rows (the last ragged), 20
+    # and 3 ragged chunks, each merged in another order; the sums are what may differ.
+    data = data[:20_000]
     start = GaussianMixture(4, random_state=0, max_iter=0).fit(data)
     model = dict(weights_init=start.weights_, means_init=start.means_,
                  precisions_init=start.precisions_)
     reference = _quiet_fit(_model(**model), data)
-    for chunks in (60_000, 97, 1000, 7001):
+    for chunks in (20_000, 97, 1000, 7001):
         X = da.from_array(data, chunks=(chunks, 6))
         for scheduler in ("synchronous", "threads"):
             with dask.config.set(scheduler=scheduler):
