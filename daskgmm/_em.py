@@ -92,8 +92,9 @@ class Settings:
 
     With ``drop_failed``, a model whose covariance becomes ill-defined stops
     (its ``error`` says why) while the others go on; else the error is raised.
-    ``family`` (a ``_family.Family``) gives the models' M-step and bound:
-    EM's by default.
+    ``family`` (a ``_family.Family``) gives the models' E-step on a block,
+    M-step and bound: EM's by default (the estimators pass theirs, wrapped by
+    their ``nan_policy``).
     """
 
     tol: float

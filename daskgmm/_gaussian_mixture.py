@@ -309,16 +309,15 @@ class GaussianMixture(DaskMixtureMixin, _SklearnGaussianMixture):
 
     def _partial_fit(self, X, sample_weight):
         running, calls = getattr(self, "_stepwise", (None, 0))
+        self._validate_params()  # before _em_settings, which looks up nan_policy's family
         settings = self._em_settings()
         if hasattr(self, "converged_"):
-            self._validate_params()
             data, _ = _input.fit_data(self, X, sample_weight, reset=False)
             parameters = Parameters(self.covariance_type, *(
                 np.asarray(value, dtype=np.float64) for value in self._get_parameters()))
             models = [_em.Model("0", parameters, self.lower_bound_, list(self.lower_bounds_),
                                 self.n_iter_)]
         else:
-            self._validate_params()
             self._check_fit_parameters()
             data, X_memory = _input.fit_data(self, X, sample_weight)
             self._check_fit_data(data, self.n_components)

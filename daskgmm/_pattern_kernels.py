@@ -29,7 +29,7 @@ is sum r log r less sum r H_k, H_k = (|m| log(2 pi e) - log |Lambda_k,mm|) / 2
 the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
 
 `_factorise` does, once per pattern and factor, a Cholesky factorisation of
-Lambda_mm and |o| pairs of triangular solves: O(|m|^3 + |o| |m|^2). Each row
+Lambda_mm, C from its inverse factor and Bt = -Lambda_om C: O(|m|^3 + |o| |m|^2). Each row
 costs O(K D^2) (its completed deviations, |U^T d|^2 and the second moments),
 as a complete row does, in tiles of `TILE_ROWS` rows, rows as columns, so
 that the loops over rows vectorise: the rows of a pattern with many rows in

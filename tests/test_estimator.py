@@ -240,6 +240,14 @@ def test_invalid_parameters(blobs, kwargs):
         GaussianMixture(**{"n_components": 2, **kwargs}).fit(X)
 
 
+@pytest.mark.parametrize("nan_policy", ["bogus", None])
+def test_partial_fit_rejects_an_invalid_nan_policy(blobs, nan_policy):
+    """partial_fit validates its parameters before using nan_policy (scikit-learn's error)."""
+    X, _ = blobs
+    with pytest.raises(ValueError, match="'nan_policy' parameter"):
+        GaussianMixture(2, nan_policy=nan_policy).partial_fit(X)
+
+
 @pytest.mark.parametrize("weights, match", [
     (lambda n: -np.ones(n), "Negative"),
     (lambda n: np.full(n, np.nan), "NaN"),
