@@ -166,6 +166,10 @@ class DaskEstimatorMixin:
     def _family(self, base=None):
         """The family of the fit and of predictions: ``base`` (by default
         ``_model_family``) on rows with NaN as ``nan_policy`` says."""
+        if self.nan_policy not in _missing.NAN_POLICIES:  # set after a fit (set_params)
+            raise ValueError(
+                f"nan_policy must be one of {sorted(_missing.NAN_POLICIES)}, got "
+                f"{self.nan_policy!r}; set a valid one with set_params.")
         return _missing.NAN_POLICIES[self.nan_policy](
             self._model_family if base is None else base)
 

@@ -248,6 +248,20 @@ def test_partial_fit_rejects_an_invalid_nan_policy(blobs, nan_policy):
         GaussianMixture(2, nan_policy=nan_policy).partial_fit(X)
 
 
+def test_predict_after_an_invalid_nan_policy_is_set_says_so(blobs):
+    """A nan_policy set after the fit is checked when predictions use it: a ValueError
+    naming the valid policies, the fitted model untouched."""
+    X, _ = blobs
+    model = GaussianMixture(2, random_state=0).fit(X)
+    means = model.means_.copy()
+    model.set_params(nan_policy="drop")
+    with pytest.raises(ValueError, match="nan_policy must be one of"):
+        model.predict(X)
+    np.testing.assert_array_equal(model.means_, means)
+    np.testing.assert_array_equal(model.set_params(nan_policy="raise").predict(X),
+                                  GaussianMixture(2, random_state=0).fit(X).predict(X))
+
+
 @pytest.mark.parametrize("weights, match", [
     (lambda n: -np.ones(n), "Negative"),
     (lambda n: np.full(n, np.nan), "NaN"),
