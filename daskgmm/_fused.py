@@ -56,6 +56,7 @@ from typing import Callable, NamedTuple
 
 import numba
 import numpy as np
+from numba.extending import intrinsic, overload
 
 # Compiler flags: reassociation lets LLVM vectorise the sums over rows (in
 # lanes, then added); contraction fuses multiply-adds. No finite-math flags:
@@ -81,6 +82,14 @@ def _centred_columns(X, start, n_rows, centre, out):
 
 
 @numba.njit(**_JIT)
+def _single_columns(xt, n_rows, out):
+    """out[i, n] = xt[i, n] rounded to out's type: float32 rows' E-step columns, (D, block)."""
+    for i in range(xt.shape[0]):
+        for n in range(n_rows):
+            out[i, n] = xt[i, n]
+
+
+@numba.njit(**_JIT)
 def _centred_rows(X, start, n_rows, centre, out):
     """out[n, i] = X[start + n, i] - centre[i] in float64, (block, D)."""
     for n in range(n_rows):
@@ -92,37 +101,104 @@ def _centred_rows(X, start, n_rows, centre, out):
 # (numba's math.exp is one libm call per value: it took 3/4 of ``diag``'s
 # E-step at D 16, K 8): s = -m ln 2 + r with m a whole number and
 # |r| <= ln(2) / 2 (Cody & Waite's split of ln 2, exact for m < 2^11), exp(r)
-# by its Taylor series to r^13 / 13! (remainder below 5e-18), times 2^-m from
-# a table. Within 1 ulp of NumPy's exp (tests/test_kernels.py).
+# by its Taylor series to r^13 / 13! (remainder below 5e-18), times 2^-m
+# made from its exponent bits. m stays a float and becomes a 32-bit integer
+# only for those bits: conversions between 64-bit integers and floats have
+# no AVX2 instruction and made the loop scalar (2.3x slower). Within 1 ulp
+# of NumPy's exp (tests/test_kernels.py).
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _INVERSE_FACTORIALS = tuple(1.0 / math.factorial(k) for k in range(14))
-_POWERS_OF_HALF = 0.5 ** np.arange(int(-LOG_RESP_FLOOR * _LOG2E) + 2)
 
+# The same in float32, on twice as many values per instruction, for the
+# log-probabilities of float32 rows: its floor at -87, as exp(-88) is below
+# float32's smallest normal number (what it drops is below 1.7e-38 of a
+# row's weight); ln 2 split with a high part of 9 bits (exact times m < 2^7);
+# the series to r^7 / 7! (remainder below 6e-9, a tenth of float32's spacing).
+LOG_RESP_FLOOR_SINGLE = np.float32(-87.0)
+_LOG2E_SINGLE = np.float32(_LOG2E)
+_LN2_HI_SINGLE = np.float32(0.693359375)
+_LN2_LO_SINGLE = np.float32(math.log(2.0) - 0.693359375)
+_INVERSE_FACTORIALS_SINGLE = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))
 
 # Without reassociation, which would merge the two parts of ln 2; inlined
 # into vectorised loops, its operations keep these flags.
-@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+_EXP_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):
+    """The float whose IEEE 754 bits are ``bits``: float64 of an int64, float32 of an int32."""
+    result = numba.types.float64 if bits.bitwidth == 64 else numba.types.float32
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(result))
+    return result(bits), codegen
+
+
+@numba.njit(**_EXP_JIT)
 def _exp(s):
     """exp(s) for s in [LOG_RESP_FLOOR, 0]."""
     c = _INVERSE_FACTORIALS
-    halvings = math.floor(0.5 - s * _LOG2E)
+    halvings = np.floor(0.5 - s * _LOG2E)
     r = (s + halvings * _LN2_HI) + halvings * _LN2_LO
     p = c[len(c) - 1]
     for power in range(len(c) - 2, -1, -1):  # Horner; unrolled by LLVM
         p = p * r + c[power]
-    return p * _POWERS_OF_HALF[int(halvings)]
+    return p * _bits_as_float((1023 - np.int64(np.int32(halvings))) << 52)
+
+
+@numba.njit(**_EXP_JIT)
+def _exp_single(s):
+    """exp(s) in float32 for float32 s in [LOG_RESP_FLOOR_SINGLE, 0]."""
+    c = _INVERSE_FACTORIALS_SINGLE
+    halvings = np.floor(np.float32(0.5) - s * _LOG2E_SINGLE)
+    r = (s + halvings * _LN2_HI_SINGLE) + halvings * _LN2_LO_SINGLE
+    p = c[len(c) - 1]
+    for power in range(len(c) - 2, -1, -1):
+        p = p * r + c[power]
+    return p * _bits_as_float(np.int32((127 - np.int32(halvings)) << 23))
+
+
+def _floored_exp(shifted):
+    """exp(shifted) above the floor of shifted's type (LOG_RESP_FLOOR, or
+    LOG_RESP_FLOOR_SINGLE for float32), else 0; NaN gives 0."""
+
+
+@overload(_floored_exp, jit_options=_EXP_JIT)
+def _floored_exp_of_type(shifted):
+    if shifted == numba.types.float32:
+        def floored_exp_single(shifted):
+            e = _exp_single(max(shifted, LOG_RESP_FLOOR_SINGLE))
+            return e if shifted > LOG_RESP_FLOOR_SINGLE else np.float32(0.0)
+        return floored_exp_single
+
+    def floored_exp(shifted):
+        e = _exp(max(shifted, LOG_RESP_FLOOR))
+        return e if shifted > LOG_RESP_FLOOR else 0.0
+    return floored_exp
 
 
 @numba.njit(**_JIT)
 def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals, work):
-    """Turn log-probabilities lp (K, block) into weighted responsibilities, in place.
+    """Turn log-probabilities lp (K, block) into weighted responsibilities, in place
+    (`_weighted_responsibilities`)."""
+    _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals,
+                               work, lp)
+
+
+@numba.njit(**_JIT)
+def _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals,
+                               work, out):
+    """Weighted responsibilities ``out`` (K, block) from log-probabilities lp (K, block).
 
     r_nk = exp(lp_nk - max_k lp_nk) / sum_k exp(...) times the row's weight;
     adds log p(x_n) = log sum_k exp(lp_nk) (log-sum-exp), the weight and
     sum_k r_nk log r_nk = sum_k r_nk s_nk - log sum_k exp(s_nk), with
-    s = lp - max, to ``totals`` and r_nk to ``nk``. ``work`` is (3, block).
+    s = lp - max, to ``totals`` and r_nk to ``nk``. The exponentials are
+    taken in lp's precision (float32 for float32 rows; lp is overwritten with
+    them), ``work`` (3, block) of lp's type; ``out`` and the sums are float64.
     """
     n_components = lp.shape[0]
     top, total, spread = work[0], work[1], work[2]
@@ -139,8 +215,7 @@ def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals
             shifted = row[n] - top[n]
             # exp of every value (a branch would stop vectorisation), kept where
             # above the floor and not NaN, else 0; NaN rows keep NaN in top.
-            e = _exp(max(shifted, LOG_RESP_FLOOR))
-            e = e if shifted > LOG_RESP_FLOOR else 0.0
+            e = _floored_exp(shifted)
             row[n] = e
             total[n] += e
             if with_entropy:
@@ -151,21 +226,22 @@ def _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals
     entropy = 0.0
     for n in range(n_rows):
         w = sample_weight[start + n] if weighted else 1.0
-        log_total = math.log(total[n])
+        row_total = np.float64(total[n])
+        log_total = math.log(row_total)
         loglik += w * (log_total + top[n])
         weight += w
         if with_entropy:
-            entropy += w * (spread[n] / total[n] - log_total)
-        total[n] = w / total[n]
+            entropy += w * (spread[n] / row_total - log_total)
+        total[n] = w / row_total
     totals[0] += loglik
     totals[1] += weight
     totals[2] += entropy
     for k in range(n_components):
-        row = lp[k]
+        row, out_row = lp[k], out[k]
         sum_r = 0.0
         for n in range(n_rows):
-            row[n] *= total[n]
-            sum_r += row[n]
+            out_row[n] = np.float64(row[n]) * total[n]
+            sum_r += out_row[n]
         nk[k] += sum_r
 
 
@@ -278,21 +354,22 @@ def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_
     xt = np.empty((n_features, block + _PAD))
     dev = np.empty((n_features, block + _PAD))
     weighted_dev = np.empty((n_features, block + _PAD))
-    lp = np.empty((n_components, block + _PAD))
-    work = np.empty((3, block + _PAD))
+    lp = np.empty((n_components, block + _PAD), dtype=prec_chol.dtype)
+    work = np.empty((3, block + _PAD), dtype=prec_chol.dtype)
+    rt = np.empty((n_components, block + _PAD))
     dev_single = np.zeros((block, n_features), dtype=prec_chol.dtype)
     white = np.empty((block, n_features), dtype=prec_chol.dtype)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
         _centred_columns(X, start, n_rows, centre, xt)
         if resp.shape[0]:
-            _given_responsibilities(resp, n_rows, sample_weight, start, lp, nk, totals)
+            _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
         else:
             _centred_rows(X, start, n_rows, centre, xc)
             _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev_single, white)
-            _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals,
-                              work)
-        _full_moments_block(xt, n_rows, means, lp, first, m2, dev, weighted_dev)
+            _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
+                                       totals, work, rt)
+        _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev)
 
 
 @numba.njit(**_JIT)
@@ -315,21 +392,23 @@ def _full_log_prob(X, centre, means, params, const, out):
 # ---------------------------------------------------------------- diag, spherical
 
 @numba.njit(**_JIT)
-def _diag_log_prob_block(xt, n_rows, means, precisions, const, lp):
+def _diag_log_prob_block(xe, n_rows, means, half_precisions, const, lp):
     """lp[k, n] = const_k - sum_i p_ki (x_ni - mu_ki)^2 / 2, with precisions p = prec_chol^2.
 
-    ``precisions`` is (K, D) for ``diag``, (K, 1) for ``spherical``.
+    ``half_precisions`` (-p / 2) is (K, D) for ``diag``, (K, 1) for
+    ``spherical``; all in the precision of ``xe``, ``means``,
+    ``half_precisions`` and ``lp`` (float32 for float32 rows).
     """
     n_components, n_features = means.shape
-    per_feature = precisions.shape[1] > 1
+    per_feature = half_precisions.shape[1] > 1
     for k in range(n_components):
         row = lp[k]
         for n in range(n_rows):
             row[n] = 0.0
         for i in range(n_features):
             mean = means[k, i]
-            half = -0.5 * precisions[k, i if per_feature else 0]
-            x = xt[i]
+            half = half_precisions[k, i if per_feature else 0]
+            x = xe[i]
             for n in range(n_rows):
                 d = x[n] - mean
                 row[n] += half * d * d
@@ -446,32 +525,39 @@ def _product_statistics(X, sample_weight, centre, means, products, const, with_e
 def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
     """``statistics`` of ``diag`` and ``spherical`` (module docstring)."""
-    precisions, products = params
+    half_precisions, single_means, products = params
     if products.shape[0] and not resp.shape[0]:
         _product_statistics(X, sample_weight, centre, means, products, const, with_entropy,
                             nk, first, m2, totals)
         return
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
+    single = X.itemsize < 8
     xt = np.empty((n_features, block + _PAD))
-    lp = np.empty((n_components, block + _PAD))
-    work = np.empty((3, block + _PAD))
+    xe = np.empty((n_features, block + _PAD if single else 0), dtype=X.dtype)
+    lp = np.empty((n_components, block + _PAD), dtype=half_precisions.dtype)
+    work = np.empty((3, block + _PAD), dtype=half_precisions.dtype)
+    rt = np.empty((n_components, block + _PAD))
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
         _centred_columns(X, start, n_rows, centre, xt)
         if resp.shape[0]:
-            _given_responsibilities(resp, n_rows, sample_weight, start, lp, nk, totals)
+            _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
         else:
-            _diag_log_prob_block(xt, n_rows, means, precisions, const, lp)
-            _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals,
-                              work)
-        _diag_moments_block(xt, n_rows, means, lp, first, m2)
+            if single:
+                _single_columns(xt, n_rows, xe)
+                _diag_log_prob_block(xe, n_rows, single_means, half_precisions, const, lp)
+            else:
+                _diag_log_prob_block(xt, n_rows, means, half_precisions, const, lp)
+            _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
+                                       totals, work, rt)
+        _diag_moments_block(xt, n_rows, means, rt, first, m2)
 
 
 @numba.njit(**_JIT)
 def _diag_log_prob(X, centre, means, params, const, out):
     """``log_prob`` of ``diag`` and ``spherical`` (module docstring)."""
-    precisions, products = params
+    half_precisions, single_means, products = params
     n_components, n_features = means.shape
     if products.shape[0]:
         block = _block_rows(n_components, products.shape[1])
@@ -483,28 +569,30 @@ def _diag_log_prob(X, centre, means, params, const, out):
             _copy_out(lp, n_rows, start, out)
         return
     block = _block_rows(n_components, n_features)
-    xt = np.empty((n_features, block + _PAD))
-    lp = np.empty((n_components, block + _PAD))
+    xe = np.empty((n_features, block + _PAD), dtype=half_precisions.dtype)
+    lp = np.empty((n_components, block + _PAD), dtype=half_precisions.dtype)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _centred_columns(X, start, n_rows, centre, xt)
-        _diag_log_prob_block(xt, n_rows, means, precisions, const, lp)
+        _centred_columns(X, start, n_rows, centre, xe)
+        _diag_log_prob_block(xe, n_rows, single_means, half_precisions, const, lp)
         _copy_out(lp, n_rows, start, out)
 
 
 # ---------------------------------------------------------------- tied
 
 @numba.njit(**_JIT)
-def _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, yt):
-    """lp[k, n] = const_k - |y_n - m_k|^2 / 2, y_n = x_n L, m_k = mu_k L (L upper-triangular)."""
+def _tied_log_prob_block(xe, n_rows, prec_chol, means_white, const, lp, ye):
+    """lp[k, n] = const_k - |y_n - m_k|^2 / 2, y_n = x_n L, m_k = mu_k L (L upper-triangular),
+    in the precision of ``xe``, ``prec_chol``, ``means_white``, ``ye`` (D, block) and
+    ``lp`` (float32 for float32 rows)."""
     n_components, n_features = means_white.shape
     for j in range(n_features):
-        y = yt[j]
+        y = ye[j]
         for n in range(n_rows):
             y[n] = 0.0
         for i in range(j + 1):
             coefficient = prec_chol[i, j]
-            x = xt[i]
+            x = xe[i]
             for n in range(n_rows):
                 y[n] += coefficient * x[n]
     for k in range(n_components):
@@ -513,7 +601,7 @@ def _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, yt):
             row[n] = 0.0
         for j in range(n_features):
             mean = means_white[k, j]
-            y = yt[j]
+            y = ye[j]
             for n in range(n_rows):
                 d = y[n] - mean
                 row[n] += d * d
@@ -567,24 +655,32 @@ def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_
     prec_chol, means_white = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
+    single = X.itemsize < 8
     xt = np.empty((n_features, block + _PAD))
+    xe = np.empty((n_features, block + _PAD if single else 0), dtype=X.dtype)
+    ye = np.empty((n_features, block + _PAD), dtype=prec_chol.dtype)
+    lp = np.empty((n_components, block + _PAD), dtype=prec_chol.dtype)
+    work = np.empty((3, block + _PAD), dtype=prec_chol.dtype)
     yt = np.empty((n_features, block + _PAD))
     vt = np.empty((n_features, block + _PAD))
     ut = np.empty((n_features, block + _PAD))
-    lp = np.empty((n_components, block + _PAD))
-    work = np.empty((3, block + _PAD))
+    rt = np.empty((n_components, block + _PAD))
     own = np.empty(block, dtype=np.intp)
     row_weight = np.empty(block)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
         _centred_columns(X, start, n_rows, centre, xt)
         if resp.shape[0]:
-            _given_responsibilities(resp, n_rows, sample_weight, start, lp, nk, totals)
+            _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
         else:
-            _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, yt)
-            _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals,
-                              work)
-        _tied_moments_block(xt, n_rows, means, lp, first, m2, between, yt, vt, ut, own,
+            if single:
+                _single_columns(xt, n_rows, xe)
+                _tied_log_prob_block(xe, n_rows, prec_chol, means_white, const, lp, ye)
+            else:
+                _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, ye)
+            _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
+                                       totals, work, rt)
+        _tied_moments_block(xt, n_rows, means, rt, first, m2, between, yt, vt, ut, own,
                             row_weight)
 
 
@@ -594,13 +690,13 @@ def _tied_log_prob(X, centre, means, params, const, out):
     prec_chol, means_white = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
-    xt = np.empty((n_features, block + _PAD))
-    yt = np.empty((n_features, block + _PAD))
-    lp = np.empty((n_components, block + _PAD))
+    xe = np.empty((n_features, block + _PAD), dtype=prec_chol.dtype)
+    ye = np.empty((n_features, block + _PAD), dtype=prec_chol.dtype)
+    lp = np.empty((n_components, block + _PAD), dtype=prec_chol.dtype)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _centred_columns(X, start, n_rows, centre, xt)
-        _tied_log_prob_block(xt, n_rows, prec_chol, means_white, const, lp, yt)
+        _centred_columns(X, start, n_rows, centre, xe)
+        _tied_log_prob_block(xe, n_rows, prec_chol, means_white, const, lp, ye)
         _copy_out(lp, n_rows, start, out)
 
 
@@ -652,25 +748,30 @@ def _full_parameters(means, prec_chol, dtype):
 
 
 def _tied_parameters(means, prec_chol, dtype):
-    """(L, mu_k L): rows are whitened once, then compared with the whitened means."""
-    prec_chol = np.ascontiguousarray(prec_chol, dtype=np.float64)
-    return prec_chol, np.ascontiguousarray(means @ prec_chol)
+    """(L, mu_k L) in the rows' precision: rows are whitened once, then compared with the
+    whitened means."""
+    prec_chol = np.asarray(prec_chol, dtype=np.float64)
+    return (np.ascontiguousarray(prec_chol, dtype=dtype),
+            np.ascontiguousarray(means @ prec_chol, dtype=dtype))
 
 
 def _diag_parameters(means, prec_chol, dtype):
-    """(P, products): the precisions prec_chol^2, (K, D) for ``diag``, (K, 1) for
-    ``spherical``, and [p mu, -p / 2, -|mu|_p^2 / 2] of `_product_log_prob_block`,
-    or (0, 0) where the exact sweep must run: small K (D + S + 1), or means so far
-    from the centre, in standard deviations, that expanding the squares about it
-    could lose digits."""
+    """(-P / 2, means, products) for the E-step in the rows' precision: the precisions
+    P = prec_chol^2, (K, D) for ``diag``, (K, 1) for ``spherical``, and the means,
+    both rounded to ``dtype``; [p mu, -p / 2, -|mu|_p^2 / 2] of
+    `_product_log_prob_block`, or (0, 0) where the exact sweep must run: small
+    K (D + S + 1), or means so far from the centre, in standard deviations, that
+    expanding the squares about it could lose digits."""
     precisions = np.square(prec_chol, dtype=np.float64).reshape(len(prec_chol), -1)
     n_components, n_features = means.shape
+    sweep = (np.ascontiguousarray(-0.5 * precisions, dtype=dtype),
+             np.ascontiguousarray(means, dtype=dtype))
     distances = np.sum(precisions * np.square(means), axis=1)  # |mu_k - c|_p^2
     if (n_components * (n_features + precisions.shape[1] + 1) < _PRODUCTS_MIN_SIZE
             or np.finfo(np.float64).eps * distances.max(initial=0.0) > _PRODUCTS_MAX_ERROR):
-        return precisions, np.empty((0, 0))
-    return precisions, np.hstack([precisions * means, -0.5 * precisions,
-                                  -0.5 * distances[:, None]])
+        return *sweep, np.empty((0, 0))
+    return *sweep, np.hstack([precisions * means, -0.5 * precisions,
+                              -0.5 * distances[:, None]])
 
 
 def _mirrored(first, m2, between, means):
