@@ -121,9 +121,9 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     Parameters
     ----------
     X : ndarray of shape (n_rows, n_features)
-        float32 rows are whitened in float32 by ``full``, its costliest
-        product, from deviations from the means taken in float64;
-        everything else runs in float64 (see `_fused`).
+        float32 rows get a float32 E-step (whitening, log-densities,
+        responsibilities) from rows centred in float64, and float64
+        moments (see `_fused`).
     sample_weight : ndarray of shape (n_rows,) or None
         Finite and non-negative (checked by the caller).
     weights, means, prec_chol : current mixture parameters
