@@ -192,6 +192,31 @@ def test_float32_rows_equal_the_float64_rows(covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("separation", [4.0, 1e3])
+def test_float32_rows_far_from_the_origin_equal_the_naive_formulas(covariance_type, separation):
+    """float32 rows at an offset of 1e4 (a float32 spacing of 1e-3 there), weighted, with
+    overlapping or far-apart components: the statistics, log-likelihood and entropy of
+    their float32 E-step equal the naive float64 formulas on the same (rounded) rows to
+    float32's precision, and no variance is zero or negative."""
+    rng = np.random.default_rng(9)
+    weights, means, prec_chol = _random_parameters(rng, 4, 5, covariance_type,
+                                                   separation=separation)
+    means = _on_grid(means)
+    X = _sample(rng, 3000, weights, means, prec_chol, covariance_type)
+    X32 = (X + 1e4).astype(np.float32)
+    X = X32.astype(np.float64) - 1e4  # exact: the rows as float32 holds them
+    sample_weight = rng.uniform(0, 3, len(X))
+    reference = _naive_em(X, sample_weight, weights, means, prec_chol, covariance_type)
+    stats = _kernels.em_statistics(X32, sample_weight, weights, means + 1e4, prec_chol,
+                                   covariance_type, with_entropy=True)
+    _assert_stats(stats, reference, 1e4, _kernels.reference_means(weights, means + 1e4),
+                  rtol=SINGLE_RTOL)
+    variances = (np.diagonal(stats.m2, axis1=-2, axis2=-1)
+                 if covariance_type in ("full", "tied") else stats.m2)
+    assert (variances > 0).all()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_estimate_weighted_log_prob_equals_scipy(covariance_type, dtype):
     rng = np.random.default_rng(4)
