@@ -45,9 +45,11 @@ in float64 as for float64 rows; their E-step runs in float32, on twice as
 many values per instruction: the centred rows (or ``full``'s deviations
 from each mean) rounded once to float32, whitened and compared with the
 means in float32, and their responsibilities taken by a float32 exp (floor
-``LOG_RESP_FLOOR_SINGLE``), then scaled into float64. Their statistics so
-hold to float32's precision (about 1e-6 relative where components overlap),
-as scikit-learn's float32 fits, without its raw float32 moments.
+``LOG_RESP_FLOOR_SINGLE``; `_kernels.em_statistics` sweeps a chunk again
+in float64 where that leaves a component with no weight), then scaled into
+float64. Their statistics so hold to float32's precision (about 1e-6
+relative where components overlap), as scikit-learn's float32 fits, without
+its raw float32 moments.
 
 Each function is compiled for C-contiguous float64 and float32 rows (two
 specialisations) and cached on disk (``cache=True``, next to this module, or

@@ -123,7 +123,8 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     X : ndarray of shape (n_rows, n_features)
         float32 rows get a float32 E-step (whitening, log-densities,
         responsibilities) from rows centred in float64, and float64
-        moments (see `_fused`).
+        moments (see `_fused`); where that leaves a component without
+        weight, the float64 E-step (whose exp floor is lower).
     sample_weight : ndarray of shape (n_rows,) or None
         Finite and non-negative (checked by the caller).
     weights, means, prec_chol : current mixture parameters
@@ -153,6 +154,11 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
                                    parameters, constants, with_entropy)
     if not np.isfinite(totals[0]):
         check_finite(X)
+    if X.dtype == np.float32 and X.shape[0] and not nk.all():
+        # float32's exp floor (exp(-87) of a row's weight, float64's exp(-500)) may have
+        # emptied a component that float64 keeps: the rows again, in float64.
+        return em_statistics(X.astype(np.float64), sample_weight, weights, means, prec_chol,
+                             covariance_type, log_weights, with_entropy)
     # Relative to centre + means_c: the means are their offsets.
     return _sums_to_stats(nk, first, m2, totals, covariance_type, np.zeros_like(means_c))
 
