@@ -197,8 +197,8 @@ def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared
         assert rows.max() > _pattern_kernels.TILE_ROWS
         assert (rows < _pattern_kernels.TILE_MIN_ROWS).sum() > 5
     got = _pattern_kernels.pattern_statistics(
-        x[order], sample_weight[order], observed, starts, means, np.triu(prec_chols),
-        precisions, log_weights)
+        x, order, observed, starts, sample_weight, np.zeros(n_features), means,
+        np.triu(prec_chols), log_weights, True)
     want = _naive_pattern_statistics(x, sample_weight, means,
                                      np.broadcast_to(covariances, (3,) + covariances.shape[1:]),
                                      log_weights)
