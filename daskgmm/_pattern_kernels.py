@@ -74,13 +74,6 @@ TILE_MIN_ROWS = 48
 # would not fit (at D 16, K 8, 20 % missing at random, |m| about 3: 72 each).
 SLOT_CONDS = 2**14
 
-# The kernels of ``full`` and ``tied`` run the F precisions (K, or 1) side by
-# side in arrays with them innermost (lanes), padded to a multiple of this, in
-# loops of this many iterations, which LLVM unrolls and vectorises (one AVX2
-# register of float64): loops over a run-time count as small as K = 8 ran
-# scalar (measured: ...).
-LANES = 4
-
 # LLVM may reorder sums and fuse multiply-adds (vectorised loops), but keeps
 # IEEE NaN and infinity semantics.
 _FASTMATH = {"reassoc", "contract", "arcp"}
@@ -89,9 +82,9 @@ _FASTMATH = {"reassoc", "contract", "arcp"}
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _cholesky_lanes(a, n, inverse_diagonal, half_log_det):
     """Lower Cholesky factors of ``a[:n, :n, f]`` for every lane f (lower triangles
-    read), in place: ``a`` (D, D, F) with the F factors innermost, so that every
-    step runs over the lanes at once (vectorised). ``inverse_diagonal[j, f]`` gets
-    1 / L[j, j, f] and ``half_log_det[f]`` sum_j log L[j, j, f]."""
+    read), in place: ``a`` (D, D, F) with the F factors innermost (lanes), each
+    step a loop over the lanes. ``inverse_diagonal[j, f]`` gets 1 / L[j, j, f]
+    and ``half_log_det[f]`` sum_j log L[j, j, f]."""
     lanes = a.shape[2]
     for f in range(lanes):
         half_log_det[f] = 0.0
@@ -99,37 +92,33 @@ def _cholesky_lanes(a, n, inverse_diagonal, half_log_det):
         diagonal = a[j, j]
         for t in range(j):
             left = a[j, t]
-            for f0 in range(0, lanes, LANES):
-                for g in range(LANES):
-                    diagonal[f0 + g] -= left[f0 + g] * left[f0 + g]
+            for f in range(lanes):
+                diagonal[f] -= left[f] * left[f]
         for f in range(lanes):
             if diagonal[f] <= 0.0:
                 raise ValueError("a precision matrix is not positive definite")
         inverse = inverse_diagonal[j]
-        for f0 in range(0, lanes, LANES):
-            for g in range(LANES):
-                root = np.sqrt(diagonal[f0 + g])
-                diagonal[f0 + g] = root
-                inverse[f0 + g] = 1.0 / root
+        for f in range(lanes):
+            root = np.sqrt(diagonal[f])
+            diagonal[f] = root
+            inverse[f] = 1.0 / root
         for f in range(lanes):
             half_log_det[f] += np.log(diagonal[f])
         for i in range(j + 1, n):
             below = a[i, j]
             for t in range(j):
                 left, right = a[i, t], a[j, t]
-                for f0 in range(0, lanes, LANES):
-                    for g in range(LANES):
-                        below[f0 + g] -= left[f0 + g] * right[f0 + g]
-            for f0 in range(0, lanes, LANES):
-                for g in range(LANES):
-                    below[f0 + g] *= inverse[f0 + g]
+                for f in range(lanes):
+                    below[f] -= left[f] * right[f]
+            for f in range(lanes):
+                below[f] *= inverse[f]
 
 
 class _Factors(NamedTuple):
     """One pattern's factorisation for each of the F precisions, lanes (factors)
-    innermost: C (|m|, |m|, F') in ``conds``, log |Lambda_mm| / 2 (F',) in
+    innermost: C (|m|, |m|, F) in ``conds``, log |Lambda_mm| / 2 (F,) in
     ``half_log_dets`` and, for patterns of many rows (`_regression`), Bt (|o|,
-    |m|, F') in ``bts``; the rest is scratch."""
+    |m|, F) in ``bts``; the rest is scratch."""
 
     chol: np.ndarray
     inverse_chol: np.ndarray
@@ -141,7 +130,7 @@ class _Factors(NamedTuple):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _factor_buffers(n_factors, n_features):
-    lanes = _padded(n_factors)
+    lanes = n_factors
     square = (n_features, n_features, lanes)
     return _Factors(np.zeros(square), np.zeros(square), np.zeros((n_features, lanes)),
                     np.zeros(square), np.zeros(square), np.zeros(lanes))
@@ -149,7 +138,7 @@ def _factor_buffers(n_factors, n_features):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _factorise(precisions, mis, factors):
-    """For one pattern and every precision (``precisions`` (D, D, F'), lanes
+    """For one pattern and every precision (``precisions`` (D, D, F), lanes
     innermost): C = Lambda_mm^-1, exactly symmetric, and log |Lambda_mm| / 2,
     into ``factors``: C = L^-T L^-1 from the Cholesky factor L of Lambda_mm
     and its inverse (by forward substitution), O(|m|^3) per precision, every
@@ -169,22 +158,19 @@ def _factorise(precisions, mis, factors):
             target[:] = 0.0
             for t in range(b, a):
                 left, right = chol[a, t], inverse_chol[t, b]
-                for f0 in range(0, lanes, LANES):
-                    for g in range(LANES):
-                        target[f0 + g] -= left[f0 + g] * right[f0 + g]
+                for f in range(lanes):
+                    target[f] -= left[f] * right[f]
             scale = inverse_diagonal[a]
-            for f0 in range(0, lanes, LANES):
-                for g in range(LANES):
-                    target[f0 + g] *= scale[f0 + g]
+            for f in range(lanes):
+                target[f] *= scale[f]
     for a in range(n_mis):  # C[a, b] = sum_t (L^-1)[t, a] (L^-1)[t, b], t >= a >= b
         for b in range(a + 1):
             target = conds[a, b]
             target[:] = 0.0
             for t in range(a, n_mis):
                 left, right = inverse_chol[t, a], inverse_chol[t, b]
-                for f0 in range(0, lanes, LANES):
-                    for g in range(LANES):
-                        target[f0 + g] += left[f0 + g] * right[f0 + g]
+                for f in range(lanes):
+                    target[f] += left[f] * right[f]
             conds[b, a] = target
 
 
@@ -203,19 +189,10 @@ def _regression(precisions, obs, mis, factors):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _padded(count):
-    """``count`` rounded up to a multiple of `LANES`."""
-    return -(-count // LANES) * LANES
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _precision_lanes(prec_chols):
-    """Lambda = U U^T of every factor U (F, D, D), as (D, D, F'): lanes
-    innermost, F' = `_padded` (F), the lanes past F the identity."""
+    """Lambda = U U^T of every factor U (F, D, D), as (D, D, F): lanes innermost."""
     n_factors, n_features = prec_chols.shape[0], prec_chols.shape[1]
-    out = np.zeros((n_features, n_features, _padded(n_factors)))
-    for i in range(n_features):
-        out[i, i, n_factors:] = 1.0
+    out = np.zeros((n_features, n_features, n_factors))
     for f in range(n_factors):
         for i in range(n_features):
             for j in range(n_features):
@@ -248,7 +225,7 @@ class _Tile(NamedTuple):
     (F,), missing features (their number, then the features) and conditional
     covariances C (F |m|^2, in ``conds`` from ``cond_start[s]``, lanes
     innermost). ``work`` (3, tile), ``weighted`` (D, tile), ``lanes`` and
-    ``products`` (D, K') are scratch.
+    ``products`` (D, K) are scratch.
     """
 
     rows: np.ndarray
@@ -272,8 +249,8 @@ class _Tile(NamedTuple):
 def _tile_buffers(n_factors, n_components, n_features):
     columns = TILE_ROWS + _fused._PAD  # no power-of-two stride between rows (cache sets)
     return _Tile(np.zeros(TILE_ROWS, dtype=np.int64), np.zeros(TILE_ROWS),
-                 np.zeros((n_features, _padded(n_components))),
-                 np.zeros((n_features, _padded(n_components))),
+                 np.zeros((n_features, n_components)),
+                 np.zeros((n_features, n_components)),
                  np.zeros((n_components, n_features, columns)),
                  np.zeros((n_components, columns)), np.zeros((3, columns)),
                  np.zeros((n_features, columns)), np.zeros(TILE_ROWS + 1, dtype=np.int64),
@@ -318,8 +295,8 @@ def _fill(x, order, row, count, offset, sample_weight, centre, obs, mis, mean_la
     is empty) and, for each component k, their deviations completed by the
     conditional means, d (``devs[k]``): d_o = x_o - mu_o, centred in float64,
     and d_m = -C (Lambda_mo d_o). Row by row, the components as lanes
-    (``mean_lanes`` (D, K') the means relative to ``centre``, ``precisions``
-    (D, D, F') and the pattern's ``conds`` (|m|, |m|, F') lanes innermost)."""
+    (``mean_lanes`` (D, K) the means relative to ``centre``, ``precisions``
+    (D, D, F) and the pattern's ``conds`` (|m|, |m|, F) lanes innermost)."""
     shared = tile.entropy.shape[1] == 1
     lanes = mean_lanes.shape[1]
     devs, dev_lanes, products = tile.devs, tile.lanes, tile.products
@@ -330,37 +307,30 @@ def _fill(x, order, row, count, offset, sample_weight, centre, obs, mis, mean_la
         tile.weight[column] = sample_weight[source] if sample_weight.size else 1.0
         for i in obs:
             value = np.float64(x[source, i]) - centre[i]
-            for f0 in range(0, lanes, LANES):
-                for g in range(LANES):
-                    dev_lanes[i, f0 + g] = value - mean_lanes[i, f0 + g]
+            for f in range(lanes):
+                dev_lanes[i, f] = value - mean_lanes[i, f]
         for a in range(mis.size):  # Lambda_mo d_o
             missing = mis[a]
             products[a] = 0.0
             for i in obs:
                 if shared:
                     coef = precisions[missing, i, 0]
-                    for f0 in range(0, lanes, LANES):
-                        for g in range(LANES):
-                            products[a, f0 + g] += coef * dev_lanes[i, f0 + g]
+                    for f in range(lanes):
+                        products[a, f] += coef * dev_lanes[i, f]
                 else:
-                    for f0 in range(0, lanes, LANES):
-                        for g in range(LANES):
-                            products[a, f0 + g] += (precisions[missing, i, f0 + g]
-                                                    * dev_lanes[i, f0 + g])
+                    for f in range(lanes):
+                        products[a, f] += precisions[missing, i, f] * dev_lanes[i, f]
         for a in range(mis.size):  # d_m = -C (Lambda_mo d_o)
             missing = mis[a]
             dev_lanes[missing] = 0.0
             for b in range(mis.size):
                 if shared:
                     coef = conds[a, b, 0]
-                    for f0 in range(0, lanes, LANES):
-                        for g in range(LANES):
-                            dev_lanes[missing, f0 + g] -= coef * products[b, f0 + g]
+                    for f in range(lanes):
+                        dev_lanes[missing, f] -= coef * products[b, f]
                 else:
-                    for f0 in range(0, lanes, LANES):
-                        for g in range(LANES):
-                            dev_lanes[missing, f0 + g] -= (conds[a, b, f0 + g]
-                                                           * products[b, f0 + g])
+                    for f in range(lanes):
+                        dev_lanes[missing, f] -= conds[a, b, f] * products[b, f]
         for d in range(dev_lanes.shape[0]):
             for k in range(devs.shape[0]):
                 devs[k, d, column] = dev_lanes[d, k]
@@ -492,7 +462,6 @@ def _impute_tile(tile, n_rows, n_slots, n_factors, means, draws, scratch, out):
                     for f in range(n_factors):
                         chol[a, b, f] = tile.conds[at]
                         at += 1
-                    chol[a, b, n_factors:] = 1.0 if a == b else 0.0
             _cholesky_lanes(chol, n_mis, scratch.inverse_diagonal, scratch.half_log_dets)
         for n in range(tile.slot_start[s], tile.slot_start[s + 1]):
             row = tile.rows[n]
@@ -571,8 +540,7 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
     n_features = x.shape[1]
     n_factors = prec_chols.shape[0]
     precisions = _precision_lanes(prec_chols)
-    mean_lanes = np.zeros((n_features, _padded(means.shape[0])))
-    mean_lanes[:, :means.shape[0]] = means.T
+    mean_lanes = np.ascontiguousarray(means.T)
     log_det_u = _log_det_u(prec_chols)
     factors = _factor_buffers(n_factors, n_features)
     tile = _tile_buffers(n_factors, means.shape[0], n_features)
@@ -585,7 +553,9 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
             continue
         _factorise(precisions, mis, factors)
         row, stop = starts[p], starts[p + 1]
-        many = stop - row >= TILE_MIN_ROWS
+        # (`_LOG_PROB` and `_IMPUTE` fill row by row: a row's values do not depend
+        # on how many rows share its pattern, so they are the same in every chunking)
+        many = task == _STATISTICS and stop - row >= TILE_MIN_ROWS
         if many:
             _regression(precisions, obs, mis, factors)
         own = many
