@@ -56,14 +56,18 @@ Cost, for a block of n rows with NaN, K components, D features:
 (``_pattern_kernels.diag_statistics``, whose loops vectorise over rows as the
 complete rows' sweep does); a block holding NaN goes through it whole,
 complete rows too (`ObservedEntries.statistics`). ``full`` and ``tied`` group the
-rows by missingness pattern (a hash table, O(n D)); per pattern and precision
-(K, or 1 for ``tied``) the Schur complement (3) and the regression of (2)
-come from a Cholesky factorisation of the precision's missing block
-Lambda_mm, O(|m|^3 + |o| |m|^2), then each row costs O(K D^2) as a complete
-row does, in tiles of rows whose loops vectorise (``_pattern_kernels``,
-numba): O(P K (|m|^3 + |o| |m|^2) + n K D^2) for P patterns. The number of
-patterns (up to min(n, 2^D) at random) matters only through the per-pattern
-term, small while rows miss few entries.
+rows by missingness pattern (a hash table, O(n D)) and read them in place;
+per pattern the Schur complement (3) comes from a Cholesky factorisation of
+each precision's missing block Lambda_mm (K of them, or 1 for ``tied``),
+O(K |m|^3); each row's conditional mean (2) is -C (Lambda_mo d_o),
+O(K (|o| |m| + |m|^2)), and its log-density and moments cost O(K D^2) as a
+complete row's do, in tiles of rows whose loops vectorise
+(``_pattern_kernels``, numba): O(P K |m|^3 + n K (|o| |m| + D^2)) for P
+patterns. The number of patterns (up to min(n, 2^D) at random) matters only
+through the per-pattern term, small while rows miss few entries (at D 16,
+K 8, 20 % missing at random: about 14,000 patterns in 125,000 rows, whose
+factorisations take half the time of the complete rows' sweep of as many
+rows; the whole block about 3.3x).
 """
 
 import functools

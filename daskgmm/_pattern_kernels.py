@@ -2,10 +2,10 @@
 
 Imported lazily by ``_missing`` (numba's compilation costs seconds, once per
 machine thanks to ``cache=True``). The kernels of ``full`` and ``tied`` take
-the rows of a block sorted by pattern (`group_rows`): ``observed`` (P, D)
-holds each pattern's observed features, the rows of pattern p are
-``starts[p]:starts[p + 1]``. Rows and means are centred on one point near
-the data (see ``_missing``).
+the rows of a block in place, uncentred (float32 or float64), with their
+grouping by pattern (`group_rows`): rows ``order[starts[p]:starts[p + 1]]``
+are those of pattern p, ``observed[p]`` (D,) its observed features. Each
+row is centred in float64 on a point near the data (see ``_missing``).
 
 The kernels work from each component's precision Lambda = U U^T (``U`` its
 upper-triangular Cholesky factor, scikit-learn's ``precisions_cholesky_``;
@@ -19,7 +19,7 @@ eq. 11-12) in terms of Lambda is
 
 and the marginal of the observed entries needs no factorisation of
 Sigma_oo: with d the row's deviation from mu completed by the conditional
-mean (d_m = Bt^T d_o),
+mean (d_m = Bt^T d_o = -C (Lambda_mo d_o)),
 
     d_o^T Sigma_oo^-1 d_o = d^T Lambda d = |U^T d|^2,
     log |Sigma_oo| = log |Lambda_mm| - log |Lambda|.
@@ -28,15 +28,23 @@ The statistics' ``entropy`` (the variational bound's, see ``_missing`` (4))
 is sum r log r less sum r H_k, H_k = (|m| log(2 pi e) - log |Lambda_k,mm|) / 2
 the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
 
-`_factorise` does, once per pattern and factor, a Cholesky factorisation of
-Lambda_mm, C from its inverse factor and Bt = -Lambda_om C: O(|m|^3 + |o| |m|^2). Each row
-costs O(K D^2) (its completed deviations, |U^T d|^2 and the second moments),
-as a complete row does, in tiles of `TILE_ROWS` rows, rows as columns, so
-that the loops over rows vectorise: the rows of a pattern with many rows in
-tiles of their own, those of the others sharing tiles (`pattern_statistics`).
-A block of n rows in P patterns costs O(P F (|m|^3 + |o| |m|^2) + n K D^2):
-cheap for few missing entries per row (|m| small), whatever the number of
-patterns. ``diag`` and ``spherical`` need no patterns (`diag_statistics`).
+Cost. `_factorise` does, once per pattern, a Cholesky factorisation of
+Lambda_mm and C from its inverse factor, O(|m|^3) per precision, the F
+precisions side by side (lanes). Each row is then completed, d_m =
+-C (Lambda_mo d_o), O(K (|o| |m| + |m|^2)), row by row with the components
+as lanes (`_fill`); a pattern of at least `TILE_MIN_ROWS` rows in a
+statistics pass instead forms Bt once, O(F |o| |m|^2), and completes its
+rows in loops over them (`_fill_columns`). Its log-densities and moments,
+O(K D^2) per row as for a complete row, run in tiles of `TILE_ROWS` rows of
+any patterns, rows as columns, so that the loops over rows vectorise
+(`_sweep`). A block of n rows in P patterns costs O(P F |m|^3 +
+n K (|o| |m| + D^2)): the per-pattern term is small while rows miss few
+entries, whatever the number of patterns. Measured at D 16, K 8 (CPU time
+of a block of 125,000 rows, bench_missing's rows, loaded machine): 20 %
+missing at random (about 14,000 patterns) 3.3-3.4x the complete rows'
+sweep of as many rows, of which factorisations 0.5x and completions 1.6x;
+5 % 1.1x; two patterns 0.7x. ``diag`` and ``spherical`` need no patterns
+(`diag_statistics`).
 """
 
 from typing import NamedTuple
@@ -61,15 +69,19 @@ LOG_RESP_FLOOR = -500.0
 # per row with NaN, against row by row): 1.2 against 2.3 us with two patterns
 # (blocks of columns), 1.6 against 3.0 us with 5 % missing at random.
 TILE_ROWS = 128
-# Patterns with at least this many rows take tiles of their own; the rows of
-# the others share tiles. Measured (CPU time of `pattern_statistics`, full,
+# Patterns with at least this many rows take tiles of their own and, in a
+# statistics pass, are completed through Bt in loops over their rows
+# (`_fill_columns`); the rows of the others share tiles and are completed row
+# by row (`_fill`; bench_missing's blocks of columns, two patterns, took 1.6x
+# as long completed row by row). Measured before the row-by-row completion
+# (CPU time of `pattern_statistics`, full,
 # D 16, K 8, 125,000 rows, best of 9 on a loaded machine), against shared
 # tiles throughout and against row by row under 16 rows: two patterns
 # 32 / 42 / 31 ms, 20 % missing at random 254 / 280 / 267 ms, 5 % 56 / 71 /
 # 97 ms (16: 34 / 55 / 33, 305 / 257 / 318, 66 / 86 / 82; 128 was slower).
 TILE_MIN_ROWS = 48
 # Room for the conditional covariances of a tile's patterns in
-# `pattern_statistics`, in float64 (F |m|^2 per pattern; at least one
+# `_sweep`, in float64 (F |m|^2 per pattern; at least one
 # pattern's): a tile is full at `TILE_ROWS` rows or when the next pattern's
 # would not fit (at D 16, K 8, 20 % missing at random, |m| about 3: 72 each).
 SLOT_CONDS = 2**14
@@ -218,9 +230,8 @@ class _Tile(NamedTuple):
     patterns (slots) they come from.
 
     Per row: ``rows`` its index in ``x``, ``weight``, ``devs`` (K, D, tile) its
-    deviations from each component's
-    mean completed by the conditional means, ``lp`` (K, tile) its
-    log-densities (then responsibilities). Per slot s (its rows
+    deviations from each component's mean completed by the conditional means,
+    ``lp`` (K, tile) its log-densities (then responsibilities). Per slot s (its rows
     ``slot_start[s]:slot_start[s + 1]``): its log constants (K,), entropies H
     (F,), missing features (their number, then the features) and conditional
     covariances C (F |m|^2, in ``conds`` from ``cond_start[s]``, lanes
@@ -533,8 +544,9 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
     observed entry take no part), `_LOG_PROB` writes the log-densities of row
     ``r`` into ``out[r]`` (K,), `_IMPUTE` its missing entries into ``out[r]``.
 
-    A pattern with at least `TILE_MIN_ROWS` rows starts a tile; the others'
-    rows fill tiles in turn. A tile is full at `TILE_ROWS` rows or when the
+    A pattern with at least `TILE_MIN_ROWS` rows starts a tile (and, for
+    `_STATISTICS`, is completed by `_fill_columns`); the others' rows fill
+    tiles in turn (`_fill`). A tile is full at `TILE_ROWS` rows or when the
     next pattern's conditional covariances would not fit in ``conds``.
     """
     n_features = x.shape[1]
