@@ -56,14 +56,18 @@ Cost, for a block of n rows with NaN, K components, D features:
 (``_pattern_kernels.diag_statistics``, whose loops vectorise over rows as the
 complete rows' sweep does); a block holding NaN goes through it whole,
 complete rows too (`ObservedEntries.statistics`). ``full`` and ``tied`` group the
-rows by missingness pattern (a hash table, O(n D)); per pattern and precision
-(K, or 1 for ``tied``) the Schur complement (3) and the regression of (2)
-come from a Cholesky factorisation of the precision's missing block
-Lambda_mm, O(|m|^3 + |o| |m|^2), then each row costs O(K D^2) as a complete
-row does, in tiles of rows whose loops vectorise (``_pattern_kernels``,
-numba): O(P K (|m|^3 + |o| |m|^2) + n K D^2) for P patterns. The number of
-patterns (up to min(n, 2^D) at random) matters only through the per-pattern
-term, small while rows miss few entries.
+rows by missingness pattern (a hash table, O(n D)) and read them in place;
+per pattern the Schur complement (3) comes from a Cholesky factorisation of
+each precision's missing block Lambda_mm (K of them, or 1 for ``tied``),
+O(K |m|^3); each row's conditional mean (2) is -C (Lambda_mo d_o),
+O(K (|o| |m| + |m|^2)), and its log-density and moments cost O(K D^2) as a
+complete row's do, in tiles of rows whose loops vectorise
+(``_pattern_kernels``, numba): O(P K |m|^3 + n K (|o| |m| + D^2)) for P
+patterns. The number of patterns (up to min(n, 2^D) at random) matters only
+through the per-pattern term, small while rows miss few entries (at D 16,
+K 8, 20 % missing at random: about 14,000 patterns in 125,000 rows, whose
+factorisations take half the time of the complete rows' sweep of as many
+rows; the whole block about 3.3x).
 """
 
 import functools
@@ -120,13 +124,18 @@ def _centre(weights, means):
     return weights @ means / weights.sum()
 
 
-def _dense_factors(roots):
-    """Upper Cholesky factors U (F, D, D) of the precisions and the precisions U U^T,
-    from `CovarianceType.precision_roots` (per-feature roots: diagonal U)."""
+def _upper_factors(roots):
+    """Upper Cholesky factors U (F, D, D) of the precisions, from
+    `CovarianceType.precision_roots` (per-feature roots: diagonal U)."""
     if roots.ndim == 2:
         roots = roots[:, :, None] * np.eye(roots.shape[1])
-    factors = np.ascontiguousarray(roots, dtype=np.float64)
-    return factors, factors @ np.swapaxes(factors, 1, 2)
+    return np.ascontiguousarray(roots, dtype=np.float64)
+
+
+def _kernel_rows(x):
+    """Rows as the numba kernels take them: C-contiguous float32 or float64."""
+    x = np.asarray(x)
+    return np.ascontiguousarray(x, dtype=x.dtype if x.dtype == np.float32 else np.float64)
 
 
 def _variances(roots):
@@ -154,18 +163,17 @@ def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_ty
     kind = REGISTRY[covariance_type]
     centre = _centre(weights, means)
     means_c = _kernels.reference_means(weights, means) - centre
-    x = np.ascontiguousarray(x, dtype=np.float64)
     roots = kind.precision_roots(prec_chol, x.shape[1])
+    sw = np.empty(0) if sample_weight is None else np.asarray(sample_weight, np.float64)
     if kind.separable:
-        sw = np.empty(0) if sample_weight is None else np.asarray(sample_weight, np.float64)
         nk, first, m2, loglik, weight, entropy = _numba().diag_statistics(
-            x, sw, centre, means_c, _variances(roots), log_w, with_entropy)
+            np.ascontiguousarray(x, dtype=np.float64), sw, centre, means_c, _variances(roots),
+            log_w, with_entropy)
     else:
-        xc = x - centre
-        sw = np.ones(len(xc)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-        order, observed, starts = _by_pattern(np.isnan(xc))
+        x = _kernel_rows(x)
         nk, first, m2, loglik, weight, entropy = _numba().pattern_statistics(
-            xc[order], sw[order], observed, starts, means_c, *_dense_factors(roots), log_w)
+            x, *_by_pattern(np.isnan(x)), sw, centre, means_c, _upper_factors(roots), log_w,
+            with_entropy)
     has_weight = nk > 0
     offset = np.where(has_weight[:, None], first / np.where(has_weight, nk, 1)[:, None], 0.0)
     return Stats(nk, offset, kind.pooled_m2(m2) - weighted_outer(nk, offset, covariance_type),
@@ -358,16 +366,14 @@ def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weight
     kind = REGISTRY[covariance_type]
     centre = _centre(weights, means)
     means_c = means - centre
-    x = np.ascontiguousarray(x, dtype=np.float64)
     roots = kind.precision_roots(prec_chol, x.shape[1])
     if kind.separable:
-        out = _numba().diag_log_prob(x, centre, means_c, _variances(roots), log_weights)
+        out = _numba().diag_log_prob(np.ascontiguousarray(x, dtype=np.float64), centre,
+                                     means_c, _variances(roots), log_weights)
     else:
-        xc = x - centre
-        order, observed, starts = _by_pattern(np.isnan(xc))
-        out = np.empty((len(xc), len(means)))
-        out[order] = _numba().pattern_log_prob(xc[order], observed, starts, means_c,
-                                               *_dense_factors(roots), log_weights)
+        x = _kernel_rows(x)
+        out = _numba().pattern_log_prob(x, *_by_pattern(np.isnan(x)), centre, means_c,
+                                        _upper_factors(roots), log_weights)
     out[np.isnan(x).all(axis=1)] = np.log(weights)
     return out
 
@@ -402,16 +408,13 @@ def impute(X, weights, means, prec_chol, covariance_type, draws=None):
     if not incomplete.any():
         return out
     centre = _centre(weights, means)
-    xc = np.asarray(X[incomplete], dtype=np.float64) - centre
-    order, observed, starts = _by_pattern(missing[incomplete])
+    rows = _kernel_rows(X[incomplete])
     uniforms, normals = np.empty(0), np.empty((0, X.shape[1]))
     if draws is not None:
-        uniforms, normals = (np.ascontiguousarray(values[incomplete][order]) for values in draws)
-    filled = np.empty_like(xc)
-    filled[order] = _numba().pattern_impute(
-        xc[order], observed, starts, means - centre,
-        *_dense_factors(REGISTRY[covariance_type].precision_roots(prec_chol, X.shape[1])),
-        np.log(weights),
-        uniforms, normals)
+        uniforms, normals = (np.ascontiguousarray(values[incomplete]) for values in draws)
+    filled = _numba().pattern_impute(
+        rows, *_by_pattern(missing[incomplete]), centre, means - centre,
+        _upper_factors(REGISTRY[covariance_type].precision_roots(prec_chol, X.shape[1])),
+        np.log(weights), uniforms, normals)
     out[incomplete] = np.where(missing[incomplete], filled + centre, X[incomplete])
     return out

@@ -2,10 +2,10 @@
 
 Imported lazily by ``_missing`` (numba's compilation costs seconds, once per
 machine thanks to ``cache=True``). The kernels of ``full`` and ``tied`` take
-the rows of a block sorted by pattern (`group_rows`): ``observed`` (P, D)
-holds each pattern's observed features, the rows of pattern p are
-``starts[p]:starts[p + 1]``. Rows and means are centred on one point near
-the data (see ``_missing``).
+the rows of a block in place, uncentred (float32 or float64), with their
+grouping by pattern (`group_rows`): rows ``order[starts[p]:starts[p + 1]]``
+are those of pattern p, ``observed[p]`` (D,) its observed features. Each
+row is centred in float64 on a point near the data (see ``_missing``).
 
 The kernels work from each component's precision Lambda = U U^T (``U`` its
 upper-triangular Cholesky factor, scikit-learn's ``precisions_cholesky_``;
@@ -19,7 +19,7 @@ eq. 11-12) in terms of Lambda is
 
 and the marginal of the observed entries needs no factorisation of
 Sigma_oo: with d the row's deviation from mu completed by the conditional
-mean (d_m = Bt^T d_o),
+mean (d_m = Bt^T d_o = -C (Lambda_mo d_o)),
 
     d_o^T Sigma_oo^-1 d_o = d^T Lambda d = |U^T d|^2,
     log |Sigma_oo| = log |Lambda_mm| - log |Lambda|.
@@ -28,15 +28,23 @@ The statistics' ``entropy`` (the variational bound's, see ``_missing`` (4))
 is sum r log r less sum r H_k, H_k = (|m| log(2 pi e) - log |Lambda_k,mm|) / 2
 the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
 
-`_factorise` does, once per pattern and factor, a Cholesky factorisation of
-Lambda_mm, C from its inverse factor and Bt = -Lambda_om C: O(|m|^3 + |o| |m|^2). Each row
-costs O(K D^2) (its completed deviations, |U^T d|^2 and the second moments),
-as a complete row does, in tiles of `TILE_ROWS` rows, rows as columns, so
-that the loops over rows vectorise: the rows of a pattern with many rows in
-tiles of their own, those of the others sharing tiles (`pattern_statistics`).
-A block of n rows in P patterns costs O(P F (|m|^3 + |o| |m|^2) + n K D^2):
-cheap for few missing entries per row (|m| small), whatever the number of
-patterns. ``diag`` and ``spherical`` need no patterns (`diag_statistics`).
+Cost. `_factorise` does, once per pattern, a Cholesky factorisation of
+Lambda_mm and C from its inverse factor, O(|m|^3) per precision, the F
+precisions side by side (lanes). Each row is then completed, d_m =
+-C (Lambda_mo d_o), O(K (|o| |m| + |m|^2)), row by row with the components
+as lanes (`_fill`); a pattern of at least `TILE_MIN_ROWS` rows in a
+statistics pass instead forms Bt once, O(F |o| |m|^2), and completes its
+rows in loops over them (`_fill_columns`). Its log-densities and moments,
+O(K D^2) per row as for a complete row, run in tiles of `TILE_ROWS` rows of
+any patterns, rows as columns, so that the loops over rows vectorise
+(`_sweep`). A block of n rows in P patterns costs O(P F |m|^3 +
+n K (|o| |m| + D^2)): the per-pattern term is small while rows miss few
+entries, whatever the number of patterns. Measured at D 16, K 8 (CPU time
+of a block of 125,000 rows, bench_missing's rows, loaded machine): 20 %
+missing at random (about 14,000 patterns) 3.3-3.4x the complete rows'
+sweep of as many rows, of which factorisations 0.5x and completions 1.6x;
+5 % 1.1x; two patterns 0.7x. ``diag`` and ``spherical`` need no patterns
+(`diag_statistics`).
 """
 
 from typing import NamedTuple
@@ -61,15 +69,19 @@ LOG_RESP_FLOOR = -500.0
 # per row with NaN, against row by row): 1.2 against 2.3 us with two patterns
 # (blocks of columns), 1.6 against 3.0 us with 5 % missing at random.
 TILE_ROWS = 128
-# Patterns with at least this many rows take tiles of their own; the rows of
-# the others share tiles. Measured (CPU time of `pattern_statistics`, full,
+# Patterns with at least this many rows take tiles of their own and, in a
+# statistics pass, are completed through Bt in loops over their rows
+# (`_fill_columns`); the rows of the others share tiles and are completed row
+# by row (`_fill`; bench_missing's blocks of columns, two patterns, took 1.6x
+# as long completed row by row). Measured before the row-by-row completion
+# (CPU time of `pattern_statistics`, full,
 # D 16, K 8, 125,000 rows, best of 9 on a loaded machine), against shared
 # tiles throughout and against row by row under 16 rows: two patterns
 # 32 / 42 / 31 ms, 20 % missing at random 254 / 280 / 267 ms, 5 % 56 / 71 /
 # 97 ms (16: 34 / 55 / 33, 305 / 257 / 318, 66 / 86 / 82; 128 was slower).
 TILE_MIN_ROWS = 48
 # Room for the conditional covariances of a tile's patterns in
-# `pattern_statistics`, in float64 (F |m|^2 per pattern; at least one
+# `_sweep`, in float64 (F |m|^2 per pattern; at least one
 # pattern's): a tile is full at `TILE_ROWS` rows or when the next pattern's
 # would not fit (at D 16, K 8, 20 % missing at random, |m| about 3: 72 each).
 SLOT_CONDS = 2**14
@@ -80,102 +92,275 @@ _FASTMATH = {"reassoc", "contract", "arcp"}
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _cholesky_in_place(a, n):
-    """Lower Cholesky factor of ``a[:n, :n]`` (its lower triangle read), in place;
-    returns the sum of the logs of its diagonal (half the log-determinant)."""
-    half_log_det = 0.0
+def _cholesky_lanes(a, n, inverse_diagonal, half_log_det):
+    """Lower Cholesky factors of ``a[:n, :n, f]`` for every lane f (lower triangles
+    read), in place: ``a`` (D, D, F) with the F factors innermost (lanes), each
+    step a loop over the lanes. ``inverse_diagonal[j, f]`` gets 1 / L[j, j, f]
+    and ``half_log_det[f]`` sum_j log L[j, j, f]."""
+    lanes = a.shape[2]
+    for f in range(lanes):
+        half_log_det[f] = 0.0
     for j in range(n):
-        total = a[j, j]
+        diagonal = a[j, j]
         for t in range(j):
-            total -= a[j, t] * a[j, t]
-        if total <= 0.0:
-            raise ValueError("a precision matrix is not positive definite")
-        diagonal = np.sqrt(total)
-        a[j, j] = diagonal
-        half_log_det += np.log(diagonal)
+            left = a[j, t]
+            for f in range(lanes):
+                diagonal[f] -= left[f] * left[f]
+        for f in range(lanes):
+            if diagonal[f] <= 0.0:
+                raise ValueError("a precision matrix is not positive definite")
+        inverse = inverse_diagonal[j]
+        for f in range(lanes):
+            root = np.sqrt(diagonal[f])
+            diagonal[f] = root
+            inverse[f] = 1.0 / root
+        for f in range(lanes):
+            half_log_det[f] += np.log(diagonal[f])
         for i in range(j + 1, n):
-            total = a[i, j]
+            below = a[i, j]
             for t in range(j):
-                total -= a[i, t] * a[j, t]
-            a[i, j] = total / diagonal
-    return half_log_det
+                left, right = a[i, t], a[j, t]
+                for f in range(lanes):
+                    below[f] -= left[f] * right[f]
+            for f in range(lanes):
+                below[f] *= inverse[f]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _factorise(precision, log_det_u, obs, mis, chol, bt, cond):
-    """For one pattern: C = Lambda_mm^-1 into ``cond`` (|m|, |m|, exactly
-    symmetric) and Bt = -Lambda_om C into ``bt`` (|o|, |m|), using ``chol`` as
-    scratch. Returns half of log |Sigma_oo| (module docstring); ``log_det_u`` is
-    sum log diag(U) = log |Lambda| / 2.
+class _Factors(NamedTuple):
+    """One pattern's factorisation for each of the F precisions, lanes (factors)
+    innermost: C (|m|, |m|, F) in ``conds``, log |Lambda_mm| / 2 (F,) in
+    ``half_log_dets`` and, for patterns of many rows (`_regression`), Bt (|o|,
+    |m|, F) in ``bts``; the rest is scratch."""
 
-    C = L^-T L^-1 from the Cholesky factor L of Lambda_mm and its inverse (by
-    forward substitution); then Bt takes |o| |m|^2 multiply-adds and no division.
-    """
-    n_obs, n_mis = obs.size, mis.size
-    for a in range(n_mis):
-        for b in range(a + 1):
-            chol[a, b] = precision[mis[a], mis[b]]
-    half_log_det_mm = _cholesky_in_place(chol, n_mis)
-    for b in range(n_mis):  # L^-1 (lower) into cond's lower triangle
-        cond[b, b] = 1.0 / chol[b, b]
-        for a in range(b + 1, n_mis):
-            total = 0.0
-            for t in range(b, a):
-                total -= chol[a, t] * cond[t, b]
-            cond[a, b] = total / chol[a, a]
-    for a in range(n_mis):  # ... moved to chol: chol[b, a] = (L^-1)[a, b], b <= a
-        for b in range(a + 1):
-            chol[b, a] = cond[a, b]
-    for a in range(n_mis):  # C[a, b] = sum_t (L^-1)[t, a] (L^-1)[t, b], t >= a >= b
-        for b in range(a + 1):
-            total = 0.0
-            for t in range(a, n_mis):
-                total += chol[a, t] * chol[b, t]
-            cond[a, b] = total
-            cond[b, a] = total
-    for i in range(n_obs):
-        for a in range(n_mis):
-            total = 0.0
-            for b in range(n_mis):
-                total -= precision[obs[i], mis[b]] * cond[b, a]
-            bt[i, a] = total
-    return half_log_det_mm - log_det_u
+    chol: np.ndarray
+    inverse_chol: np.ndarray
+    inverse_diagonal: np.ndarray
+    conds: np.ndarray
+    bts: np.ndarray
+    half_log_dets: np.ndarray
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _factor_buffers(n_factors, n_features):
-    """Per-pattern factors, F of each: ``(chol scratch, bts, conds, half_log_dets)``."""
-    square = (n_factors, n_features, n_features)
-    return (np.zeros((n_features, n_features)), np.zeros(square), np.zeros(square),
-            np.zeros(n_factors))
+    lanes = n_factors
+    square = (n_features, n_features, lanes)
+    return _Factors(np.zeros(square), np.zeros(square), np.zeros((n_features, lanes)),
+                    np.zeros(square), np.zeros(square), np.zeros(lanes))
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _tile_buffers(n_components, n_features):
-    """Per-tile scratch: ``(xt (D, tile), devs (K, D, tile), lp (K, tile), work (tile,))``."""
-    return (np.empty((n_features, TILE_ROWS)),
-            np.empty((n_components, n_features, TILE_ROWS)),
-            np.empty((n_components, TILE_ROWS)), np.empty(TILE_ROWS))
+def _factorise(precisions, mis, factors):
+    """For one pattern and every precision (``precisions`` (D, D, F), lanes
+    innermost): C = Lambda_mm^-1, exactly symmetric, and log |Lambda_mm| / 2,
+    into ``factors``: C = L^-T L^-1 from the Cholesky factor L of Lambda_mm
+    and its inverse (by forward substitution), O(|m|^3) per precision, every
+    step over the F precisions at once."""
+    lanes = precisions.shape[2]
+    n_mis = mis.size
+    chol, inverse_chol = factors.chol, factors.inverse_chol
+    inverse_diagonal, conds = factors.inverse_diagonal, factors.conds
+    for a in range(n_mis):
+        for b in range(a + 1):
+            chol[a, b] = precisions[mis[a], mis[b]]
+    _cholesky_lanes(chol, n_mis, inverse_diagonal, factors.half_log_dets)
+    for b in range(n_mis):  # L^-1, lower
+        inverse_chol[b, b] = inverse_diagonal[b]
+        for a in range(b + 1, n_mis):
+            target = inverse_chol[a, b]
+            target[:] = 0.0
+            for t in range(b, a):
+                left, right = chol[a, t], inverse_chol[t, b]
+                for f in range(lanes):
+                    target[f] -= left[f] * right[f]
+            scale = inverse_diagonal[a]
+            for f in range(lanes):
+                target[f] *= scale[f]
+    for a in range(n_mis):  # C[a, b] = sum_t (L^-1)[t, a] (L^-1)[t, b], t >= a >= b
+        for b in range(a + 1):
+            target = conds[a, b]
+            target[:] = 0.0
+            for t in range(a, n_mis):
+                left, right = inverse_chol[t, a], inverse_chol[t, b]
+                for f in range(lanes):
+                    target[f] += left[f] * right[f]
+            conds[b, a] = target
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets):
-    """`_factorise` every factor for a pattern."""
-    for f in range(precisions.shape[0]):
-        half_log_dets[f] = _factorise(precisions[f], log_det_u[f], obs, mis, chol, bts[f],
-                                      conds[f])
+def _regression(precisions, obs, mis, factors):
+    """Bt = -Lambda_om C of a factorised pattern into ``factors.bts``, every
+    precision at once: |o| |m|^2 multiply-adds each."""
+    lanes = precisions.shape[2]
+    conds, bts = factors.conds, factors.bts
+    for i in range(obs.size):
+        for a in range(mis.size):
+            bts[i, a] = 0.0
+            for b in range(mis.size):
+                for f in range(lanes):
+                    bts[i, a, f] -= precisions[obs[i], mis[b], f] * conds[b, a, f]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _fill(xc, start, n_rows, offset, obs, mis, means, bts, xt, devs):
-    """The rows ``start:start + n_rows`` of one pattern into the columns
-    ``offset:offset + n_rows`` of a tile: for each component k their deviations
-    completed by the conditional means, d (``devs[k]`` (D, tile), rows as
-    columns; d_m = Bt^T d_o)."""
-    shared = bts.shape[0] == 1
-    for n in range(n_rows):
+def _precision_lanes(prec_chols):
+    """Lambda = U U^T of every factor U (F, D, D), as (D, D, F): lanes innermost."""
+    n_factors, n_features = prec_chols.shape[0], prec_chols.shape[1]
+    out = np.zeros((n_features, n_features, n_factors))
+    for f in range(n_factors):
+        for i in range(n_features):
+            for j in range(n_features):
+                total = 0.0
+                for t in range(max(i, j), n_features):
+                    total += prec_chols[f, i, t] * prec_chols[f, j, t]
+                out[i, j, f] = total
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _log_det_u(prec_chols):
+    """sum log diag(U) = log |Lambda| / 2 of every factor (F,)."""
+    out = np.zeros(prec_chols.shape[0])
+    for f in range(prec_chols.shape[0]):
+        for i in range(prec_chols.shape[1]):
+            out[f] += np.log(prec_chols[f, i, i])
+    return out
+
+
+class _Tile(NamedTuple):
+    """Up to `TILE_ROWS` rows of one or more patterns, rows as columns, and the
+    patterns (slots) they come from.
+
+    Per row: ``rows`` its index in ``x``, ``weight``, ``devs`` (K, D, tile) its
+    deviations from each component's mean completed by the conditional means,
+    ``lp`` (K, tile) its log-densities (then responsibilities). Per slot s (its rows
+    ``slot_start[s]:slot_start[s + 1]``): its log constants (K,), entropies H
+    (F,), missing features (their number, then the features) and conditional
+    covariances C (F |m|^2, in ``conds`` from ``cond_start[s]``, lanes
+    innermost). ``work`` (3, tile), ``weighted`` (D, tile), ``lanes`` and
+    ``products`` (D, K) are scratch.
+    """
+
+    rows: np.ndarray
+    weight: np.ndarray
+    lanes: np.ndarray
+    products: np.ndarray
+    devs: np.ndarray
+    lp: np.ndarray
+    work: np.ndarray
+    weighted: np.ndarray
+    slot_start: np.ndarray
+    constant: np.ndarray
+    entropy: np.ndarray
+    n_missing: np.ndarray
+    missing: np.ndarray
+    cond_start: np.ndarray
+    conds: np.ndarray
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _tile_buffers(n_factors, n_components, n_features):
+    columns = TILE_ROWS + _fused._PAD  # no power-of-two stride between rows (cache sets)
+    return _Tile(np.zeros(TILE_ROWS, dtype=np.int64), np.zeros(TILE_ROWS),
+                 np.zeros((n_features, n_components)),
+                 np.zeros((n_features, n_components)),
+                 np.zeros((n_components, n_features, columns)),
+                 np.zeros((n_components, columns)), np.zeros((3, columns)),
+                 np.zeros((n_features, columns)), np.zeros(TILE_ROWS + 1, dtype=np.int64),
+                 np.zeros((TILE_ROWS, n_components)), np.zeros((TILE_ROWS, n_factors)),
+                 np.zeros(TILE_ROWS, dtype=np.int64),
+                 np.zeros((TILE_ROWS, n_features), dtype=np.int64),
+                 np.zeros(TILE_ROWS + 1, dtype=np.int64),
+                 np.zeros(max(SLOT_CONDS, n_factors * n_features * n_features)))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _add_slot(tile, s, obs, mis, log_weights, factors, log_det_u):
+    """The pattern (obs, mis), just factorised (``factors``), as slot ``s``."""
+    n_mis = mis.size
+    lanes = log_det_u.size
+    shared = lanes == 1
+    half_log_dets = factors.half_log_dets
+    for k in range(log_weights.size):
+        f = 0 if shared else k
+        # log |Sigma_oo| / 2 = log |Lambda_mm| / 2 - log |Lambda| / 2 (module docstring)
+        tile.constant[s, k] = (log_weights[k] - (half_log_dets[f] - log_det_u[f])
+                               - 0.5 * obs.size * LOG_2PI)
+    for f in range(lanes):
+        tile.entropy[s, f] = 0.5 * n_mis * LOG_2PI_E - half_log_dets[f]
+    tile.n_missing[s] = n_mis
+    tile.missing[s, :n_mis] = mis
+    at = tile.cond_start[s]
+    for a in range(n_mis):
+        for b in range(n_mis):
+            cond = factors.conds[a, b]
+            for f in range(lanes):
+                tile.conds[at + f] = cond[f]
+            at += lanes
+    tile.cond_start[s + 1] = at
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _fill(x, order, row, count, offset, sample_weight, centre, obs, mis, mean_lanes,
+          precisions, conds, tile):
+    """The rows ``order[row:row + count]`` of ``x`` (one pattern) into the columns
+    ``offset:offset + count`` of the tile: their weights (1 if ``sample_weight``
+    is empty) and, for each component k, their deviations completed by the
+    conditional means, d (``devs[k]``): d_o = x_o - mu_o, centred in float64,
+    and d_m = -C (Lambda_mo d_o). Row by row, the components as lanes
+    (``mean_lanes`` (D, K) the means relative to ``centre``, ``precisions``
+    (D, D, F) and the pattern's ``conds`` (|m|, |m|, F) lanes innermost)."""
+    shared = tile.entropy.shape[1] == 1
+    lanes = mean_lanes.shape[1]
+    devs, dev_lanes, products = tile.devs, tile.lanes, tile.products
+    for n in range(count):
+        source = order[row + n]
+        column = offset + n
+        tile.rows[column] = source
+        tile.weight[column] = sample_weight[source] if sample_weight.size else 1.0
         for i in obs:
-            xt[i, offset + n] = xc[start + n, i]
+            value = np.float64(x[source, i]) - centre[i]
+            for f in range(lanes):
+                dev_lanes[i, f] = value - mean_lanes[i, f]
+        for a in range(mis.size):  # Lambda_mo d_o
+            missing = mis[a]
+            products[a] = 0.0
+            for i in obs:
+                if shared:
+                    coef = precisions[missing, i, 0]
+                    for f in range(lanes):
+                        products[a, f] += coef * dev_lanes[i, f]
+                else:
+                    for f in range(lanes):
+                        products[a, f] += precisions[missing, i, f] * dev_lanes[i, f]
+        for a in range(mis.size):  # d_m = -C (Lambda_mo d_o)
+            missing = mis[a]
+            dev_lanes[missing] = 0.0
+            for b in range(mis.size):
+                if shared:
+                    coef = conds[a, b, 0]
+                    for f in range(lanes):
+                        dev_lanes[missing, f] -= coef * products[b, f]
+                else:
+                    for f in range(lanes):
+                        dev_lanes[missing, f] -= conds[a, b, f] * products[b, f]
+        for d in range(dev_lanes.shape[0]):
+            for k in range(devs.shape[0]):
+                devs[k, d, column] = dev_lanes[d, k]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _fill_columns(x, order, row, count, offset, sample_weight, centre, obs, mis, means, bts,
+                  tile):
+    """As `_fill`, for a pattern of many rows: d_m = Bt^T d_o (`_regression`) in
+    loops over the rows (rows as columns, vectorised), each component in turn."""
+    shared = tile.entropy.shape[1] == 1
+    xt, devs = tile.weighted, tile.devs  # ``weighted`` is free until `_tile_statistics`
+    stop = offset + count
+    for n in range(count):
+        source = order[row + n]
+        tile.rows[offset + n] = source
+        tile.weight[offset + n] = sample_weight[source] if sample_weight.size else 1.0
+        for i in obs:
+            xt[i, offset + n] = np.float64(x[source, i]) - centre[i]
     for k in range(means.shape[0]):
         f = 0 if shared else k
         dev = devs[k]
@@ -183,23 +368,24 @@ def _fill(xc, start, n_rows, offset, obs, mis, means, bts, xt, devs):
             mean = means[k, i]
             observed = xt[i]
             completed = dev[i]
-            for n in range(offset, offset + n_rows):
+            for n in range(offset, stop):
                 completed[n] = observed[n] - mean
         for a in range(mis.size):
             completed = dev[mis[a]]
-            for n in range(offset, offset + n_rows):
+            for n in range(offset, stop):
                 completed[n] = 0.0
             for i in range(obs.size):
-                coef = bts[f, i, a]
+                coef = bts[i, a, f]
                 observed = dev[obs[i]]
-                for n in range(offset, offset + n_rows):
+                for n in range(offset, stop):
                     completed[n] += coef * observed[n]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _quad_forms(devs, n_rows, prec_chols, lp, work):
-    """lp[k, n] = d^T Lambda_k d = |U_k^T d|^2 of a tile's completed deviations
-    (U upper triangular)."""
+def _log_densities(tile, n_rows, n_slots, prec_chols):
+    """lp[k, n] = log w_k + log N(x_o; mu_ko, Sigma_k,oo) of the tile's rows:
+    their slot's constant less |U_k^T d|^2 / 2 (U upper triangular)."""
+    devs, lp, work = tile.devs, tile.lp, tile.work[0]
     n_features = devs.shape[1]
     shared = prec_chols.shape[0] == 1
     for k in range(devs.shape[0]):
@@ -218,367 +404,266 @@ def _quad_forms(devs, n_rows, prec_chols, lp, work):
                     work[n] += coef * row[n]
             for n in range(n_rows):
                 log_prob[n] += work[n] * work[n]
+        for s in range(n_slots):
+            constant = tile.constant[s, k]
+            for n in range(tile.slot_start[s], tile.slot_start[s + 1]):
+                log_prob[n] = constant - 0.5 * log_prob[n]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets, log_weights,
-          xt, devs, lp, work):
-    """For the rows ``start:start + n_rows`` of one pattern and each component k:
-    their completed deviations (`_fill`) and log w_k + log N(x_o; mu_ko,
-    Sigma_k,oo) (``lp[k]``)."""
-    _fill(xc, start, n_rows, 0, obs, mis, means, bts, xt, devs)
-    _quad_forms(devs, n_rows, prec_chols, lp, work)
-    shared = prec_chols.shape[0] == 1
-    for k in range(means.shape[0]):
-        f = 0 if shared else k
-        constant = log_weights[k] - half_log_dets[f] - 0.5 * obs.size * LOG_2PI
-        log_prob = lp[k]
+def _tile_statistics(tile, n_rows, n_slots, n_factors, with_entropy, nk, first, m2, totals):
+    """E-step and statistics of a tile whose log-densities are in ``lp``, added to
+    ``nk``, ``first`` (sum r d), the upper triangle of ``m2`` (sum r d d^T) and
+    ``totals`` (log-likelihood, weight, sum r log r less sum r H); each slot's C
+    and H weighted by the sums of its rows' responsibilities."""
+    lp, devs, weighted = tile.lp, tile.devs, tile.weighted
+    n_components = lp.shape[0]
+    _fused._responsibilities(lp, n_rows, tile.weight, 0, with_entropy, nk, totals, tile.work)
+    for k in range(n_components):
+        dev, r = devs[k], lp[k]
+        total_r = 0.0
         for n in range(n_rows):
-            log_prob[n] = constant - 0.5 * log_prob[n]
+            total_r += r[n]
+        if total_r == 0.0:
+            continue
+        for i in range(dev.shape[0]):
+            values, products = dev[i], weighted[i]
+            total = 0.0
+            for n in range(n_rows):
+                products[n] = r[n] * values[n]
+                total += products[n]
+            first[k, i] += total
+        _fused._add_upper_products(weighted, dev, n_rows, m2[k])
+    shared = n_factors == 1
+    for s in range(n_slots):
+        n_mis = tile.n_missing[s]
+        missing = tile.missing[s]
+        for k in range(n_components):
+            f = 0 if shared else k
+            w = 0.0
+            for n in range(tile.slot_start[s], tile.slot_start[s + 1]):
+                w += lp[k, n]
+            if with_entropy:
+                totals[2] -= w * tile.entropy[s, f]
+            at = tile.cond_start[s] + f
+            for a in range(n_mis):  # missing ascending: the upper triangle
+                for b in range(a + 1):
+                    m2[k, missing[b], missing[a]] += w * tile.conds[at + (a * n_mis + b)
+                                                                   * n_factors]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _impute_tile(tile, n_rows, n_slots, n_factors, means, draws, scratch, out):
+    """The missing entries of a tile's rows (whose log-densities are in ``lp``)
+    into ``out`` (relative to the centre), as `pattern_impute` says; ``scratch``
+    (`_Factors`) holds the Cholesky factors of the slots' C for draws."""
+    uniforms, normals = draws
+    chol = scratch.chol
+    n_components = means.shape[0]
+    log_prob, resp = np.empty(n_components), np.empty(n_components)
+    draw = uniforms.size > 0
+    shared = n_factors == 1
+    for s in range(n_slots):
+        n_mis = tile.n_missing[s]
+        missing = tile.missing[s]
+        if draw:
+            at = tile.cond_start[s]
+            for a in range(n_mis):
+                for b in range(n_mis):
+                    for f in range(n_factors):
+                        chol[a, b, f] = tile.conds[at]
+                        at += 1
+            _cholesky_lanes(chol, n_mis, scratch.inverse_diagonal, scratch.half_log_dets)
+        for n in range(tile.slot_start[s], tile.slot_start[s + 1]):
+            row = tile.rows[n]
+            for k in range(n_components):
+                log_prob[k] = tile.lp[k, n]
+            _responsibilities(log_prob, resp)
+            if draw:
+                k, cumulative = n_components - 1, 0.0
+                for c in range(n_components):
+                    cumulative += resp[c]
+                    if uniforms[row] < cumulative:
+                        k = c
+                        break
+                f = 0 if shared else k
+                for a in range(n_mis):
+                    noise = 0.0
+                    for b in range(a + 1):
+                        noise += chol[a, b, f] * normals[row, missing[b]]
+                    out[row, missing[a]] = (means[k, missing[a]] + tile.devs[k, missing[a], n]
+                                            + noise)
+                continue
+            for a in range(n_mis):
+                total = 0.0
+                for k in range(n_components):
+                    total += resp[k] * (means[k, missing[a]] + tile.devs[k, missing[a], n])
+                out[row, missing[a]] = total
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _responsibilities(log_prob, resp):
-    """Normalised responsibilities into ``resp``; returns (log sum exp, sum r log r)."""
+    """Normalised responsibilities of one row into ``resp``."""
     top = log_prob.max()
     total = 0.0
     for k in range(log_prob.size):
         shifted = log_prob[k] - top
         resp[k] = np.exp(shifted) if shifted > LOG_RESP_FLOOR else 0.0
         total += resp[k]
-    log_total = np.log(total)
-    entropy = 0.0
     for k in range(log_prob.size):
         resp[k] /= total
-        if resp[k] > 0.0:
-            entropy += resp[k] * (log_prob[k] - top - log_total)
-    return top + log_total, entropy
+
+
+# What `_sweep` does with each tile.
+_STATISTICS, _LOG_PROB, _IMPUTE = 0, 1, 2
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _row_responsibilities(lp, n, log_prob, resp):
-    """`_responsibilities` of row ``n`` of a tile's ``lp`` (K, tile)."""
-    for k in range(lp.shape[0]):
-        log_prob[k] = lp[k, n]
-    return _responsibilities(log_prob, resp)
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _weighted_responsibilities(log_prob, resp, w, totals, nk):
-    """A row's responsibilities times its weight ``w`` into ``resp``, and added to
-    ``nk``; adds w times its log-likelihood, w and w times its sum r log r to
-    ``totals`` (3,)."""
-    log_norm, row_entropy = _responsibilities(log_prob, resp)
-    totals[0] += w * log_norm
-    totals[1] += w
-    totals[2] += w * row_entropy
-    for k in range(resp.size):
-        resp[k] *= w
-        nk[k] += resp[k]
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _log_det_u(prec_chols):
-    out = np.zeros(prec_chols.shape[0])
-    for f in range(prec_chols.shape[0]):
-        for i in range(prec_chols.shape[1]):
-            out[f] += np.log(prec_chols[f, i, i])
-    return out
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _add_moments(dev, r, n_rows, weighted, first, m2):
-    """first += sum_n r_n d_n, upper(m2) += upper(sum_n r_n d_n d_n^T) over a tile's rows
-    (``dev`` (D, tile), rows as columns; ``weighted`` scratch of its shape)."""
-    n_features = dev.shape[0]
-    for i in range(n_features):
-        total = 0.0
-        for n in range(n_rows):
-            weighted[i, n] = r[n] * dev[i, n]
-            total += weighted[i, n]
-        first[i] += total
-    for i in range(n_features):
-        for j in range(i, n_features):
-            total = 0.0
-            for n in range(n_rows):
-                total += weighted[i, n] * dev[j, n]
-            m2[i, j] += total
-
-
-class _Slots(NamedTuple):
-    """The patterns of a tile's rows (slots), for `_tile_statistics`: per row its
-    slot and weight; per slot its log constants (K,), entropies H (F,), missing features
-    (their number, then the features), conditional covariances C (F of
-    |m| x |m|, in ``conds`` from ``cond_start``) and its rows' responsibility
-    sums (K,)."""
-
-    of_row: np.ndarray
-    row_weight: np.ndarray
-    constant: np.ndarray
-    entropy: np.ndarray
-    n_missing: np.ndarray
-    missing: np.ndarray
-    cond_start: np.ndarray
-    conds: np.ndarray
-    weight: np.ndarray
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _slot_buffers(n_factors, n_components, n_features):
-    return _Slots(np.empty(TILE_ROWS, dtype=np.int64), np.empty(TILE_ROWS),
-                  np.empty((TILE_ROWS, n_components)),
-                  np.empty((TILE_ROWS, n_factors)), np.empty(TILE_ROWS, dtype=np.int64),
-                  np.empty((TILE_ROWS, n_features), dtype=np.int64),
-                  np.zeros(TILE_ROWS + 1, dtype=np.int64),
-                  np.empty(max(SLOT_CONDS, n_factors * n_features * n_features)),
-                  np.zeros((TILE_ROWS, n_components)))
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _add_slot(slots, s, obs, mis, log_weights, conds, half_log_dets, log_det_u):
-    """The pattern (obs, mis), just factorised, as slot ``s`` of the tile."""
-    n_mis = mis.size
-    shared = conds.shape[0] == 1
-    for k in range(log_weights.size):
-        f = 0 if shared else k
-        slots.constant[s, k] = log_weights[k] - half_log_dets[f] - 0.5 * obs.size * LOG_2PI
-    slots.n_missing[s] = n_mis
-    slots.missing[s, :n_mis] = mis
-    at = slots.cond_start[s]
-    for f in range(conds.shape[0]):
-        # log |Lambda_mm| / 2 = half_log_dets + log_det_u (see `_factorise`)
-        slots.entropy[s, f] = 0.5 * n_mis * LOG_2PI_E - half_log_dets[f] - log_det_u[f]
-        for a in range(n_mis):
-            for b in range(n_mis):
-                slots.conds[at] = conds[f, a, b]
-                at += 1
-    slots.cond_start[s + 1] = at
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _tile_statistics(n_rows, n_slots, slots, prec_chols, tile, nk, first, m2, totals):
-    """E-step and statistics of a filled tile of ``n_rows`` rows (row n of the
-    pattern in slot ``slots.of_row[n]``), added to ``nk``,
-    ``first``, ``m2`` and ``totals`` (log-likelihood, weight, entropy); the
-    slots' conditional covariances C and entropies H weighted by the sums of
-    their rows' responsibilities."""
-    xt, devs, lp, work, weighted, log_prob, resp = tile
-    n_components = devs.shape[0]
-    shared = prec_chols.shape[0] == 1
-    _quad_forms(devs, n_rows, prec_chols, lp, work)
-    for n in range(n_rows):
-        s = slots.of_row[n]
-        for k in range(n_components):
-            log_prob[k] = slots.constant[s, k] - 0.5 * lp[k, n]
-        _weighted_responsibilities(log_prob, resp, slots.row_weight[n], totals, nk)
-        for k in range(n_components):
-            lp[k, n] = resp[k]  # from here on, weighted responsibilities
-            slots.weight[s, k] += resp[k]
-    for k in range(n_components):
-        total = 0.0
-        for n in range(n_rows):
-            total += lp[k, n]
-        if total != 0.0:
-            _add_moments(devs[k], lp[k], n_rows, weighted, first[k], m2[k])
-    for s in range(n_slots):
-        n_mis = slots.n_missing[s]
-        for k in range(n_components):
-            f = 0 if shared else k
-            w = slots.weight[s, k]
-            slots.weight[s, k] = 0.0
-            totals[2] -= w * slots.entropy[s, f]
-            at = slots.cond_start[s] + f * n_mis * n_mis
-            for a in range(n_mis):  # missing ascending: the upper triangle
-                for b in range(a + 1):
-                    m2[k, slots.missing[s, b], slots.missing[s, a]] += (
-                        w * slots.conds[at + a * n_mis + b])
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _pattern_tiles(xc, sample_weight, start, stop, obs, mis, means, prec_chols, bts, conds,
-                   half_log_dets, log_det_u, log_weights, tile, nk, first, m2, totals):
-    """E-step and statistics of the rows ``start:stop`` of one pattern, in tiles of
-    their own (`_tile`), added to ``nk``, ``first``, ``m2`` and ``totals``; the
-    pattern's C and entropies weighted by the sums of its rows' responsibilities."""
-    xt, devs, lp, work, weighted, log_prob, resp = tile
-    n_components = means.shape[0]
-    shared = prec_chols.shape[0] == 1
-    weight_of_pattern = np.zeros(n_components)
-    for begin in range(start, stop, TILE_ROWS):
-        n_rows = min(TILE_ROWS, stop - begin)
-        _tile(xc, begin, n_rows, obs, mis, means, prec_chols, bts, half_log_dets, log_weights,
-              xt, devs, lp, work)
-        for n in range(n_rows):
-            for k in range(n_components):
-                log_prob[k] = lp[k, n]
-            _weighted_responsibilities(log_prob, resp, sample_weight[begin + n], totals, nk)
-            for k in range(n_components):
-                lp[k, n] = resp[k]  # from here on, weighted responsibilities
-        for k in range(n_components):
-            total = 0.0
-            for n in range(n_rows):
-                total += lp[k, n]
-            if total != 0.0:
-                weight_of_pattern[k] += total
-                _add_moments(devs[k], lp[k], n_rows, weighted, first[k], m2[k])
-    for k in range(n_components):
-        f = 0 if shared else k
-        # log |Lambda_mm| / 2 = half_log_dets + log_det_u (see `_factorise`)
-        totals[2] -= weight_of_pattern[k] * (0.5 * mis.size * LOG_2PI_E - half_log_dets[f]
-                                             - log_det_u[f])
-        for a in range(mis.size):  # mis ascending: mis[b] <= mis[a], upper triangle
-            for b in range(a + 1):
-                m2[k, mis[b], mis[a]] += weight_of_pattern[k] * conds[f, a, b]
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def pattern_statistics(xc, sample_weight, observed, starts, means, prec_chols, precisions,
-                       log_weights):
-    """E-step and statistics of rows with missing entries (module docstring).
-
-    ``prec_chols`` (F, D, D) are the upper factors U, ``precisions`` U U^T.
-    Rows whose entries are all missing take no part. Returns ``(nk (K,),
-    first (K, D), m2 (K, D, D), loglik, weight, entropy)``: first sums
-    r (x_hat - mu_k), m2 sums r ((x_hat - mu_k)(x_hat - mu_k)^T + C_k), both
-    about each component's own mean, so that they stay exact wherever it
-    lies; entropy sums r log r - r H_k (module docstring); all weighted by
-    ``sample_weight``.
-
-    Each pattern is factorised once. The rows of a pattern with at least
-    `TILE_MIN_ROWS` rows go in tiles of their own (`_pattern_tiles`); those of
-    the others fill shared tiles in turn (`_fill`), whose log-densities and
-    moments then run over all their rows at once (`_tile_statistics`).
-    """
-    n_features = xc.shape[1]
-    n_components = means.shape[0]
+def _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws, sums, out,
+            scratch):
+    """A filled tile's log-densities, then ``task`` (`_sweep`)."""
+    _log_densities(tile, n_rows, n_slots, prec_chols)
     n_factors = prec_chols.shape[0]
-    chol, bts, conds, half_log_dets = _factor_buffers(n_factors, n_features)
-    xt, devs, lp, work = _tile_buffers(n_components, n_features)
-    tile = (xt, devs, lp, work, np.empty((n_features, TILE_ROWS)), np.empty(n_components),
-            np.empty(n_components))
-    pattern_tile = (*_tile_buffers(n_components, n_features), tile[4], tile[5], tile[6])
-    slots = _slot_buffers(n_factors, n_components, n_features)
+    if task == _STATISTICS:
+        nk, first, m2, totals = sums
+        _tile_statistics(tile, n_rows, n_slots, n_factors, with_entropy, nk, first, m2, totals)
+    elif task == _LOG_PROB:
+        for n in range(n_rows):
+            for k in range(means.shape[0]):
+                out[tile.rows[n], k] = tile.lp[k, n]
+    else:
+        _impute_tile(tile, n_rows, n_slots, n_factors, means, draws, scratch, out)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_chols,
+           log_weights, with_entropy, draws, sums, out):
+    """The rows ``order`` of ``x`` (grouped by pattern: ``observed``, ``starts``)
+    in tiles, each pattern factorised once; then, per tile, ``task``:
+    `_STATISTICS` adds to ``sums`` (nk, first, m2, totals; rows with no
+    observed entry take no part), `_LOG_PROB` writes the log-densities of row
+    ``r`` into ``out[r]`` (K,), `_IMPUTE` its missing entries into ``out[r]``.
+
+    A pattern with at least `TILE_MIN_ROWS` rows starts a tile (and, for
+    `_STATISTICS`, is completed by `_fill_columns`); the others' rows fill
+    tiles in turn (`_fill`). A tile is full at `TILE_ROWS` rows or when the
+    next pattern's conditional covariances would not fit in ``conds``.
+    """
+    n_features = x.shape[1]
+    n_factors = prec_chols.shape[0]
+    precisions = _precision_lanes(prec_chols)
+    mean_lanes = np.ascontiguousarray(means.T)
     log_det_u = _log_det_u(prec_chols)
-    nk = np.zeros(n_components)
-    first = np.zeros((n_components, n_features))
-    m2 = np.zeros((n_components, n_features, n_features))
-    totals = np.zeros(3)  # log-likelihood, weight, entropy
+    factors = _factor_buffers(n_factors, n_features)
+    tile = _tile_buffers(n_factors, means.shape[0], n_features)
+    scratch = _factor_buffers(n_factors, n_features)  # C's Cholesky factors (`_IMPUTE`)
     n_rows, n_slots = 0, 0
     for p in range(observed.shape[0]):
         obs = np.flatnonzero(observed[p])
         mis = np.flatnonzero(~observed[p])
-        if obs.size == 0:
+        if obs.size == 0 and task == _STATISTICS:
             continue
-        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
-        if starts[p + 1] - starts[p] >= TILE_MIN_ROWS:
-            _pattern_tiles(xc, sample_weight, starts[p], starts[p + 1], obs, mis, means,
-                           prec_chols, bts, conds, half_log_dets, log_det_u, log_weights,
-                           pattern_tile, nk, first, m2, totals)
-            continue
-        row = starts[p]
-        while row < starts[p + 1]:
-            if (n_rows == TILE_ROWS or slots.cond_start[n_slots] + n_factors * mis.size**2
-                    > slots.conds.size):
-                _tile_statistics(n_rows, n_slots, slots, prec_chols, tile, nk, first, m2,
-                                 totals)
+        _factorise(precisions, mis, factors)
+        row, stop = starts[p], starts[p + 1]
+        # (`_LOG_PROB` and `_IMPUTE` fill row by row: a row's values do not depend
+        # on how many rows share its pattern, so they are the same in every chunking)
+        many = task == _STATISTICS and stop - row >= TILE_MIN_ROWS
+        if many:
+            _regression(precisions, obs, mis, factors)
+        own = many
+        while row < stop:
+            if n_rows and (own or n_rows == TILE_ROWS or tile.cond_start[n_slots]
+                           + n_factors * mis.size**2 > tile.conds.size):
+                _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws,
+                        sums, out, scratch)
                 n_rows, n_slots = 0, 0
-            _add_slot(slots, n_slots, obs, mis, log_weights, conds, half_log_dets, log_det_u)
-            count = min(TILE_ROWS - n_rows, starts[p + 1] - row)
-            _fill(xc, row, count, n_rows, obs, mis, means, bts, xt, devs)
-            slots.of_row[n_rows:n_rows + count] = n_slots
-            slots.row_weight[n_rows:n_rows + count] = sample_weight[row:row + count]
+            own = False
+            _add_slot(tile, n_slots, obs, mis, log_weights, factors, log_det_u)
+            count = min(TILE_ROWS - n_rows, stop - row)
+            if many:
+                _fill_columns(x, order, row, count, n_rows, sample_weight, centre, obs, mis,
+                              means, factors.bts, tile)
+            else:
+                _fill(x, order, row, count, n_rows, sample_weight, centre, obs, mis, mean_lanes,
+                      precisions, factors.conds, tile)
             n_slots += 1
             n_rows += count
+            tile.slot_start[n_slots] = n_rows
             row += count
     if n_rows:
-        _tile_statistics(n_rows, n_slots, slots, prec_chols, tile, nk, first, m2, totals)
+        _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws, sums, out,
+                scratch)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _no_draws(n_features):
+    return np.empty(0), np.empty((0, n_features))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _sums(n_components, n_features):
+    """Zeroed (nk (K,), first (K, D), m2 (K, D, D), totals (3,))."""
+    return (np.zeros(n_components), np.zeros((n_components, n_features)),
+            np.zeros((n_components, n_features, n_features)), np.zeros(3))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def pattern_statistics(x, order, observed, starts, sample_weight, centre, means, prec_chols,
+                       log_weights, with_entropy):
+    """E-step and statistics of the rows ``order`` of ``x`` (module docstring).
+
+    ``x`` (n, D) holds rows uncentred (float32 or float64), ``order`` those
+    to sum grouped by pattern (`group_rows`: ``observed``, ``starts``),
+    ``sample_weight`` (n,) their weights (or is empty: weights 1);
+    ``means`` are relative to ``centre``, ``prec_chols`` (F, D, D) the upper
+    factors U. Rows whose entries are all missing take no part. Returns
+    ``(nk (K,), first (K, D), m2 (K, D, D), loglik, weight, entropy)``: first
+    sums r (x_hat - mu_k), m2 sums r ((x_hat - mu_k)(x_hat - mu_k)^T + C_k),
+    both about each component's own mean, so that they stay exact wherever it
+    lies; with ``with_entropy``, entropy sums r log r - r H_k (module
+    docstring), else it is 0; all weighted by ``sample_weight``.
+    """
+    n_components, n_features = means.shape
+    sums = _sums(n_components, n_features)
+    _sweep(_STATISTICS, x, order, sample_weight, observed, starts, centre, means, prec_chols,
+           log_weights, with_entropy, _no_draws(n_features), sums, np.empty((0, 0)))
+    nk, first, m2, totals = sums
     for k in range(n_components):
         for i in range(n_features):
             for j in range(i):
                 m2[k, i, j] = m2[k, j, i]
-    return nk, first, m2, totals[0], totals[1], totals[2]
+    return nk, first, m2, totals[0], totals[1], totals[2] if with_entropy else 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def pattern_log_prob(xc, observed, starts, means, prec_chols, precisions, log_weights):
-    """log w_k + log N(x_o; mu_ko, Sigma_k,oo) of every row, (n, K); a row with
-    no observed entry gets ``log_weights``."""
-    n_features = xc.shape[1]
-    n_components = means.shape[0]
-    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
-    xt, devs, lp, work = _tile_buffers(n_components, n_features)
-    log_det_u = _log_det_u(prec_chols)
-    out = np.empty((xc.shape[0], n_components))
-    for p in range(observed.shape[0]):
-        obs = np.flatnonzero(observed[p])
-        mis = np.flatnonzero(~observed[p])
-        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
-        for start in range(starts[p], starts[p + 1], TILE_ROWS):
-            n_rows = min(TILE_ROWS, starts[p + 1] - start)
-            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
-                  log_weights, xt, devs, lp, work)
-            for n in range(n_rows):
-                for k in range(n_components):
-                    out[start + n, k] = lp[k, n]
+def pattern_log_prob(x, order, observed, starts, centre, means, prec_chols, log_weights):
+    """log w_k + log N(x_o; mu_ko, Sigma_k,oo) of the rows ``order`` of ``x``, in
+    the rows of the output (n, K) (arguments as `pattern_statistics`); a row
+    with no observed entry gets ``log_weights``."""
+    n_components, n_features = means.shape
+    out = np.full((x.shape[0], n_components), np.nan)
+    _sweep(_LOG_PROB, x, order, np.empty(0), observed, starts, centre, means, prec_chols,
+           log_weights, False, _no_draws(n_features), _sums(n_components, n_features), out)
     return out
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def pattern_impute(xc, observed, starts, means, prec_chols, precisions, log_weights, uniforms,
+def pattern_impute(x, order, observed, starts, centre, means, prec_chols, log_weights, uniforms,
                    normals):
-    """Rows with their missing entries filled, (n, D).
+    """The missing entries (relative to ``centre``) of the rows ``order`` of ``x``
+    filled in, in the rows of the output (n, D) (arguments as
+    `pattern_statistics`; the other entries NaN).
 
     Without draws (``uniforms`` empty): sum_k p(k | x_o) (mu_km + Bt_k^T (x_o - mu_ko)).
-    With them: component k drawn by the row's uniform from p(k | x_o), then
-    x_m = mu_km + Bt_k^T (x_o - mu_ko) + chol(C_k) e_m for the row's standard
-    normals e. A row with no observed entry gets p(k) = the weights.
+    With them (``uniforms`` (n,), ``normals`` (n, D)): component k drawn by the
+    row's uniform from p(k | x_o), then x_m = mu_km + Bt_k^T (x_o - mu_ko) +
+    chol(C_k) e_m for the row's standard normals e. A row with no observed
+    entry gets p(k) = the weights.
     """
-    n_features = xc.shape[1]
-    n_components = means.shape[0]
-    chol, bts, conds, half_log_dets = _factor_buffers(prec_chols.shape[0], n_features)
-    xt, devs, lp, work = _tile_buffers(n_components, n_features)
-    log_prob, resp = np.empty(n_components), np.empty(n_components)
-    log_det_u = _log_det_u(prec_chols)
-    shared = prec_chols.shape[0] == 1
-    draw = uniforms.size > 0
-    cond_chols = np.zeros_like(conds)
-    out = xc.copy()
-    for p in range(observed.shape[0]):
-        obs = np.flatnonzero(observed[p])
-        mis = np.flatnonzero(~observed[p])
-        if mis.size == 0:
-            continue
-        _pattern_factors(precisions, log_det_u, obs, mis, chol, bts, conds, half_log_dets)
-        if draw:
-            cond_chols[:] = conds
-            for f in range(prec_chols.shape[0]):
-                _cholesky_in_place(cond_chols[f], mis.size)
-        for start in range(starts[p], starts[p + 1], TILE_ROWS):
-            n_rows = min(TILE_ROWS, starts[p + 1] - start)
-            _tile(xc, start, n_rows, obs, mis, means, prec_chols, bts, half_log_dets,
-                  log_weights, xt, devs, lp, work)
-            for n in range(n_rows):
-                row = start + n
-                _row_responsibilities(lp, n, log_prob, resp)
-                if draw:
-                    k, cumulative = n_components - 1, 0.0
-                    for c in range(n_components):
-                        cumulative += resp[c]
-                        if uniforms[row] < cumulative:
-                            k = c
-                            break
-                    f = 0 if shared else k
-                    for a in range(mis.size):
-                        noise = 0.0
-                        for b in range(a + 1):
-                            noise += cond_chols[f, a, b] * normals[row, mis[b]]
-                        out[row, mis[a]] = means[k, mis[a]] + devs[k, mis[a], n] + noise
-                    continue
-                for a in range(mis.size):
-                    total = 0.0
-                    for k in range(n_components):
-                        total += resp[k] * (means[k, mis[a]] + devs[k, mis[a], n])
-                    out[row, mis[a]] = total
+    n_components, n_features = means.shape
+    out = np.full(x.shape, np.nan)
+    _sweep(_IMPUTE, x, order, np.empty(0), observed, starts, centre, means, prec_chols,
+           log_weights, False, (uniforms, normals), _sums(n_components, n_features), out)
     return out
 
 

@@ -167,40 +167,74 @@ def _naive_pattern_statistics(xc, sample_weight, means, covariances, log_weights
     return nk, first, m2, loglik, weight, entropy
 
 
-@pytest.mark.parametrize("n_features, fraction, shared", [(5, 0.3, False), (5, 0.3, True),
-                                                          (30, 0.5, False)])
-def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared):
-    """Patterns with tiles of their own and patterns sharing tiles, rows with
-    nothing observed among them, sample weights; at D 30 with half the entries
-    missing the patterns' conditional covariances fill a tile's room
-    (SLOT_CONDS) before its rows do. ``shared``: one precision (``tied``)."""
-    rng = np.random.default_rng(7)
-    n_rows = 700 if n_features < 10 else 250
-    x = _gapped_rows(n_rows, n_features, fraction, seed=8) - OFFSET
-    x[100:400] = np.where(np.arange(n_features) % 3 == 0, np.nan,
-                          np.nan_to_num(x[100:400], nan=0.5))  # one pattern, many rows
-    n_factors = 1 if shared else 3
+def _precision_factors(n_factors, n_features, rng):
+    """Random covariances (F, D, D) and the upper factors U of their precisions
+    (Lambda = U U^T, scikit-learn's ``precisions_cholesky_``)."""
     factors = rng.normal(size=(n_factors, n_features, n_features)) / np.sqrt(n_features)
     covariances = factors @ np.swapaxes(factors, 1, 2) + np.eye(n_features)
     prec_chols = np.linalg.cholesky(np.linalg.inv(covariances[:, ::-1, ::-1]))[:, ::-1, ::-1]
-    precisions = prec_chols @ np.swapaxes(prec_chols, 1, 2)
-    np.testing.assert_allclose(precisions @ covariances, np.broadcast_to(
-        np.eye(n_features), covariances.shape), atol=1e-10)  # U upper triangular, U U^T
-    means = rng.normal(scale=2, size=(3, n_features))
+    np.testing.assert_allclose(prec_chols @ np.swapaxes(prec_chols, 1, 2) @ covariances,
+                               np.broadcast_to(np.eye(n_features), covariances.shape),
+                               atol=1e-10)  # U upper triangular, U U^T
+    return covariances, np.ascontiguousarray(np.triu(prec_chols))
+
+
+@pytest.mark.parametrize("n_features, fraction, shared, dtype", [
+    (5, 0.3, False, np.float64), (5, 0.3, True, np.float64), (30, 0.5, False, np.float64),
+    (5, 0.3, False, np.float32), (16, 0.2, False, np.float32)])
+def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared, dtype):
+    """Patterns with tiles of their own and patterns sharing tiles, rows with
+    nothing observed among them, sample weights, rows far from the origin
+    (centred by the kernel, in float64 also for float32 rows); at D 30 with
+    half the entries missing the patterns' conditional covariances fill a
+    tile's room (SLOT_CONDS) before its rows do. ``shared``: one precision
+    (``tied``)."""
+    rng = np.random.default_rng(7)
+    n_rows = 700 if n_features < 10 else 250
+    x = _gapped_rows(n_rows, n_features, fraction, seed=8)
+    x[100:400] = np.where(np.arange(n_features) % 3 == 0, np.nan,
+                          np.nan_to_num(x[100:400], nan=OFFSET))  # one pattern, many rows
+    x = x.astype(dtype)
+    covariances, prec_chols = _precision_factors(1 if shared else 3, n_features, rng)
+    centre = np.full(n_features, OFFSET) + rng.normal(size=n_features)
+    means = rng.normal(scale=2, size=(3, n_features))  # relative to the centre
     log_weights = np.log([0.2, 0.3, 0.5])
     sample_weight = rng.uniform(0.5, 2.0, size=n_rows)
     order, observed, starts = _pattern_kernels.group_rows(np.isnan(x))
-    if n_features > 10:
+    if n_features > 20:
         assert (3 * np.sum(~observed, axis=1) ** 2).sum() > _pattern_kernels.SLOT_CONDS
     else:  # patterns with tiles of their own (one over several) and sharing tiles
         rows = np.diff(starts)
         assert rows.max() > _pattern_kernels.TILE_ROWS
         assert (rows < _pattern_kernels.TILE_MIN_ROWS).sum() > 5
-    got = _pattern_kernels.pattern_statistics(
-        x[order], sample_weight[order], observed, starts, means, np.triu(prec_chols),
-        precisions, log_weights)
-    want = _naive_pattern_statistics(x, sample_weight, means,
+    got = _pattern_kernels.pattern_statistics(x, order, observed, starts, sample_weight, centre,
+                                              means, prec_chols, log_weights, True)
+    want = _naive_pattern_statistics(x.astype(np.float64) - centre, sample_weight, means,
                                      np.broadcast_to(covariances, (3,) + covariances.shape[1:]),
                                      log_weights)
     for value, expected in zip(got, want):
         np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-9)
+    unweighted = _pattern_kernels.pattern_statistics(
+        x, order, observed, starts, np.empty(0), centre, means, prec_chols, log_weights, False)
+    assert unweighted[4] == np.sum(~np.isnan(x).all(axis=1)) and unweighted[5] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pattern_log_prob_is_the_observed_marginal(dtype):
+    """log w_k + log N(x_o; mu_o, Sigma_oo) by scipy on Sigma_oo itself, rows far
+    from the origin; a row with nothing observed gets log w_k."""
+    rng = np.random.default_rng(9)
+    x = _gapped_rows(900, 6, 0.35, seed=10).astype(dtype)
+    covariances, prec_chols = _precision_factors(3, 6, rng)
+    centre = np.full(6, OFFSET)
+    means = rng.normal(scale=2, size=(3, 6))
+    log_weights = np.log([0.2, 0.3, 0.5])
+    got = _pattern_kernels.pattern_log_prob(x, *_pattern_kernels.group_rows(np.isnan(x)),
+                                            centre, means, prec_chols, log_weights)
+    xc = x.astype(np.float64) - centre
+    for row, values in zip(got, xc):
+        o = ~np.isnan(values)
+        want = log_weights + np.array([multivariate_normal.logpdf(
+            values[o], means[k, o], covariances[k][np.ix_(o, o)]) if o.any() else 0.0
+            for k in range(3)])
+        np.testing.assert_allclose(row, want, rtol=1e-11, atol=1e-10)
