@@ -53,12 +53,15 @@ def pytest_configure(config):
     test first reaches it, instead of loading all of them again (about 7 s of CPU each)."""
     if not hasattr(config, "workerinput"):
         _compile_kernels()
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items):
     """Run the modules with the most slow tests first, each module's tests together and
     in their order (a stable sort). README's command hands pytest-xdist's two workers
-    one module at a time (``--dist loadfile``: a module's fixtures are built once): the
+    one module at a time (``--dist loadfile``: a module's fixtures are built once) in
+    this order (its own, by number of tests, is turned off in `pytest_configure`): the
     longest modules start first instead of stretching the end of the run."""
     slow_tests = Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow_tests[item.path])
