@@ -450,9 +450,13 @@ def test_ctrl_c_stops_cleanly_with_one_line(tmp_path, local_config):
 
 
 @pytest.mark.slow
-def test_demo_runs_as_installed(tmp_path):
+def test_demo_runs_as_installed(tmp_path, thread_config):
+    # The installed entry point, on a cluster of worker threads: the default cluster's worker
+    # processes would cost 12 s of CPU importing, and are tested in test_cluster.py
+    # (test_default_cluster_is_sized_to_the_machine) and by the command line above.
     result = subprocess.run(
-        ["daskgmm", "demo", "--n-samples", "20000", "--workdir", str(tmp_path)],
+        ["daskgmm", "demo", "--n-samples", "20000", "--workdir", str(tmp_path),
+         "--cluster", thread_config],
         capture_output=True, text=True, timeout=300, env=_env(),
     )
     assert result.returncode == 0, result.stderr
