@@ -1,8 +1,18 @@
+import os
 import subprocess
-from collections import Counter
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
+
+# pytest-xdist's processes (README's command runs two) share the machine's cores: each
+# gets one BLAS and one OpenMP thread, as distributed gives its workers, instead of one
+# per core each (two processes of two threads on two cores, with threads spinning while
+# they wait). The processes the tests start inherit the variables; in this one a plugin
+# may have loaded NumPy's BLAS already, so threadpoolctl sets it (below).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
 
 import dask
 import numpy as np
@@ -10,11 +20,15 @@ import pytest
 import zarr
 from distributed import Client, LocalCluster
 from distributed.utils import get_mp_context
+from threadpoolctl import threadpool_limits
 from zarr.storage import LocalStore, WrapperStore
 
 from daskgmm._covariance_types import COVARIANCE_TYPES  # noqa: F401 (the tests import it from here)
 
 from ._warm_kernels import warm_kernels
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    threadpool_limits(1)
 
 # Worker processes of the clusters the tests start here are forked from a server
 # that has imported what a worker of a fit imports, as distributed's own test
