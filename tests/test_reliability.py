@@ -153,7 +153,7 @@ def test_same_random_state_same_model(data, init_params):
 
 
 @pytest.mark.slow
-def test_same_fit_on_every_scheduler_chunking_and_worker_count(data):
+def test_same_fit_on_every_scheduler_chunking_and_worker_count(data, cluster):
     # A third of the rows: still one chunk, 207 chunks of 97 rows (the last ragged), 20
     # and 3 ragged chunks, each merged in another order; the sums are what may differ.
     data = data[:20_000]
@@ -167,9 +167,11 @@ def test_same_fit_on_every_scheduler_chunking_and_worker_count(data):
             with dask.config.set(scheduler=scheduler):
                 assert_same(_quiet_fit(_model(**model), X), reference)
     X = da.from_array(data, chunks=(3001, 6))
-    for n_workers in (1, 2, 4):
+    with Client(cluster):  # the shared cluster: two worker processes
+        assert_same(_quiet_fit(_model(**model), X), reference)
+    for n_workers in (1, 4):
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster):
+                          dashboard_address=None) as other, Client(other):
             assert_same(_quiet_fit(_model(**model), X), reference)
 
 
