@@ -428,13 +428,21 @@ def test_ctrl_c_stops_cleanly_with_one_line(tmp_path, local_config):
     data = str(tmp_path / "x.zarr")
     assert main(["make-data", data, "--n-samples", "200000", "--n-features", "8",
                  "--chunk-rows", "25000", "--quiet"]) == 0
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daskgmm.cli", "fit", data, "--n-components", "4", "--tol", "0",
-         "--max-iter", "100000", "--cache", "false", "--output", str(tmp_path / "m.zarr"),
-         "--cluster", local_config],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-        start_new_session=True,
-    )
+    # The command starts with Ctrl-C's default action, as from a terminal, however pytest
+    # was started: a program run in the background by a non-interactive shell (`cmd &` in
+    # a script) inherits SIGINT ignored, and so would the command (it then never stops:
+    # a fresh-clone run started so timed out here).
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daskgmm.cli", "fit", data, "--n-components", "4", "--tol",
+             "0", "--max-iter", "100000", "--cache", "false", "--output",
+             str(tmp_path / "m.zarr"), "--cluster", local_config],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, handler)
     try:
         while "iteration 2:" not in process.stdout.readline():
             assert process.poll() is None, process.stderr.read()
