@@ -1,7 +1,18 @@
+import os
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
+
+# pytest-xdist's processes (README's command runs two) share the machine's cores: each
+# gets one BLAS and one OpenMP thread, as distributed gives its workers, instead of one
+# per core each (two processes of two threads on two cores, with threads spinning while
+# they wait). The processes the tests start inherit the variables; in this one a plugin
+# may have loaded NumPy's BLAS already, so threadpoolctl sets it (below).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
 
 import dask
 import numpy as np
@@ -9,11 +20,15 @@ import pytest
 import zarr
 from distributed import Client, LocalCluster
 from distributed.utils import get_mp_context
+from threadpoolctl import threadpool_limits
 from zarr.storage import LocalStore, WrapperStore
 
 from daskgmm._covariance_types import COVARIANCE_TYPES  # noqa: F401 (the tests import it from here)
 
 from ._warm_kernels import warm_kernels
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    threadpool_limits(1)
 
 # Worker processes of the clusters the tests start here are forked from a server
 # that has imported what a worker of a fit imports, as distributed's own test
@@ -46,7 +61,24 @@ def _compile_kernels():
     warm_kernels(np.float32)  # from the cache the other process wrote (or compiled here)
 
 
-_compile_kernels()
+def pytest_configure(config):
+    """Compile the kernels in the process that starts the run: pytest-xdist's workers
+    (``config.workerinput``) start after it and load each kernel from the cache when a
+    test first reaches it, instead of loading all of them again (about 7 s of CPU each)."""
+    if not hasattr(config, "workerinput"):
+        _compile_kernels()
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+    """Run the modules with the most slow tests first, each module's tests together and
+    in their order (a stable sort). README's command hands pytest-xdist's two workers
+    one module at a time (``--dist loadfile``: a module's fixtures are built once) in
+    this order (its own, by number of tests, is turned off in `pytest_configure`): the
+    longest modules start first instead of stretching the end of the run."""
+    slow_tests = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow_tests[item.path])
 
 
 def make_mixture(n_samples=2000, n_features=3, n_components=3, seed=0, separation=4.0):

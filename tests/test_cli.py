@@ -1,6 +1,7 @@
 """The daskgmm command line, end to end on real zarr stores, Parquet files and local clusters."""
 
 import argparse
+import contextlib
 import fcntl
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import termios
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dask.array as da
@@ -314,30 +316,61 @@ def test_parquet_input(tmp_path, dataset, thread_config):
     np.testing.assert_array_equal(zarr.open_array(labels, mode="r")[:], gm.predict(X))
 
 
-def _on_terminal(argv, timeout=240):
-    """Run ``daskgmm argv`` on a new pseudo-terminal; return its exit code and output."""
+def _pseudo_terminal():
+    """A new pseudo-terminal of 24 rows and 100 columns: (controller, terminal) descriptors."""
     controller, terminal = os.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    return controller, terminal
+
+
+def _read_terminal(controller, timeout):
+    """What is written on the pseudo-terminal of ``controller`` until no one holds it open."""
+    output, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([controller], [], [], 1)[0]:
+            try:
+                chunk = os.read(controller, 1 << 16)
+            except OSError:  # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+    return output.decode(errors="replace")
+
+
+def _on_terminal(argv, timeout=240):
+    """Run ``daskgmm argv`` on a new pseudo-terminal; return its exit code and output."""
+    controller, terminal = _pseudo_terminal()
     process = subprocess.Popen([sys.executable, "-m", "daskgmm.cli", *argv], stdin=terminal,
                                stdout=terminal, stderr=terminal, env=_env(),
                                start_new_session=True)
     os.close(terminal)
-    output, deadline = b"", time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if select.select([controller], [], [], 1)[0]:
-                try:
-                    chunk = os.read(controller, 1 << 16)
-                except OSError:  # EIO: the command ended and closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-        return process.wait(timeout=30), output.decode(errors="replace")
+        output = _read_terminal(controller, timeout)
+        return process.wait(timeout=30), output
     finally:
         os.close(controller)
         if process.poll() is None:
             process.kill()
+
+
+def _in_process_on_terminal(argv, timeout=240):
+    """Run ``main(argv)`` in this process, its output on a new pseudo-terminal (``isatty()``
+    is true, as on a user's terminal); return its exit code and output.
+
+    The command's own behaviour without the start of a Python process (seconds of
+    imports): `_on_terminal` runs the installed command the way a user does.
+    """
+    controller, terminal = _pseudo_terminal()
+    try:
+        with ThreadPoolExecutor(1) as reader:
+            output = reader.submit(_read_terminal, controller, timeout)
+            with open(terminal, "w", buffering=1) as stream, \
+                    contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                code = main(argv)
+            return code, output.result()  # closing the terminal above ends the reading
+    finally:
+        os.close(controller)
 
 
 def _bar_shown(text):
@@ -353,7 +386,7 @@ def _make_data_argv(tmp_path):
 def test_progress_bar_on_a_terminal(tmp_path):
     code, output = _on_terminal(_make_data_argv(tmp_path))
     assert code == 0 and _bar_shown(output), output
-    code, output = _on_terminal([*_make_data_argv(tmp_path), "--quiet"])
+    code, output = _in_process_on_terminal([*_make_data_argv(tmp_path), "--quiet"])
     assert code == 0 and "wrote" in output and DESCRIPTION not in output, output
 
 
@@ -367,18 +400,22 @@ def test_no_progress_bar_when_not_on_a_terminal(tmp_path, capsys):
 def test_progress_bars_of_fit_predict_and_score(tmp_path, dataset, thread_config, capsys):
     # The bars follow the scheduler's tasks, wherever the workers run: worker threads spare
     # three commands two worker processes each (the worker processes of the command line are
-    # tested above and in test_ctrl_c_stops_cleanly_with_one_line). Off a terminal (captured
-    # output, in this process) no bar.
+    # tested above and in test_ctrl_c_stops_cleanly_with_one_line). The fit runs as installed
+    # on a terminal; predict and score run in this process with their output on a terminal
+    # (the bar is the same code; a process each would cost seconds of imports). Off a
+    # terminal (captured output, in this process) no bar.
     data, model, _ = dataset
     fitted = str(tmp_path / "m.zarr")
     code, output = _on_terminal(["fit", data, "--n-components", "3", "--max-iter", "2",
                                  "--output", fitted, "--cluster", thread_config])
     assert code == 0 and _bar_shown(output) and "iteration 1" in output, output
     assert "Dask dashboard: http" in output
-    code, output = _on_terminal(["predict", model, data, "--output", str(tmp_path / "l.zarr"),
-                                 "--cluster", thread_config])
+    code, output = _in_process_on_terminal(["predict", model, data, "--output",
+                                            str(tmp_path / "l.zarr"), "--cluster",
+                                            thread_config])
     assert code == 0 and _bar_shown(output), output
-    code, output = _on_terminal(["score", model, data, "--cluster", thread_config, "--quiet"])
+    code, output = _in_process_on_terminal(["score", model, data, "--cluster", thread_config,
+                                            "--quiet"])
     assert code == 0 and "mean log-likelihood" in output and DESCRIPTION not in output, output
     capsys.readouterr()
     assert main(["score", model, data, "--cluster", thread_config]) == 0
@@ -391,13 +428,21 @@ def test_ctrl_c_stops_cleanly_with_one_line(tmp_path, local_config):
     data = str(tmp_path / "x.zarr")
     assert main(["make-data", data, "--n-samples", "200000", "--n-features", "8",
                  "--chunk-rows", "25000", "--quiet"]) == 0
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daskgmm.cli", "fit", data, "--n-components", "4", "--tol", "0",
-         "--max-iter", "100000", "--cache", "false", "--output", str(tmp_path / "m.zarr"),
-         "--cluster", local_config],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-        start_new_session=True,
-    )
+    # The command starts with Ctrl-C's default action, as from a terminal, however pytest
+    # was started: a program run in the background by a non-interactive shell (`cmd &` in
+    # a script) inherits SIGINT ignored, and so would the command (it then never stops:
+    # a fresh-clone run started so timed out here).
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daskgmm.cli", "fit", data, "--n-components", "4", "--tol",
+             "0", "--max-iter", "100000", "--cache", "false", "--output",
+             str(tmp_path / "m.zarr"), "--cluster", local_config],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, handler)
     try:
         while "iteration 2:" not in process.stdout.readline():
             assert process.poll() is None, process.stderr.read()
@@ -413,9 +458,13 @@ def test_ctrl_c_stops_cleanly_with_one_line(tmp_path, local_config):
 
 
 @pytest.mark.slow
-def test_demo_runs_as_installed(tmp_path):
+def test_demo_runs_as_installed(tmp_path, thread_config):
+    # The installed entry point, on a cluster of worker threads: the default cluster's worker
+    # processes would cost 12 s of CPU importing, and are tested in test_cluster.py
+    # (test_default_cluster_is_sized_to_the_machine) and by the command line above.
     result = subprocess.run(
-        ["daskgmm", "demo", "--n-samples", "20000", "--workdir", str(tmp_path)],
+        ["daskgmm", "demo", "--n-samples", "20000", "--workdir", str(tmp_path),
+         "--cluster", thread_config],
         capture_output=True, text=True, timeout=300, env=_env(),
     )
     assert result.returncode == 0, result.stderr

@@ -1,11 +1,7 @@
 """GaussianMixtureImputer and ``daskgmm impute``: filled values against the naive
 reference of test_missing, input types, reproducible draws, a Pipeline, the CLI."""
 
-import os
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -27,8 +23,6 @@ from daskgmm.cli import main
 
 from .conftest import COVARIANCE_TYPES, make_mixture
 from .test_missing import _as_full, _naive_e_step, _precisions, _start, _with_gaps
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +146,11 @@ def test_better_than_column_means_on_correlated_data():
     assert mixture < 0.6 * rmse(SimpleImputer().fit_transform(gaps))
 
 
-def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
-                                                                   os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "daskgmm.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
-
-
 @pytest.mark.slow
 def test_cli_fits_with_gaps_and_imputes_a_store(tmp_path, complete_and_gaps, capsys):
-    """The fit runs as a real process; the refusal and the imputations run the same
-    command in this process (each process imports scikit-learn, Dask and numba again)."""
+    """The command line's refusal, fit and imputations, run in this process (the installed
+    command runs as a process of its own in test_cli.py: each imports scikit-learn, Dask
+    and numba again)."""
     _, gaps, _ = complete_and_gaps
     data, model = str(tmp_path / "gaps.zarr"), str(tmp_path / "model.zarr")
     zarr.create_array(data, shape=gaps.shape, chunks=(150, 4), dtype="f8")[:] = gaps
@@ -173,9 +161,9 @@ def test_cli_fits_with_gaps_and_imputes_a_store(tmp_path, complete_and_gaps, cap
     assert main(["fit", data, "--n-components", "3", "--output", model, "--quiet",
                  "--cluster", str(config)]) == 2
     assert "nan_policy" in capsys.readouterr().err
-    fitted = _cli("fit", data, "--n-components", "3", "--nan-policy", "marginalize",
-                  "--random-state", "0", "--output", model, "--quiet", "--cluster", str(config))
-    assert fitted.returncode == 0, fitted.stderr
+    assert main(["fit", data, "--n-components", "3", "--nan-policy", "marginalize",
+                 "--random-state", "0", "--output", model, "--quiet", "--cluster",
+                 str(config)]) == 0
     gm = daskgmm.load(model)
     assert gm.nan_policy == "marginalize"
     reference = daskgmm.GaussianMixture(3, nan_policy="marginalize", random_state=0).fit(

@@ -1,13 +1,11 @@
 """Incremental EM under faults: a worker lost mid-lap, a checkpointed fit killed mid-lap."""
 
 import contextlib
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import dask
@@ -21,7 +19,7 @@ from daskgmm._checkpoint import load as load_checkpoint
 
 from .conftest import counted_array, make_mixture
 from .test_checkpoint import _same_model
-from .test_reliability import _during_fit, _quiet_fit, assert_same
+from .test_reliability import _during_fit, _LapsClock, _quiet_fit, assert_same
 from .test_reliability import data, three_workers  # noqa: F401 (fixtures, used by name)
 
 N_BLOCKS = 8
@@ -50,25 +48,6 @@ warnings.simplefilter("ignore")
 X = zarr.open_array(sys.argv[1], mode="r")
 GaussianMixture(**json.loads(sys.argv[2]), checkpoint=sys.argv[3]).fit(X)
 """
-
-
-class _LapsClock(io.StringIO):
-    """Standard output of a fit (verbose=1) that records when each line was first written.
-
-    ``times[line]``; ``laps_began`` is set at "Initialization 0", which `run_em`
-    prints before the first lap (the initialisation has run by then).
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.times = {}
-        self.laps_began = threading.Event()
-
-    def write(self, text):
-        self.times.setdefault(text.strip(), time.monotonic())
-        if text == "Initialization 0":
-            self.laps_began.set()
-        return super().write(text)
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """Faults survived, results independent of how they were computed, degenerate data."""
 
+import contextlib
+import io
 import os
 import signal
 import threading
@@ -72,6 +74,25 @@ class _After(threading.Timer):
         self.start()
 
 
+class _LapsClock(io.StringIO):
+    """Standard output of a fit (verbose=1) that records when each line was first written.
+
+    ``times[line]``; ``laps_began`` is set at "Initialization 0", which `run_em`
+    prints before the first pass or lap (the initialisation has run by then).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.times = {}
+        self.laps_began = threading.Event()
+
+    def write(self, text):
+        self.times.setdefault(text.strip(), time.monotonic())
+        if text == "Initialization 0":
+            self.laps_began.set()
+        return super().write(text)
+
+
 def _during_fit(seconds, action, fit):
     """Fit while ``action`` happens; checks that it happened before the fit ended."""
     event = _After(seconds, action)
@@ -131,10 +152,18 @@ def test_cluster_gone_names_the_last_iteration(data, algorithm):
                            dashboard_address=None)
     client = Client(cluster)
     X = da.from_array(data, chunks=(2000, 6))
+    output = _LapsClock()
+
+    def close_in_the_iterations():  # after the initialisation, however long it took
+        output.laps_began.wait(timeout=60)
+        time.sleep(0.5)
+        cluster.close()
+
     try:
-        with pytest.raises(RuntimeError, match=r"last completed iteration is \d+.*checkpoint"):
-            _during_fit(1.0, cluster.close,
-                        lambda: _quiet_fit(_model(max_iter=500, algorithm=algorithm), X))
+        with pytest.raises(RuntimeError, match=r"last completed iteration is \d+.*checkpoint"), \
+                contextlib.redirect_stdout(output):
+            _during_fit(0, close_in_the_iterations, lambda: _quiet_fit(
+                _model(max_iter=500, algorithm=algorithm, verbose=1), X))
     finally:
         client.close()
         cluster.close()
@@ -153,7 +182,7 @@ def test_same_random_state_same_model(data, init_params):
 
 
 @pytest.mark.slow
-def test_same_fit_on_every_scheduler_chunking_and_worker_count(data):
+def test_same_fit_on_every_scheduler_chunking_and_worker_count(data, cluster):
     # A third of the rows: still one chunk, 207 chunks of 97 rows (the last ragged), 20
     # and 3 ragged chunks, each merged in another order; the sums are what may differ.
     data = data[:20_000]
@@ -167,9 +196,11 @@ def test_same_fit_on_every_scheduler_chunking_and_worker_count(data):
             with dask.config.set(scheduler=scheduler):
                 assert_same(_quiet_fit(_model(**model), X), reference)
     X = da.from_array(data, chunks=(3001, 6))
-    for n_workers in (1, 2, 4):
+    with Client(cluster):  # the shared cluster: two worker processes
+        assert_same(_quiet_fit(_model(**model), X), reference)
+    for n_workers in (1, 4):
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster):
+                          dashboard_address=None) as other, Client(other):
             assert_same(_quiet_fit(_model(**model), X), reference)
 
 
