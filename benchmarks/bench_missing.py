@@ -6,11 +6,13 @@ Run from the repository root, on a quiet machine::
     python benchmarks/bench_missing.py --tiny    # a smoke test in seconds (N = 20,000)
 
 Part 1, ``GaussianMixture(nan_policy='marginalize')``: seconds per EM iteration
-(``--iterations`` iterations, ``tol=0``, from the same explicit start: the
+(a fit of ``--iterations`` iterations less a fit of one, per further iteration,
+``tol=0``, from the same explicit start: the
 generating means, unit covariances, equal weights, so that no pass
 initialises) on the rows in memory as a Dask array of ``CHUNKS`` row chunks
 (local threads), for ``full`` and ``diag``, against the same rows without NaN
-fitted with ``nan_policy='raise'`` (the complete pass). Missingness:
+fitted with ``nan_policy='raise'`` (the complete pass); each figure the
+fastest of ``--repeats`` repetitions, the kinds interleaved within each. Missingness:
 
 - ``MAR 5 %`` and ``MAR 20 %``: every entry NaN with that probability;
 - ``block columns``: 20 % of the rows miss features 0-3 and another 20 %
@@ -68,7 +70,7 @@ def _with_gaps(X, kind, rng):
     return X
 
 
-def _seconds_per_iteration(X, means, covariance_type, nan_policy, iterations):
+def _fit_seconds(X, means, covariance_type, nan_policy, iterations):
     n_components, n_features = means.shape
     precisions = (np.eye(n_features) if covariance_type == "full" else np.ones(n_features))
     model = GaussianMixture(
@@ -79,10 +81,17 @@ def _seconds_per_iteration(X, means, covariance_type, nan_policy, iterations):
         warnings.simplefilter("ignore", ConvergenceWarning)
         tic = time.perf_counter()
         model.fit(da.from_array(X, chunks=(-(-len(X) // CHUNKS), n_features)))
-    return (time.perf_counter() - tic) / iterations
+    return time.perf_counter() - tic
 
 
-def em_passes(n_samples, iterations, rng):
+def _seconds_per_iteration(X, means, covariance_type, nan_policy, iterations):
+    """A fit of ``iterations`` iterations less one of 1, per further iteration: the
+    fit's fixed costs (validation, the first graph) do not count, as in bench_kernels."""
+    many = _fit_seconds(X, means, covariance_type, nan_policy, iterations)
+    return (many - _fit_seconds(X, means, covariance_type, nan_policy, 1)) / (iterations - 1)
+
+
+def em_passes(n_samples, iterations, repeats, rng):
     print(f"Part 1: seconds per EM iteration, N = {n_samples:,}, D = 16, K = 8")
     X, means = _mixture(n_samples, 16, 8, rng)
     kinds = ("complete", "MAR 5 %", "MAR 20 %", "block columns")
@@ -92,14 +101,16 @@ def em_passes(n_samples, iterations, rng):
     print("|" + " --- |" * (len(kinds) + 1))
     for covariance_type in ("full", "diag"):
         # Compiles the numba kernels (cached on disk) before timing.
-        _seconds_per_iteration(gapped["MAR 5 %"][:2000], means, covariance_type,
-                               "marginalize", 1)
-        complete = _seconds_per_iteration(X, means, covariance_type, "raise", iterations)
-        cells = [f"{complete:.3f}"]
-        for kind in kinds[1:]:
-            seconds = _seconds_per_iteration(gapped[kind], means, covariance_type,
-                                             "marginalize", iterations)
-            cells.append(f"{seconds:.3f} ({seconds / complete:.2f})")
+        _fit_seconds(gapped["MAR 5 %"][:2000], means, covariance_type, "marginalize", 1)
+        best = dict.fromkeys(kinds, np.inf)
+        for _ in range(repeats):  # the kinds interleaved, the fastest of each kept
+            for kind in kinds:
+                policy = "raise" if kind == "complete" else "marginalize"
+                best[kind] = min(best[kind], _seconds_per_iteration(
+                    gapped[kind], means, covariance_type, policy, iterations))
+        complete = best["complete"]
+        cells = [f"{complete:.3f}"] + [f"{best[kind]:.3f} ({best[kind] / complete:.2f})"
+                                       for kind in kinds[1:]]
         print("| " + " | ".join([covariance_type, *cells]) + " |", flush=True)
     print()
 
@@ -133,10 +144,13 @@ def main():
     parser.add_argument("--tiny", action="store_true", help="a smoke test (N = 20,000)")
     parser.add_argument("--n-samples", type=int, default=None, help="rows of part 1")
     parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="interleaved repetitions of part 1, the fastest kept (default 3)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     n_samples = args.n_samples or (20_000 if args.tiny else 1_000_000)
-    em_passes(n_samples, args.iterations or (2 if args.tiny else 5), rng)
+    em_passes(n_samples, args.iterations or (2 if args.tiny else 5),
+              args.repeats or (1 if args.tiny else 3), rng)
     imputation(5_000 if args.tiny else 20_000, rng)
 
 
