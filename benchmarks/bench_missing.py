@@ -149,7 +149,11 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     n_samples = args.n_samples or (20_000 if args.tiny else 1_000_000)
-    em_passes(n_samples, args.iterations or (2 if args.tiny else 5),
+    iterations = args.iterations or (2 if args.tiny else 5)
+    if iterations < 2:
+        parser.error("--iterations must be at least 2: seconds per further iteration are "
+                     "a fit of that many iterations less a fit of one")
+    em_passes(n_samples, iterations,
               args.repeats or (1 if args.tiny else 3), rng)
     imputation(5_000 if args.tiny else 20_000, rng)
 

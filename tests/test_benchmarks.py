@@ -32,7 +32,7 @@ RUNS = {
                               "--workers", "1"], "method"),
     "bench_kernels.py": (["--scale", "0.001", "--repeats", "1", "--iterations", "1",
                           "--configs", "A", "--types", "full", "diag"], "system"),
-    "bench_missing.py": (["--tiny", "--n-samples", "2000", "--iterations", "1"], "type"),
+    "bench_missing.py": (["--tiny", "--n-samples", "2000", "--iterations", "2"], "type"),
 }
 
 
