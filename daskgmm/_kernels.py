@@ -39,7 +39,7 @@ def check_finite(X):
     assert_all_finite(X, input_name="X")
 
 
-def _rows(X):
+def kernel_rows(X):
     """X as the kernels take it: C-contiguous float32 or float64 (anything else: float64)."""
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
@@ -144,7 +144,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         block's sum of ``log p(x)`` and, ``with_entropy``, of
         ``sum_k r log r`` (both weighted by ``sample_weight``).
     """
-    X = _rows(X)
+    X = kernel_rows(X)
     centre = _centre(weights, means)
     means_c = means - centre
     parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)
@@ -170,7 +170,7 @@ def resp_statistics(X, sample_weight, resp, covariance_type):
     block, found first by a sweep about its first row, so that they are
     exact wherever the components lie.
     """
-    X = _rows(X)
+    X = kernel_rows(X)
     n_components, n_features = resp.shape[1], X.shape[1]
     centre = np.asarray(X[0] if X.shape[0] else np.zeros(n_features), dtype=np.float64)
     parameters = _compiled(covariance_type).parameters(
@@ -229,7 +229,7 @@ def estimate_weighted_log_prob(X, weights, means, prec_chol, covariance_type, lo
 
     ``log_weights``, when given, replaces log(pi_k) (see `em_statistics`).
     """
-    X = _rows(X)
+    X = kernel_rows(X)
     centre = _centre(weights, means)
     means_c = means - centre
     parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)

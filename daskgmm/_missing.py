@@ -132,12 +132,6 @@ def _upper_factors(roots):
     return np.ascontiguousarray(roots, dtype=np.float64)
 
 
-def _kernel_rows(x):
-    """Rows as the numba kernels take them: C-contiguous float32 or float64."""
-    x = np.asarray(x)
-    return np.ascontiguousarray(x, dtype=x.dtype if x.dtype == np.float32 else np.float64)
-
-
 def _variances(roots):
     """Per-feature variances (K, D) of a separable type from its per-feature roots."""
     return np.ascontiguousarray(1.0 / np.square(roots), dtype=np.float64)
@@ -170,7 +164,7 @@ def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_ty
             np.ascontiguousarray(x, dtype=np.float64), sw, centre, means_c, _variances(roots),
             log_w, with_entropy)
     else:
-        x = _kernel_rows(x)
+        x = _kernels.kernel_rows(x)
         nk, first, m2, loglik, weight, entropy = _numba().pattern_statistics(
             x, *_by_pattern(np.isnan(x)), sw, centre, means_c, _upper_factors(roots), log_w,
             with_entropy)
@@ -371,7 +365,7 @@ def _marginal_log_prob(x, weights, means, prec_chol, covariance_type, log_weight
         out = _numba().diag_log_prob(np.ascontiguousarray(x, dtype=np.float64), centre,
                                      means_c, _variances(roots), log_weights)
     else:
-        x = _kernel_rows(x)
+        x = _kernels.kernel_rows(x)
         out = _numba().pattern_log_prob(x, *_by_pattern(np.isnan(x)), centre, means_c,
                                         _upper_factors(roots), log_weights)
     out[np.isnan(x).all(axis=1)] = np.log(weights)
@@ -408,7 +402,7 @@ def impute(X, weights, means, prec_chol, covariance_type, draws=None):
     if not incomplete.any():
         return out
     centre = _centre(weights, means)
-    rows = _kernel_rows(X[incomplete])
+    rows = _kernels.kernel_rows(X[incomplete])
     uniforms, normals = np.empty(0), np.empty((0, X.shape[1]))
     if draws is not None:
         uniforms, normals = (np.ascontiguousarray(values[incomplete]) for values in draws)
