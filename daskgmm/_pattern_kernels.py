@@ -351,7 +351,13 @@ def _fill(x, order, row, count, offset, sample_weight, centre, obs, mis, mean_la
 def _fill_columns(x, order, row, count, offset, sample_weight, centre, obs, mis, means, bts,
                   tile):
     """As `_fill`, for a pattern of many rows: d_m = Bt^T d_o (`_regression`) in
-    loops over the rows (rows as columns, vectorised), each component in turn."""
+    loops over the rows (rows as columns, vectorised), each component in turn.
+
+    The loops run over views of the columns ``offset:offset + count`` from 0: an
+    index that starts at a run-time offset may be negative for all LLVM knows,
+    and numba's wraparound of negative indices then keeps the loops scalar
+    (measured on bench_missing's block columns: 4x the time).
+    """
     shared = tile.entropy.shape[1] == 1
     xt, devs = tile.weighted, tile.devs  # ``weighted`` is free until `_tile_statistics`
     stop = offset + count
@@ -366,18 +372,18 @@ def _fill_columns(x, order, row, count, offset, sample_weight, centre, obs, mis,
         dev = devs[k]
         for i in obs:
             mean = means[k, i]
-            observed = xt[i]
-            completed = dev[i]
-            for n in range(offset, stop):
+            observed = xt[i, offset:stop]
+            completed = dev[i, offset:stop]
+            for n in range(count):
                 completed[n] = observed[n] - mean
         for a in range(mis.size):
-            completed = dev[mis[a]]
-            for n in range(offset, stop):
+            completed = dev[mis[a], offset:stop]
+            for n in range(count):
                 completed[n] = 0.0
             for i in range(obs.size):
                 coef = bts[i, a, f]
-                observed = dev[obs[i]]
-                for n in range(offset, stop):
+                observed = dev[obs[i], offset:stop]
+                for n in range(count):
                     completed[n] += coef * observed[n]
 
 
