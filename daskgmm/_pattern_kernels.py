@@ -161,13 +161,16 @@ def _factorise(precisions, mis, factors):
     inverse_diagonal, conds = factors.inverse_diagonal, factors.conds
     for a in range(n_mis):
         for b in range(a + 1):
-            chol[a, b] = precisions[mis[a], mis[b]]
+            source, target = precisions[mis[a], mis[b]], chol[a, b]
+            for f in range(lanes):
+                target[f] = source[f]
     _cholesky_lanes(chol, n_mis, inverse_diagonal, factors.half_log_dets)
     for b in range(n_mis):  # L^-1, lower
         inverse_chol[b, b] = inverse_diagonal[b]
         for a in range(b + 1, n_mis):
             target = inverse_chol[a, b]
-            target[:] = 0.0
+            for f in range(lanes):
+                target[f] = 0.0
             for t in range(b, a):
                 left, right = chol[a, t], inverse_chol[t, b]
                 for f in range(lanes):
@@ -177,13 +180,15 @@ def _factorise(precisions, mis, factors):
                 target[f] *= scale[f]
     for a in range(n_mis):  # C[a, b] = sum_t (L^-1)[t, a] (L^-1)[t, b], t >= a >= b
         for b in range(a + 1):
-            target = conds[a, b]
-            target[:] = 0.0
+            target, mirror = conds[a, b], conds[b, a]
+            for f in range(lanes):
+                target[f] = 0.0
             for t in range(a, n_mis):
                 left, right = inverse_chol[t, a], inverse_chol[t, b]
                 for f in range(lanes):
                     target[f] += left[f] * right[f]
-            conds[b, a] = target
+            for f in range(lanes):
+                mirror[f] = target[f]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -287,7 +292,8 @@ def _add_slot(tile, s, obs, mis, log_weights, factors, log_det_u):
     for f in range(lanes):
         tile.entropy[s, f] = 0.5 * n_mis * LOG_2PI_E - half_log_dets[f]
     tile.n_missing[s] = n_mis
-    tile.missing[s, :n_mis] = mis
+    for a in range(n_mis):
+        tile.missing[s, a] = mis[a]
     at = tile.cond_start[s]
     for a in range(n_mis):
         for b in range(n_mis):
@@ -756,10 +762,11 @@ def group_rows(missing):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _gather_rows(x, sample_weight, start, n_rows, centre, out, weights):
+def _gather_rows(x, sample_weight, start, n_rows, centre, out, weights, gaps):
     """out[d, n] = x[start + n, d] - centre[d] (NaN where missing): rows as columns
     (D, block); ``weights`` (block,) the rows' weights (1 if ``sample_weight`` is
-    empty), 0 for a row with nothing observed, which so takes no part."""
+    empty), 0 for a row with nothing observed, which so takes no part;
+    ``gaps[d]`` the number of NaN in feature d of the block."""
     n_features = x.shape[1]
     for n in range(n_rows):
         n_observed = 0
@@ -769,35 +776,50 @@ def _gather_rows(x, sample_weight, start, n_rows, centre, out, weights):
             n_observed += value == value
         weight = sample_weight[start + n] if sample_weight.size else 1.0
         weights[n] = weight if n_observed else 0.0
+    for d in range(n_features):  # a vectorised count per feature
+        values = out[d]
+        count = 0
+        for n in range(n_rows):
+            count += values[n] != values[n]
+        gaps[d] = count
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _masked_log_prob(xt, n_rows, means, half_log_2pi_var, precisions, log_weights, lp):
+def _masked_log_prob(xt, n_rows, gaps, means, half_log_2pi_var, precisions, log_weights, lp):
     """(1) for ``diag``: lp[k, n] = log w_k - 1/2 sum over observed d of
     log(2 pi sigma_kd^2) + (x_dn - mu_kd)^2 / sigma_kd^2; a NaN x_dn adds 0
-    (a select, not a branch: the loop over the rows vectorises)."""
+    (a select, not a branch: the loop over the rows vectorises), in the
+    features with NaN in the block (``gaps``) only."""
     n_components, n_features = means.shape
     for k in range(n_components):
         row = lp[k]
         for n in range(n_rows):
             row[n] = 0.0
+        constant_k = log_weights[k]  # with the constants of the features without NaN
         for d in range(n_features):
             mean, constant = means[k, d], half_log_2pi_var[k, d]
             half = 0.5 * precisions[k, d]
             values = xt[d]
-            for n in range(n_rows):
-                dev = values[n] - mean
-                term = constant + half * dev * dev
-                row[n] += term if dev == dev else 0.0
+            if gaps[d]:
+                for n in range(n_rows):
+                    dev = values[n] - mean
+                    term = constant + half * dev * dev
+                    row[n] += term if dev == dev else 0.0
+            else:
+                constant_k -= constant
+                for n in range(n_rows):
+                    dev = values[n] - mean
+                    row[n] += half * dev * dev
         for n in range(n_rows):
-            row[n] = log_weights[k] - row[n]
+            row[n] = constant_k - row[n]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _masked_moments(xt, n_rows, means, resp, first, m2, missed):
+def _masked_moments(xt, n_rows, gaps, means, resp, first, m2, missed):
     """Over observed entries first_kd += sum_n r_nk (x_dn - mu_kd) and
     m2_kd += sum_n r_nk (x_dn - mu_kd)^2; over missing ones missed_kd += sum_n r_nk;
-    ``resp`` (K, block) the weighted responsibilities."""
+    ``resp`` (K, block) the weighted responsibilities. Features without NaN in
+    the block (``gaps``) skip the selects."""
     n_components, n_features = means.shape
     for k in range(n_components):
         r = resp[k]
@@ -805,13 +827,20 @@ def _masked_moments(xt, n_rows, means, resp, first, m2, missed):
             mean = means[k, d]
             values = xt[d]
             total, squares, missing = 0.0, 0.0, 0.0
-            for n in range(n_rows):
-                dev = values[n] - mean
-                seen = dev == dev
-                rd = r[n] * dev if seen else 0.0
-                total += rd
-                squares += rd * dev if seen else 0.0
-                missing += 0.0 if seen else r[n]
+            if gaps[d]:
+                for n in range(n_rows):
+                    dev = values[n] - mean
+                    seen = dev == dev
+                    rd = r[n] * dev if seen else 0.0
+                    total += rd
+                    squares += rd * dev if seen else 0.0
+                    missing += 0.0 if seen else r[n]
+            else:
+                for n in range(n_rows):
+                    dev = values[n] - mean
+                    rd = r[n] * dev
+                    total += rd
+                    squares += rd * dev
             first[k, d] += total
             m2[k, d] += squares
             missed[k, d] += missing
@@ -842,12 +871,14 @@ def diag_statistics(x, sample_weight, centre, means, variances, log_weights, wit
     lp = np.empty((n_components, block + _fused._PAD))
     work = np.empty((3, block + _fused._PAD))
     weights = np.empty(block)
+    gaps = np.empty(n_features, dtype=np.int64)
     for start in range(0, x.shape[0], block):
         n_rows = min(block, x.shape[0] - start)
-        _gather_rows(x, sample_weight, start, n_rows, centre, xt, weights)
-        _masked_log_prob(xt, n_rows, means, half_log_2pi_var, precisions, log_weights, lp)
+        _gather_rows(x, sample_weight, start, n_rows, centre, xt, weights, gaps)
+        _masked_log_prob(xt, n_rows, gaps, means, half_log_2pi_var, precisions, log_weights,
+                         lp)
         _fused._responsibilities(lp, n_rows, weights, 0, with_entropy, nk, totals, work)
-        _masked_moments(xt, n_rows, means, lp, first, m2, missed)
+        _masked_moments(xt, n_rows, gaps, means, lp, first, m2, missed)
     entropy = totals[2]
     for k in range(n_components):
         for d in range(n_features):
@@ -867,10 +898,12 @@ def diag_log_prob(x, centre, means, variances, log_weights):
     xt = np.empty((n_features, block + _fused._PAD))
     lp = np.empty((n_components, block + _fused._PAD))
     weights = np.empty(block)
+    gaps = np.empty(n_features, dtype=np.int64)
     out = np.empty((x.shape[0], n_components))
     for start in range(0, x.shape[0], block):
         n_rows = min(block, x.shape[0] - start)
-        _gather_rows(x, weights[:0], start, n_rows, centre, xt, weights)
-        _masked_log_prob(xt, n_rows, means, half_log_2pi_var, precisions, log_weights, lp)
+        _gather_rows(x, weights[:0], start, n_rows, centre, xt, weights, gaps)
+        _masked_log_prob(xt, n_rows, gaps, means, half_log_2pi_var, precisions, log_weights,
+                         lp)
         _fused._copy_out(lp, n_rows, start, out)
     return out
