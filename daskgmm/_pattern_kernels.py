@@ -96,34 +96,32 @@ def _cholesky_lanes(a, n, inverse_diagonal, half_log_det):
     """Lower Cholesky factors of ``a[:n, :n, f]`` for every lane f (lower triangles
     read), in place: ``a`` (D, D, F) with the F factors innermost (lanes), each
     step a loop over the lanes. ``inverse_diagonal[j, f]`` gets 1 / L[j, j, f]
-    and ``half_log_det[f]`` sum_j log L[j, j, f]."""
+    and ``half_log_det[f]`` sum_j log L[j, j, f].
+
+    Elements are indexed, not taken as views of lanes: each view costs numba
+    reference counting, which took most of a small pattern's factorisation
+    (the kernels below do the same)."""
     lanes = a.shape[2]
     for f in range(lanes):
         half_log_det[f] = 0.0
     for j in range(n):
-        diagonal = a[j, j]
         for t in range(j):
-            left = a[j, t]
             for f in range(lanes):
-                diagonal[f] -= left[f] * left[f]
+                a[j, j, f] -= a[j, t, f] * a[j, t, f]
         for f in range(lanes):
-            if diagonal[f] <= 0.0:
+            if a[j, j, f] <= 0.0:
                 raise ValueError("a precision matrix is not positive definite")
-        inverse = inverse_diagonal[j]
         for f in range(lanes):
-            root = np.sqrt(diagonal[f])
-            diagonal[f] = root
-            inverse[f] = 1.0 / root
-        for f in range(lanes):
-            half_log_det[f] += np.log(diagonal[f])
+            root = np.sqrt(a[j, j, f])
+            a[j, j, f] = root
+            inverse_diagonal[j, f] = 1.0 / root
+            half_log_det[f] += np.log(root)
         for i in range(j + 1, n):
-            below = a[i, j]
             for t in range(j):
-                left, right = a[i, t], a[j, t]
                 for f in range(lanes):
-                    below[f] -= left[f] * right[f]
+                    a[i, j, f] -= a[i, t, f] * a[j, t, f]
             for f in range(lanes):
-                below[f] *= inverse[f]
+                a[i, j, f] *= inverse_diagonal[j, f]
 
 
 class _Factors(NamedTuple):
@@ -161,34 +159,29 @@ def _factorise(precisions, mis, factors):
     inverse_diagonal, conds = factors.inverse_diagonal, factors.conds
     for a in range(n_mis):
         for b in range(a + 1):
-            source, target = precisions[mis[a], mis[b]], chol[a, b]
             for f in range(lanes):
-                target[f] = source[f]
+                chol[a, b, f] = precisions[mis[a], mis[b], f]
     _cholesky_lanes(chol, n_mis, inverse_diagonal, factors.half_log_dets)
     for b in range(n_mis):  # L^-1, lower
-        inverse_chol[b, b] = inverse_diagonal[b]
+        for f in range(lanes):
+            inverse_chol[b, b, f] = inverse_diagonal[b, f]
         for a in range(b + 1, n_mis):
-            target = inverse_chol[a, b]
             for f in range(lanes):
-                target[f] = 0.0
+                inverse_chol[a, b, f] = 0.0
             for t in range(b, a):
-                left, right = chol[a, t], inverse_chol[t, b]
                 for f in range(lanes):
-                    target[f] -= left[f] * right[f]
-            scale = inverse_diagonal[a]
+                    inverse_chol[a, b, f] -= chol[a, t, f] * inverse_chol[t, b, f]
             for f in range(lanes):
-                target[f] *= scale[f]
+                inverse_chol[a, b, f] *= inverse_diagonal[a, f]
     for a in range(n_mis):  # C[a, b] = sum_t (L^-1)[t, a] (L^-1)[t, b], t >= a >= b
         for b in range(a + 1):
-            target, mirror = conds[a, b], conds[b, a]
             for f in range(lanes):
-                target[f] = 0.0
+                conds[a, b, f] = 0.0
             for t in range(a, n_mis):
-                left, right = inverse_chol[t, a], inverse_chol[t, b]
                 for f in range(lanes):
-                    target[f] += left[f] * right[f]
+                    conds[a, b, f] += inverse_chol[t, a, f] * inverse_chol[t, b, f]
             for f in range(lanes):
-                mirror[f] = target[f]
+                conds[b, a, f] = conds[a, b, f]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -295,11 +288,11 @@ def _add_slot(tile, s, obs, mis, log_weights, factors, log_det_u):
     for a in range(n_mis):
         tile.missing[s, a] = mis[a]
     at = tile.cond_start[s]
+    conds = factors.conds
     for a in range(n_mis):
         for b in range(n_mis):
-            cond = factors.conds[a, b]
             for f in range(lanes):
-                tile.conds[at + f] = cond[f]
+                tile.conds[at + f] = conds[a, b, f]
             at += lanes
     tile.cond_start[s + 1] = at
 
@@ -328,7 +321,8 @@ def _fill(x, order, row, count, offset, sample_weight, centre, obs, mis, mean_la
                 dev_lanes[i, f] = value - mean_lanes[i, f]
         for a in range(mis.size):  # Lambda_mo d_o
             missing = mis[a]
-            products[a] = 0.0
+            for f in range(lanes):
+                products[a, f] = 0.0
             for i in obs:
                 if shared:
                     coef = precisions[missing, i, 0]
@@ -339,7 +333,8 @@ def _fill(x, order, row, count, offset, sample_weight, centre, obs, mis, mean_la
                         products[a, f] += precisions[missing, i, f] * dev_lanes[i, f]
         for a in range(mis.size):  # d_m = -C (Lambda_mo d_o)
             missing = mis[a]
-            dev_lanes[missing] = 0.0
+            for f in range(lanes):
+                dev_lanes[missing, f] = 0.0
             for b in range(mis.size):
                 if shared:
                     coef = conds[a, b, 0]
@@ -548,6 +543,24 @@ def _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws,
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _split_features(observed, features):
+    """(observed features, missing features) of a pattern, ascending: views of
+    ``features``, which they fill (no allocation per pattern)."""
+    n_obs = 0
+    for d in range(observed.size):
+        n_obs += observed[d]
+    at_obs, at_mis = 0, n_obs
+    for d in range(observed.size):
+        if observed[d]:
+            features[at_obs] = d
+            at_obs += 1
+        else:
+            features[at_mis] = d
+            at_mis += 1
+    return features[:n_obs], features[n_obs:]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_chols,
            log_weights, with_entropy, draws, sums, out):
     """The rows ``order`` of ``x`` (grouped by pattern: ``observed``, ``starts``)
@@ -569,10 +582,10 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
     factors = _factor_buffers(n_factors, n_features)
     tile = _tile_buffers(n_factors, means.shape[0], n_features)
     scratch = _factor_buffers(n_factors, n_features)  # C's Cholesky factors (`_IMPUTE`)
+    features = np.empty(n_features, dtype=np.int64)  # a pattern's observed, then missing
     n_rows, n_slots = 0, 0
     for p in range(observed.shape[0]):
-        obs = np.flatnonzero(observed[p])
-        mis = np.flatnonzero(~observed[p])
+        obs, mis = _split_features(observed[p], features)
         if obs.size == 0 and task == _STATISTICS:
             continue
         _factorise(precisions, mis, factors)
