@@ -175,6 +175,21 @@ def _incomplete_stats(x, sample_weight, weights, means, prec_chol, covariance_ty
                  np.float64(entropy if with_entropy else 0.0))
 
 
+def _rows_with_nan(X):
+    """Whether each row of ``X`` holds NaN, (n,) bool, in one pass over ``X``.
+
+    A row sum is NaN where the row holds NaN, and also where its finite entries
+    overflow to both infinities (1e308, 1e308, -1e308, -1e308 summed pairwise):
+    the rows whose sum is NaN (at most those with NaN, and such rows) are then
+    checked entry by entry.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # such sums are expected
+        flagged = np.flatnonzero(np.isnan(np.sum(X, axis=1)))
+    incomplete = np.zeros(X.shape[0], dtype=bool)
+    incomplete[flagged] = np.isnan(X.take(flagged, axis=0)).any(axis=1)
+    return incomplete
+
+
 def _checked(kernel, X, nan_policy, *args):
     """``kernel(*args)``; where it raises ValueError, `check_values`' error for
     ``X`` instead, if any (the kernels find NaN and infinity only as a
@@ -257,8 +272,7 @@ class _SplitRows(_NaNPolicy):
 
     def statistics(self, X, sample_weight, parameters):
         """``base.statistics`` of the complete rows, with those of the rows holding NaN."""
-        # A row sum is NaN where the row holds NaN (or both infinities): one pass.
-        incomplete = np.isnan(np.sum(X, axis=1))
+        incomplete = _rows_with_nan(X)
         if not incomplete.any():
             return _checked(self.base.statistics, X, self.nan_policy, X, sample_weight,
                             parameters)

@@ -269,6 +269,33 @@ def test_omit_equals_a_fit_on_the_complete_rows(data, covariance_type):
         np.testing.assert_allclose(omitted.score(X), omitted.score(data[complete]), rtol=1e-12)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_omit_keeps_a_complete_row_whose_sum_is_nan(covariance_type):
+    """A complete row whose pairwise sum overflows to both infinities (its sum is
+    NaN) takes part under "omit": the statistics are those of the rows without
+    NaN, chosen here entry by entry."""
+    from daskgmm._family import MaximumLikelihood
+    from daskgmm._missing import CompleteRows
+    from daskgmm._mstep import Parameters
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 8))
+    X[3] = [1e308, 1e308, -1e308, -1e308, 0, 0, 0, 0]
+    X[7, 2] = np.nan
+    with np.errstate(over="ignore"):
+        assert np.isnan(X[3].sum())
+    means = rng.normal(size=(3, 8))
+    roots = np.stack([np.eye(8) if covariance_type == "full" else np.ones(8)] * 3)
+    parameters = Parameters(covariance_type, np.full(3, 1 / 3), means, roots, roots)
+    without_nan = X[~np.isnan(X).any(axis=1)]
+    omitted = CompleteRows(MaximumLikelihood()).statistics(X, None, parameters)
+    reference = MaximumLikelihood().statistics(without_nan, None, parameters)
+    assert omitted.weight == len(without_nan) == 19
+    for name in reference._fields:
+        np.testing.assert_array_equal(getattr(omitted, name), getattr(reference, name),
+                                      err_msg=name)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_rows_with_nothing_observed_change_nothing(data, covariance_type):
     holds_data = ~np.isnan(data).all(axis=1)
