@@ -6,8 +6,12 @@ component's mean and variance in place of a missing entry); they share no code
 with the kernels.
 """
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, norm
 
@@ -238,3 +242,92 @@ def test_pattern_log_prob_is_the_observed_marginal(dtype):
             values[o], means[k, o], covariances[k][np.ix_(o, o)]) if o.any() else 0.0
             for k in range(3)])
         np.testing.assert_allclose(row, want, rtol=1e-11, atol=1e-10)
+
+
+# The covariance condition number at which the precision route of `pattern_log_prob`
+# was questioned (scipy on Sigma_oo differed from it by 3e-2, absolute, on a row
+# far from the component). Any float64 route may lose this times the rounding unit
+# (1.7e-7); measured on this test's rows: the kernel within 4e-10 relative of the
+# exact value of its input, scipy within 1.4e-9 relative of the exact value of its
+# own (Sigma): the discrepancy is rounding at this condition, on either side.
+ILL_CONDITION = 7.7e8
+ILL_CONDITION_TOLERANCE = ILL_CONDITION * np.finfo(np.float64).eps
+
+
+def _exact_marginal_log_density(prec_chol, mean, x):
+    """log N(x_o; mu_o, Sigma_oo) for Sigma = (U U^T)^-1 with U the float64 factor
+    given, in exact rational arithmetic: the observed block's precision is the
+    Schur complement Lambda_oo - Lambda_om Lambda_mm^-1 Lambda_mo and
+    log |Sigma_oo| = log |Lambda_mm| - log |Lambda|."""
+    n_features = len(x)
+    u = [[Fraction(float(value)) for value in row] for row in prec_chol]
+    precision = [[sum(u[i][t] * u[j][t] for t in range(n_features)) for j in range(n_features)]
+                 for i in range(n_features)]
+    o = [i for i in range(n_features) if not np.isnan(x[i])]
+    m = [i for i in range(n_features) if np.isnan(x[i])]
+    dev = [Fraction(float(x[i])) - Fraction(float(mean[i])) for i in o]
+
+    def solve(a, columns):
+        """a^-1 columns and |a| by Gaussian elimination (a symmetric positive definite)."""
+        n = len(a)
+        rows = [list(a[i]) + [c[i] for c in columns] for i in range(n)]
+        determinant = Fraction(1)
+        for j in range(n):
+            determinant *= rows[j][j]
+            for i in range(j + 1, n):
+                factor = rows[i][j] / rows[j][j]
+                rows[i] = [v - factor * w for v, w in zip(rows[i], rows[j])]
+        solution = [[Fraction(0)] * len(columns) for _ in range(n)]
+        for i in reversed(range(n)):
+            for c in range(len(columns)):
+                solution[i][c] = (rows[i][n + c] - sum(
+                    rows[i][j] * solution[j][c] for j in range(i + 1, n))) / rows[i][i]
+        return solution, determinant
+
+    schur = [[precision[i][j] for j in o] for i in o]
+    log_det_mm = 0.0
+    if m:
+        coupling, det_mm = solve([[precision[a][b] for b in m] for a in m],
+                                 [[precision[a][j] for a in m] for j in o])
+        for p, i in enumerate(o):
+            for q in range(len(o)):
+                schur[p][q] -= sum(precision[i][a] * coupling[s][q] for s, a in enumerate(m))
+        log_det_mm = math.log(det_mm.numerator) - math.log(det_mm.denominator)
+    _, det = solve(precision, [])
+    quadratic = sum(dev[p] * schur[p][q] * dev[q] for p in range(len(o)) for q in range(len(o)))
+    log_det_sigma_oo = log_det_mm - (math.log(det.numerator) - math.log(det.denominator))
+    return -0.5 * (len(o) * math.log(2 * math.pi) + log_det_sigma_oo + float(quadratic))
+
+
+def test_pattern_log_prob_at_an_ill_conditioned_covariance():
+    """At a covariance condition of `ILL_CONDITION`, rows near and far from the
+    component, 0 to 5 of 6 entries missing: the kernel's log-densities (through
+    Lambda_mm's Cholesky factor) hold the exact observed marginal of the
+    precision U U^T they are given, and scipy's on Sigma_oo, to
+    `ILL_CONDITION_TOLERANCE` (relative, or absolute near 0)."""
+    rng = np.random.default_rng(12)
+    n_features = 6
+    rotation, _ = np.linalg.qr(rng.normal(size=(n_features, n_features)))
+    covariance = rotation @ np.diag(np.geomspace(4, 4 / ILL_CONDITION, n_features)) @ rotation.T
+    covariance = (covariance + covariance.T) / 2
+    assert 0.5 * ILL_CONDITION < np.linalg.cond(covariance) < 2 * ILL_CONDITION
+    lower = np.linalg.cholesky(covariance)  # scikit-learn's precisions_cholesky_
+    prec_chol = solve_triangular(lower, np.eye(n_features), lower=True).T
+    mean = rng.normal(size=n_features)
+    near = rng.multivariate_normal(mean, covariance, size=6)
+    far = mean + rng.normal(scale=3, size=(6, n_features))
+    x = np.vstack([near, far])
+    x[rng.random(x.shape) < 0.35] = np.nan
+    x[:, 0] = np.where(np.isnan(x).all(axis=1), mean[0], x[:, 0])  # every row holds data
+    x[[1, 7], 2:4] = np.nan
+    got = _pattern_kernels.pattern_log_prob(
+        x, *_pattern_kernels.group_rows(np.isnan(x)), np.zeros(n_features), mean[None],
+        np.ascontiguousarray(prec_chol[None]), np.zeros(1))[:, 0]
+    exact = [_exact_marginal_log_density(prec_chol, mean, row) for row in x]
+    np.testing.assert_allclose(got, exact, rtol=ILL_CONDITION_TOLERANCE,
+                               atol=ILL_CONDITION_TOLERANCE)
+    observed = ~np.isnan(x)
+    by_scipy = [multivariate_normal.logpdf(row[o], mean[o], covariance[np.ix_(o, o)])
+                for row, o in zip(x, observed)]
+    np.testing.assert_allclose(got, by_scipy, rtol=ILL_CONDITION_TOLERANCE,
+                               atol=ILL_CONDITION_TOLERANCE)
