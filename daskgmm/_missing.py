@@ -66,8 +66,8 @@ complete row's do, in tiles of rows whose loops vectorise
 patterns. The number of patterns (up to min(n, 2^D) at random) matters only
 through the per-pattern term, small while rows miss few entries (at D 16,
 K 8, 20 % missing at random: about 14,000 patterns in 125,000 rows, whose
-factorisations take half the time of the complete rows' sweep of as many
-rows; the whole block about 3.3x).
+factorisations take 0.7-0.9x the time of the complete rows' sweep of as many
+rows; the whole block 3.2-3.6x, see ``_pattern_kernels``).
 """
 
 import functools

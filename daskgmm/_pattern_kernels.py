@@ -39,11 +39,15 @@ O(K D^2) per row as for a complete row, run in tiles of `TILE_ROWS` rows of
 any patterns, rows as columns, so that the loops over rows vectorise
 (`_sweep`). A block of n rows in P patterns costs O(P F |m|^3 +
 n K (|o| |m| + D^2)): the per-pattern term is small while rows miss few
-entries, whatever the number of patterns. Measured at D 16, K 8 (CPU time
-of a block of 125,000 rows, bench_missing's rows, loaded machine): 20 %
-missing at random (about 14,000 patterns) 3.3-3.4x the complete rows'
-sweep of as many rows, of which factorisations 0.5x and completions 1.6x;
-5 % 1.1x; two patterns 0.7x. ``diag`` and ``spherical`` need no patterns
+entries, whatever the number of patterns. Measured at D 16, K 8 (thread
+CPU time of bench_missing's rows with NaN in a block of 125,000 rows, best
+of 15, against the complete rows' sweep of the whole block, load average
+6-9): 20 % missing at random (121,000 rows, about 14,000 patterns)
+3.2-3.6x, of which per-pattern work (factorisations, slots) 0.7-0.9x,
+completions 1.1-1.5x, log-densities and moments 1.2-1.4x; 5 % (70,000
+rows) 0.9-1.0x; two patterns (50,000 rows) 0.5x. A factorisation takes
+about 1.3 us per pattern there (its loops run over F = 8 lanes, a count
+known only at run time). ``diag`` and ``spherical`` need no patterns
 (`diag_statistics`).
 """
 
@@ -768,10 +772,12 @@ def group_rows(missing):
 # Rows as columns in blocks of `_fused._block_rows` rows, as the complete
 # rows' sweep takes them; a missing entry is a NaN whose terms a select (not a
 # branch) sets to 0, so that the loops over the rows vectorise whatever the
-# patterns. Measured at D 16, K 8 (CPU time of a block of 125,000 rows, on a
-# loaded machine): 1.2-1.3x `_fused`'s sweep of as many complete rows, with
-# 5 % or 20 % of the entries missing at random or blocks of columns missing.
-# The responsibilities are `_fused`'s.
+# patterns; the features without NaN in a block (blocks of columns missing)
+# skip the selects (5 % less time on bench_missing's block columns). Measured
+# at D 16, K 8 (CPU time of a block of 125,000 rows, on a loaded machine):
+# 1.2-1.3x `_fused`'s sweep of as many complete rows, with 5 % or 20 % of the
+# entries missing at random or blocks of columns missing. The
+# responsibilities are `_fused`'s.
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
