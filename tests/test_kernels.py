@@ -359,12 +359,14 @@ def test_numba_is_imported_on_the_first_fit_only():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
-def _takes_products(weights, means, prec_chol, covariance_type):
-    """Whether ``diag`` / ``spherical`` statistics of these parameters run as BLAS products."""
+def _products_dtype(weights, means, prec_chol, covariance_type, dtype=np.float64):
+    """The precision of the E-step's BLAS products of ``diag`` / ``spherical`` statistics of
+    these parameters for rows of ``dtype``, or None where the exact sweep runs."""
     from daskgmm import _fused
 
     centred = means - (weights @ means) / weights.sum()
-    return _fused.KERNELS[covariance_type].parameters(centred, prec_chol, np.float64)[-1].size > 0
+    products = _fused.KERNELS[covariance_type].parameters(centred, prec_chol, dtype)[-1]
+    return products.dtype if products.size else None
 
 
 # K and D at which ``diag`` and ``spherical`` take the BLAS products.
@@ -381,7 +383,7 @@ def test_blas_products_equal_the_naive_formulas(covariance_type, shift):
     weights, means, prec_chol = _random_parameters(rng, n_components, n_features,
                                                    covariance_type, separation=0.5)
     means = _on_grid(means)
-    assert _takes_products(weights, means + shift, prec_chol, covariance_type)
+    assert _products_dtype(weights, means + shift, prec_chol, covariance_type) == np.float64
     X = _check_em_statistics(rng, 600, True, weights, means, prec_chol, covariance_type,
                              shift, log_weight_step=0.01)
     ours = _kernels.estimate_weighted_log_prob(X + shift, weights, means + shift, prec_chol,
@@ -401,9 +403,53 @@ def test_far_apart_clusters_take_the_exact_sweep(covariance_type):
                                                    covariance_type, separation=1e4)
     X = _sample(rng, 600, weights, means, prec_chol, covariance_type)
     start = _on_grid(means + rng.normal(scale=0.1, size=means.shape))
-    assert not _takes_products(weights, start + 1e6, prec_chol, covariance_type)
+    assert _products_dtype(weights, start + 1e6, prec_chol, covariance_type) is None
     reference = _naive_em(X, None, weights, start, prec_chol, covariance_type)
     stats = _kernels.em_statistics(X + 1e6, None, weights, start + 1e6, prec_chol,
                                    covariance_type)
     _assert_stats(stats, reference[:5] + (None,), 1e6,
                   _kernels.reference_means(weights, start + 1e6), rtol=1e-12)
+
+
+def _check_float32_products(rng, n_components, n_features, covariance_type, separation,
+                            shift, products_dtype):
+    """float32 rows of a mixture with spread 100 moved by ``shift`` (float32's spacing
+    there is below 0.07), weighted: statistics, log-likelihood, entropy and
+    log-densities equal the naive float64 formulas on the same (rounded) rows to
+    float32's precision, with the E-step's products in ``products_dtype``."""
+    weights, means, prec_chol = _random_parameters(rng, n_components, n_features,
+                                                   covariance_type, spread=100.0,
+                                                   separation=separation)
+    means = _on_grid(means)
+    assert _products_dtype(weights, means + shift, prec_chol, covariance_type,
+                           np.float32) == products_dtype
+    X32 = (_sample(rng, 600, weights, means, prec_chol, covariance_type) + shift).astype(
+        np.float32)
+    X = X32.astype(np.float64) - shift  # exact: the rows as float32 holds them
+    sample_weight = rng.uniform(0, 3, len(X))
+    reference = _naive_em(X, sample_weight, weights, means, prec_chol, covariance_type)
+    stats = _kernels.em_statistics(X32, sample_weight, weights, means + shift, prec_chol,
+                                   covariance_type, with_entropy=True)
+    _assert_stats(stats, reference, shift, _kernels.reference_means(weights, means + shift),
+                  rtol=SINGLE_RTOL)
+    ours = _kernels.estimate_weighted_log_prob(X32, weights, means + shift, prec_chol,
+                                               covariance_type)
+    np.testing.assert_allclose(ours, _naive_log_prob(X, weights, means, prec_chol,
+                                                     covariance_type), rtol=SINGLE_RTOL)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("shift", [1e4, 1e6])
+def test_float32_blas_products_equal_the_naive_formulas(covariance_type, shift):
+    """float32 rows with means a few spreads from the centre: the E-step is a float32 BLAS
+    product about it (the moments float64 products), to float32's precision."""
+    n_components, n_features = PRODUCT_SHAPES[covariance_type]
+    _check_float32_products(np.random.default_rng(10), n_components, n_features,
+                            covariance_type, 1.0, shift, np.float32)
+
+
+def test_float32_means_far_from_the_centre_take_float64_products():
+    """Means about 3 spreads per feature from the centre (|mu - c|_p^2 > 16 D, where
+    float32 products would lose digits, but not float64 ones): float32 rows take float64
+    BLAS products, to float32's precision."""
+    _check_float32_products(np.random.default_rng(11), 64, 16, "diag", 3.0, 1e4, np.float64)
