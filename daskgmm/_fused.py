@@ -34,9 +34,9 @@ where the result is, and the last one is added once per chunk from
 ``between`` (T_kg, the sum of r_nk over the rows of component g).
 ``diag`` and ``spherical`` at large K D instead expand the squares about the
 centre c and run as two BLAS products per block (`_product_statistics`),
-where their parameters show that this cannot lose digits (`_diag_parameters`);
-float32 rows take the E-step's product in float32 where their means are near
-enough to c for float32's precision, the moments' product in float64.
+for the components whose parameters show that this cannot lose digits
+(`_diag_parameters`; the others take exact sums beside the products); float32
+rows take the E-step's product in float32, the moments' product in float64.
 
 Responsibilities whose log (relative to the row's largest) is at most
 ``LOG_RESP_FLOOR`` are set to 0 (exp is never taken below it, so no
@@ -535,8 +535,8 @@ def _product_statistics(X, sample_weight, centre, means, params, const, with_ent
                         first, m2, totals):
     """``statistics`` of ``diag`` and ``spherical`` by BLAS products (`_product_log_prob_block`).
 
-    The E-step runs in the precision of ``products`` (float32 for float32 rows
-    where `_diag_parameters` allows it); the moments, in float64, are summed
+    The E-step runs in the precision of ``products`` (the rows'); the moments,
+    in float64, are summed
     about the centre, r^T [x, x^2, 1] (one product per block), then moved to
     each component's mean once:
     sum_n r_nk (x_n - mu_k) = F_k - w_k mu_k and
