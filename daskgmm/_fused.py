@@ -34,7 +34,9 @@ where the result is, and the last one is added once per chunk from
 ``between`` (T_kg, the sum of r_nk over the rows of component g).
 ``diag`` and ``spherical`` at large K D instead expand the squares about the
 centre c and run as two BLAS products per block (`_product_statistics`),
-where their parameters show that this cannot lose digits (`_diag_parameters`).
+for the components whose parameters show that this cannot lose digits
+(`_diag_parameters`; the others take exact sums beside the products); float32
+rows take the E-step's product in float32, the moments' product in float64.
 
 Responsibilities whose log (relative to the row's largest) is at most
 ``LOG_RESP_FLOOR`` are set to 0 (exp is never taken below it, so no
@@ -424,16 +426,17 @@ def _full_log_prob(X, centre, means, params, const, out):
 # ---------------------------------------------------------------- diag, spherical
 
 @numba.njit(**_JIT)
-def _diag_log_prob_block(xe, n_rows, means, half_precisions, const, lp):
-    """lp[k, n] = const_k - sum_i p_ki (x_ni - mu_ki)^2 / 2, with precisions p = prec_chol^2.
+def _diag_log_prob_block(xe, n_rows, means, half_precisions, const, lp, components):
+    """lp[k, n] = const_k - sum_i p_ki (x_ni - mu_ki)^2 / 2, with precisions p = prec_chol^2,
+    for the components k in ``components`` (the other rows of lp are left as they are).
 
     ``half_precisions`` (-p / 2) is (K, D) for ``diag``, (K, 1) for
     ``spherical``; all in the precision of ``xe``, ``means``,
     ``half_precisions`` and ``lp`` (float32 for float32 rows).
     """
-    n_components, n_features = means.shape
+    n_features = means.shape[1]
     per_feature = half_precisions.shape[1] > 1
-    for k in range(n_components):
+    for k in components:
         row = lp[k]
         for n in range(n_rows):
             row[n] = 0.0
@@ -449,12 +452,12 @@ def _diag_log_prob_block(xe, n_rows, means, half_precisions, const, lp):
 
 
 @numba.njit(**_JIT)
-def _diag_moments_block(xt, n_rows, means, rt, first, m2):
+def _diag_moments_block(xt, n_rows, means, rt, first, m2, components):
     """first_ki += sum_n r_nk d_nki, m2 += sum_n r_nk d_nki^2 (per feature, or summed over
-    features where m2 is (K,)), d_nk = x_n - mu_k."""
-    n_components, n_features = means.shape
+    features where m2 is (K,)), d_nk = x_n - mu_k, for the components k in ``components``."""
+    n_features = means.shape[1]
     per_feature = m2.ndim == 2
-    for k in range(n_components):
+    for k in components:
         r = rt[k]
         squares_k = 0.0
         for i in range(n_features):
@@ -475,18 +478,34 @@ def _diag_moments_block(xt, n_rows, means, rt, first, m2):
             m2.reshape(-1)[k] += squares_k
 
 
+def _in_products_precision(terms, products):
+    """The buffer of the E-step's terms in the precision of ``products``: ``terms``
+    itself for float64 products, an array of its shape for float32 ones."""
+
+
+@overload(_in_products_precision, jit_options=_JIT)
+def _in_products_precision_of_type(terms, products):
+    if products.dtype == numba.types.float32:
+        return lambda terms, products: np.zeros(terms.shape, dtype=np.float32)
+    return lambda terms, products: terms
+
+
 @numba.njit(**_JIT)
-def _product_log_prob_block(X, start, n_rows, centre, products, const, terms, lp):
+def _product_log_prob_block(X, start, n_rows, centre, params, const, terms, terms_e, lp):
     """lp = const + products terms: the quadratic form of ``diag`` and ``spherical``
     expanded about the centre c, one BLAS product per block,
 
         -sum_i p_ki (x_ni - mu_ki)^2 / 2
             = sum_i p_ki mu_ki x_ni - sum_i p_ki x_ni^2 / 2 - sum_i p_ki mu_ki^2 / 2,
 
-    x and mu relative to c. ``terms`` (D + S + 1, block) gets the block's
-    rows as columns, then their squares (S = D per feature, or S = 1 their
-    sum), then ones; ``products`` is (K, D + S + 1), [p mu, -p / 2, -|mu|_p^2 / 2].
+    x and mu relative to c. ``terms`` (D + S + 1, block), float64, gets the
+    block's rows as columns, then their squares (S = D per feature, or S = 1
+    their sum), then ones; ``products`` is (K, D + S + 1), [p mu, -p / 2,
+    -|mu|_p^2 / 2]. The product runs in the precision of ``products``: float32
+    ones take ``terms`` rounded once into ``terms_e`` (`_in_products_precision`).
+    The components in ``far`` (`_diag_parameters`) get the exact sum instead.
     """
+    half_precisions, single_means, products, far = params
     n_features = X.shape[1]
     _centred_columns(X, start, n_rows, centre, terms)
     n_squares = terms.shape[0] - n_features - 1
@@ -501,43 +520,58 @@ def _product_log_prob_block(X, start, n_rows, centre, products, const, terms, lp
     ones = terms[terms.shape[0] - 1]
     for n in range(n_rows):
         ones[n] = 1.0
-    np.dot(products, terms, lp)
+    if products.itemsize < 8:
+        _single_columns(terms, n_rows, terms_e)
+    np.dot(products, terms_e, lp)
     for k in range(lp.shape[0]):
         row = lp[k]
         for n in range(n_rows):
             row[n] += const[k]
+    _diag_log_prob_block(terms_e, n_rows, single_means, half_precisions, const, lp, far)
 
 
 @numba.njit(**_JIT)
-def _product_statistics(X, sample_weight, centre, means, products, const, with_entropy, nk,
+def _product_statistics(X, sample_weight, centre, means, params, const, with_entropy, nk,
                         first, m2, totals):
     """``statistics`` of ``diag`` and ``spherical`` by BLAS products (`_product_log_prob_block`).
 
-    The moments are summed about the centre, r^T [x, x^2, 1] (one product per
-    block), then moved to each component's mean once:
+    The E-step runs in the precision of ``products`` (the rows'); the moments,
+    in float64, are summed
+    about the centre, r^T [x, x^2, 1] (one product per block), then moved to
+    each component's mean once:
     sum_n r_nk (x_n - mu_k) = F_k - w_k mu_k and
-    sum_n r_nk (x_n - mu_k)^2 = M_k - 2 mu_k F_k + w_k mu_k^2.
+    sum_n r_nk (x_n - mu_k)^2 = M_k - 2 mu_k F_k + w_k mu_k^2;
+    the components in ``far`` take the exact sums of `_diag_moments_block` instead.
     """
+    products, far = params[2], params[3]
     n_components, n_features = means.shape
+    exact = np.zeros(n_components, dtype=np.bool_)
+    exact[far] = True
     width = products.shape[1]
     block = _block_rows(n_components, width)
     terms = np.zeros((width, block + _PAD))
-    lp = np.zeros((n_components, block + _PAD))
-    work = np.empty((3, block + _PAD))
+    terms_e = _in_products_precision(terms, products)
+    lp = np.zeros((n_components, block + _PAD), dtype=products.dtype)
+    work = np.empty((3, block + _PAD), dtype=products.dtype)
+    rt = np.zeros((n_components, block + _PAD))
     sums = np.zeros((n_components, width))
     part = np.empty((n_components, width))
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _product_log_prob_block(X, start, n_rows, centre, products, const, terms, lp)
-        _responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals, work)
+        _product_log_prob_block(X, start, n_rows, centre, params, const, terms, terms_e, lp)
+        _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk, totals,
+                                   work, rt)
         for k in range(n_components):  # columns past the block's rows add nothing
-            for n in range(n_rows, lp.shape[1]):
-                lp[k, n] = 0.0
-        np.dot(lp, terms.T, part)
+            for n in range(n_rows, rt.shape[1]):
+                rt[k, n] = 0.0
+        np.dot(rt, terms.T, part)
         sums += part
+        _diag_moments_block(terms, n_rows, means, rt, first, m2, far)
     per_feature = m2.ndim == 2
     m2_flat = m2.reshape(-1)
     for k in range(n_components):
+        if exact[k]:
+            continue
         weight = sums[k, width - 1]
         squares_k = 0.0
         for i in range(n_features):
@@ -557,12 +591,13 @@ def _product_statistics(X, sample_weight, centre, means, products, const, with_e
 def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
     """``statistics`` of ``diag`` and ``spherical`` (module docstring)."""
-    half_precisions, single_means, products = params
+    half_precisions, single_means, products, _ = params
     if products.shape[0] and not resp.shape[0]:
-        _product_statistics(X, sample_weight, centre, means, products, const, with_entropy,
+        _product_statistics(X, sample_weight, centre, means, params, const, with_entropy,
                             nk, first, m2, totals)
         return
     n_components, n_features = means.shape
+    everyone = np.arange(n_components)
     block = _block_rows(n_components, n_features)
     single = X.itemsize < 8
     xt = np.empty((n_features, block + _PAD))
@@ -578,35 +613,38 @@ def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_
         else:
             if single:
                 _single_columns(xt, n_rows, xe)
-                _diag_log_prob_block(xe, n_rows, single_means, half_precisions, const, lp)
+                _diag_log_prob_block(xe, n_rows, single_means, half_precisions, const, lp,
+                                     everyone)
             else:
-                _diag_log_prob_block(xt, n_rows, means, half_precisions, const, lp)
+                _diag_log_prob_block(xt, n_rows, means, half_precisions, const, lp, everyone)
             _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
                                        totals, work, rt)
-        _diag_moments_block(xt, n_rows, means, rt, first, m2)
+        _diag_moments_block(xt, n_rows, means, rt, first, m2, everyone)
 
 
 @numba.njit(**_JIT)
 def _diag_log_prob(X, centre, means, params, const, out):
     """``log_prob`` of ``diag`` and ``spherical`` (module docstring)."""
-    half_precisions, single_means, products = params
+    half_precisions, single_means, products, _ = params
     n_components, n_features = means.shape
     if products.shape[0]:
         block = _block_rows(n_components, products.shape[1])
         terms = np.zeros((products.shape[1], block + _PAD))
-        lp = np.empty((n_components, block + _PAD))
+        terms_e = _in_products_precision(terms, products)
+        lp = np.empty((n_components, block + _PAD), dtype=products.dtype)
         for start in range(0, X.shape[0], block):
             n_rows = min(block, X.shape[0] - start)
-            _product_log_prob_block(X, start, n_rows, centre, products, const, terms, lp)
+            _product_log_prob_block(X, start, n_rows, centre, params, const, terms, terms_e, lp)
             _copy_out(lp, n_rows, start, out)
         return
     block = _block_rows(n_components, n_features)
     xe = np.empty((n_features, block + _PAD), dtype=half_precisions.dtype)
     lp = np.empty((n_components, block + _PAD), dtype=half_precisions.dtype)
+    everyone = np.arange(n_components)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
         _centred_columns(X, start, n_rows, centre, xe)
-        _diag_log_prob_block(xe, n_rows, single_means, half_precisions, const, lp)
+        _diag_log_prob_block(xe, n_rows, single_means, half_precisions, const, lp, everyone)
         _copy_out(lp, n_rows, start, out)
 
 
@@ -754,11 +792,25 @@ _BLOCK_ROWS = (32, 1024)
 # time, at K 256 D 128 0.45-0.63x; at K 16 D 64 (2064) 0.8-1.1x; at A's
 # K 8 D 16 and at spherical K 16 D 64 (1056) 1.0-1.15x.
 _PRODUCTS_MIN_SIZE = 2048
-# ... and where eps max_k |mu_k - c|_p^2, the relative error that expanding
-# the squares about the centre c adds to the log-densities and to the moments
-# (in the components' standard deviations), is at most this: 10 times below
-# the 1e-12 to which the far-apart tests hold the statistics.
+# ... for the components where eps |mu_k - c|_p^2, the relative error that
+# expanding the squares about the centre c adds to the log-densities and to the
+# moments (in the components' standard deviations), is at most this: 10 times
+# below the 1e-12 to which the far-apart tests hold the statistics.
 _PRODUCTS_MAX_ERROR = 1e-13
+# float32 rows take the E-step's product in float32 (the moments' product stays
+# float64) for the components with |mu_k - c|_p^2 <= this times D: expanded in
+# float32, a log-density's
+# rounding error grows from about eps32 |x - mu_k|_p^2 (the float32 sweep's, ~ eps32 D
+# at a row of the component) by eps32 (|x - c|_p^2 + |mu_k - c|_p^2). Measured
+# (K 16-64, D 64, offset 1e4, against the float64 kernel): the statistics' largest
+# relative error equal to the float32 sweep's (2e-8-3e-8 for separate components,
+# 1e-6-3e-6 for heavily overlapping ones) up to |mu_k - c|_p^2 = 25 D, 4x it at 54 D.
+_SINGLE_PRODUCTS_MAX_DISTANCE = 16.0
+# The other (far) components take the exact sums beside the products, which then
+# compute their rows for nothing; where more than this share of the components is
+# far, the sweep runs for all (chosen, not measured: the products path then costs
+# at most the products plus half the sweep).
+_PRODUCTS_MAX_FAR_SHARE = 0.5
 
 
 @numba.njit(**_JIT)
@@ -788,22 +840,30 @@ def _tied_parameters(means, prec_chol, dtype):
 
 
 def _diag_parameters(means, prec_chol, dtype):
-    """(-P / 2, means, products) for the E-step in the rows' precision: the precisions
-    P = prec_chol^2, (K, D) for ``diag``, (K, 1) for ``spherical``, and the means,
-    both rounded to ``dtype``; [p mu, -p / 2, -|mu|_p^2 / 2] of
-    `_product_log_prob_block`, or (0, 0) where the exact sweep must run: small
-    K (D + S + 1), or means so far from the centre, in standard deviations, that
-    expanding the squares about it could lose digits."""
+    """(-P / 2, means, products, far) for the E-step in the rows' precision: the
+    precisions P = prec_chol^2, (K, D) for ``diag``, (K, 1) for ``spherical``, and
+    the means, both rounded to ``dtype``; [p mu, -p / 2, -|mu|_p^2 / 2] of
+    `_product_log_prob_block` in ``dtype``, and the components too far from the
+    centre c, in their standard deviations, for the products to keep the digits of
+    the rows' precision (float64: eps max_k |mu_k - c|_p^2 <= ``_PRODUCTS_MAX_ERROR``;
+    float32: ``_SINGLE_PRODUCTS_MAX_DISTANCE``): those take the exact sums, their
+    rows of the products 0. Products (0, 0) where the exact sweep runs for every
+    component: small K (D + S + 1), or too many components far."""
     precisions = np.square(prec_chol, dtype=np.float64).reshape(len(prec_chol), -1)
     n_components, n_features = means.shape
     sweep = (np.ascontiguousarray(-0.5 * precisions, dtype=dtype),
              np.ascontiguousarray(means, dtype=dtype))
     distances = np.sum(precisions * np.square(means), axis=1)  # |mu_k - c|_p^2
+    if dtype == np.float32:
+        far = distances > _SINGLE_PRODUCTS_MAX_DISTANCE * n_features
+    else:
+        far = np.finfo(np.float64).eps * distances > _PRODUCTS_MAX_ERROR
     if (n_components * (n_features + precisions.shape[1] + 1) < _PRODUCTS_MIN_SIZE
-            or np.finfo(np.float64).eps * distances.max(initial=0.0) > _PRODUCTS_MAX_ERROR):
-        return *sweep, np.empty((0, 0))
-    return *sweep, np.hstack([precisions * means, -0.5 * precisions,
-                              -0.5 * distances[:, None]])
+            or np.count_nonzero(far) > _PRODUCTS_MAX_FAR_SHARE * n_components):
+        return *sweep, np.empty((0, 0), dtype=dtype), np.empty(0, dtype=np.intp)
+    products = np.hstack([precisions * means, -0.5 * precisions, -0.5 * distances[:, None]])
+    products[far] = 0.0
+    return *sweep, np.ascontiguousarray(products, dtype=dtype), np.flatnonzero(far)
 
 
 def _mirrored(first, m2, between, means):

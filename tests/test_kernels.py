@@ -359,12 +359,14 @@ def test_numba_is_imported_on_the_first_fit_only():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
-def _takes_products(weights, means, prec_chol, covariance_type):
-    """Whether ``diag`` / ``spherical`` statistics of these parameters run as BLAS products."""
+def _products_dtype(weights, means, prec_chol, covariance_type, dtype=np.float64):
+    """The precision of the E-step's BLAS products of ``diag`` / ``spherical`` statistics of
+    these parameters for rows of ``dtype``, or None where the exact sweep runs."""
     from daskgmm import _fused
 
     centred = means - (weights @ means) / weights.sum()
-    return _fused.KERNELS[covariance_type].parameters(centred, prec_chol, np.float64)[-1].size > 0
+    products = _fused.KERNELS[covariance_type].parameters(centred, prec_chol, dtype)[2]
+    return products.dtype if products.size else None
 
 
 # K and D at which ``diag`` and ``spherical`` take the BLAS products.
@@ -381,7 +383,7 @@ def test_blas_products_equal_the_naive_formulas(covariance_type, shift):
     weights, means, prec_chol = _random_parameters(rng, n_components, n_features,
                                                    covariance_type, separation=0.5)
     means = _on_grid(means)
-    assert _takes_products(weights, means + shift, prec_chol, covariance_type)
+    assert _products_dtype(weights, means + shift, prec_chol, covariance_type) == np.float64
     X = _check_em_statistics(rng, 600, True, weights, means, prec_chol, covariance_type,
                              shift, log_weight_step=0.01)
     ours = _kernels.estimate_weighted_log_prob(X + shift, weights, means + shift, prec_chol,
@@ -401,9 +403,79 @@ def test_far_apart_clusters_take_the_exact_sweep(covariance_type):
                                                    covariance_type, separation=1e4)
     X = _sample(rng, 600, weights, means, prec_chol, covariance_type)
     start = _on_grid(means + rng.normal(scale=0.1, size=means.shape))
-    assert not _takes_products(weights, start + 1e6, prec_chol, covariance_type)
+    assert _products_dtype(weights, start + 1e6, prec_chol, covariance_type) is None
     reference = _naive_em(X, None, weights, start, prec_chol, covariance_type)
     stats = _kernels.em_statistics(X + 1e6, None, weights, start + 1e6, prec_chol,
                                    covariance_type)
     _assert_stats(stats, reference[:5] + (None,), 1e6,
                   _kernels.reference_means(weights, start + 1e6), rtol=1e-12)
+
+
+def _check_float32_products(rng, n_components, n_features, covariance_type, separation,
+                            shift):
+    """float32 rows of a mixture with spread 100 moved by ``shift`` (float32's spacing
+    there is below 0.07), weighted: statistics, log-likelihood, entropy and
+    log-densities equal the naive float64 formulas on the same (rounded) rows to
+    float32's precision, with the E-step's products in float32."""
+    weights, means, prec_chol = _random_parameters(rng, n_components, n_features,
+                                                   covariance_type, spread=100.0,
+                                                   separation=separation)
+    means = _on_grid(means)
+    assert _products_dtype(weights, means + shift, prec_chol, covariance_type,
+                           np.float32) == np.float32
+    X32 = (_sample(rng, 600, weights, means, prec_chol, covariance_type) + shift).astype(
+        np.float32)
+    X = X32.astype(np.float64) - shift  # exact: the rows as float32 holds them
+    sample_weight = rng.uniform(0, 3, len(X))
+    reference = _naive_em(X, sample_weight, weights, means, prec_chol, covariance_type)
+    stats = _kernels.em_statistics(X32, sample_weight, weights, means + shift, prec_chol,
+                                   covariance_type, with_entropy=True)
+    _assert_stats(stats, reference, shift, _kernels.reference_means(weights, means + shift),
+                  rtol=SINGLE_RTOL)
+    ours = _kernels.estimate_weighted_log_prob(X32, weights, means + shift, prec_chol,
+                                               covariance_type)
+    np.testing.assert_allclose(ours, _naive_log_prob(X, weights, means, prec_chol,
+                                                     covariance_type), rtol=SINGLE_RTOL)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("shift", [1e4, 1e6])
+def test_float32_blas_products_equal_the_naive_formulas(covariance_type, shift):
+    """float32 rows with means a few spreads from the centre: the E-step is a float32 BLAS
+    product about it (the moments float64 products), to float32's precision."""
+    n_components, n_features = PRODUCT_SHAPES[covariance_type]
+    _check_float32_products(np.random.default_rng(10), n_components, n_features,
+                            covariance_type, 1.0, shift)
+
+
+@pytest.mark.parametrize("dtype, shift", [(np.float64, 0.0), (np.float64, 1e6),
+                                          (np.float32, 1e4)])
+def test_far_components_take_the_exact_sums_beside_the_products(dtype, shift):
+    """Two of 16 components with a feature of a hundredth of the others' spread, so that
+    their means lie hundreds of their standard deviations from the centre: they take the
+    exact sums, the others the BLAS products, and the statistics equal the naive formulas
+    (float64 to 1e-9, float32 to float32's precision)."""
+    rng = np.random.default_rng(11)
+    n_components, n_features = PRODUCT_SHAPES["diag"]
+    weights, means, prec_chol = _random_parameters(rng, n_components, n_features, "diag",
+                                                   separation=0.5)
+    prec_chol[:2, 0] *= 100.0
+    means = _on_grid(means)
+    from daskgmm import _fused
+
+    centred = means - (weights @ means) / weights.sum()
+    *_, products, far = _fused.KERNELS["diag"].parameters(centred, prec_chol, dtype)
+    assert products.dtype == dtype and products.size and list(far) == [0, 1]
+    X = _sample(rng, 600, weights, means, prec_chol, "diag")
+    rows = (X + shift).astype(dtype)
+    X = rows.astype(np.float64) - shift  # exact: the rows as ``dtype`` holds them
+    sample_weight = rng.uniform(0, 3, len(X))
+    reference = _naive_em(X, sample_weight, weights, means, prec_chol, "diag")
+    stats = _kernels.em_statistics(rows, sample_weight, weights, means + shift, prec_chol,
+                                   "diag", with_entropy=True)
+    rtol = SINGLE_RTOL if dtype == np.float32 else 1e-9
+    _assert_stats(stats, reference, shift, _kernels.reference_means(weights, means + shift),
+                  rtol=rtol)
+    ours = _kernels.estimate_weighted_log_prob(rows, weights, means + shift, prec_chol, "diag")
+    np.testing.assert_allclose(ours, _naive_log_prob(X, weights, means, prec_chol, "diag"),
+                               rtol=rtol)
