@@ -284,8 +284,11 @@ def test_negative_dask_sample_weight_is_found_in_the_pass(blobs):
 
 
 def test_ill_defined_covariance_names_component_and_iteration():
-    X = np.vstack([np.zeros((50, 2)), np.ones((50, 2))])
-    start = dict(weights_init=[0.5, 0.5], means_init=[[0, 0], [1, 1]],
+    # The second feature is 0 in every row: each component's scatter is exactly singular
+    # there at the first M-step, whatever the machine's rounding (rows on the diagonal
+    # x1 = x2 left the Cholesky factor's last pivot to rounding, 0 or 1e-17).
+    X = np.column_stack([np.repeat([0.0, 1.0], 50), np.zeros(100)])
+    start = dict(weights_init=[0.5, 0.5], means_init=[[0, 0], [1, 0]],
                  precisions_init=np.stack([np.eye(2)] * 2))
     with pytest.raises(ValueError, match=r"ill-defined empirical covariance.* \(component 0, "
                                          r"iteration 1\)"):
