@@ -698,50 +698,85 @@ def pattern_impute(x, order, observed, starts, centre, means, prec_chols, log_we
 
 # ---------------------------------------------------------------- patterns
 
-# Multiplier of Fibonacci hashing (2^64 / golden ratio): the pattern's bits
-# times it, top bits as the slot, spread nearby patterns over the table.
+# Multiplier of Fibonacci hashing (2^64 / golden ratio): a pattern's words times
+# it, top bits as the slot, spread nearby patterns over the table.
 _FIBONACCI = np.uint64(11400714819323198485)
 
 
 @njit(cache=True, nogil=True)
-def _pattern_hash(missing, row):
-    """Row ``row``'s pattern as bits (feature d: bit d mod 64), one 64-bit word."""
-    bits = np.uint64(0)
-    for d in range(missing.shape[1]):
-        bits ^= np.uint64(missing[row, d]) << np.uint64(d % 64)
-    return bits
+def missing_bits(x):
+    """The missing entries (NaN) of the rows ``x`` (n, D) as bits, in one pass over ``x``.
+
+    Returns ``(bits, infinite)``: ``bits`` (n, W) uint64, W = ceil(D / 64),
+    where bit d % 64 of ``bits[n, d // 64]`` says whether ``x[n, d]`` is NaN
+    (a row of zeros: a complete row); ``infinite``, whether ``x`` holds an
+    infinity. (It replaces a row sum, a NaN check of the flagged rows, a
+    check for infinity and a boolean mask of ``x``: on bench_missing's rows
+    with 20 % missing at random, full, D 16, K 8, they took 0.7x the time of
+    the complete rows' sweep of as many rows.)
+    """
+    n_rows, n_features = x.shape
+    n_words = (n_features + 63) // 64
+    bits = np.zeros((n_rows, n_words), dtype=np.uint64)
+    infinite = False
+    for row in range(n_rows):
+        for w in range(n_words):
+            word = np.uint64(0)
+            for d in range(64 * w, min(n_features, 64 * w + 64)):
+                value = x[row, d]
+                word |= np.uint64(value != value) << np.uint64(d - 64 * w)
+                infinite |= abs(value) == np.inf
+            bits[row, w] = word
+    return bits, infinite
 
 
 @njit(cache=True, nogil=True)
-def _same_pattern(missing, a, b):
-    for d in range(missing.shape[1]):
-        if missing[a, d] != missing[b, d]:
+def _pattern_hash(bits, row):
+    """The slot hash of row ``row``'s pattern (`missing_bits`), one 64-bit word."""
+    mixed = np.uint64(0)
+    for w in range(bits.shape[1]):
+        mixed = (mixed ^ bits[row, w]) * _FIBONACCI
+    return mixed
+
+
+@njit(cache=True, nogil=True)
+def _same_pattern(bits, a, b):
+    for w in range(bits.shape[1]):
+        if bits[a, w] != bits[b, w]:
             return False
     return True
 
 
 @njit(cache=True, nogil=True)
-def group_rows(missing):
-    """Rows grouped by missingness pattern, in O(n D) (a hash table of the patterns).
+def group_rows(bits, n_features):
+    """The rows holding NaN grouped by missingness pattern, in O(n W) (a hash
+    table of the patterns' words).
 
-    ``missing`` (n, D) bool. Returns ``(order, observed, starts)``: rows
-    ``order[starts[p]:starts[p + 1]]`` are those of pattern p, observed on
+    ``bits`` (n, W): the missing entries of rows of ``n_features`` features
+    (`missing_bits`). Returns
+    ``(order, observed, starts)``: rows ``order[starts[p]:starts[p + 1]]``
+    (indices into ``bits``) are those of pattern p, observed on
     ``observed[p]`` (P, D); patterns in the order they first occur, and the
-    rows of each in theirs.
+    rows of each in theirs. Complete rows (no bit set) are left out.
     """
-    n_rows, n_features = missing.shape
-    bits = 4
-    while (1 << bits) < 2 * n_rows:
-        bits += 1
-    shift = np.uint64(64 - bits)
-    last_slot = np.uint64((1 << bits) - 1)
-    table = np.full(1 << bits, -1, dtype=np.int64)  # pattern ids
-    pattern = np.empty(n_rows, dtype=np.int64)
+    n_rows, n_words = bits.shape
+    size = 4
+    while (1 << size) < 2 * n_rows:
+        size += 1
+    shift = np.uint64(64 - size)
+    last_slot = np.uint64((1 << size) - 1)
+    table = np.full(1 << size, -1, dtype=np.int64)  # pattern ids
+    pattern = np.full(n_rows, -1, dtype=np.int64)
     first = np.empty(n_rows, dtype=np.int64)
     counts = np.zeros(n_rows + 1, dtype=np.int64)
     n_patterns = 0
     for row in range(n_rows):
-        slot = (_pattern_hash(missing, row) * _FIBONACCI) >> shift
+        complete = True
+        for w in range(n_words):
+            complete &= bits[row, w] == 0
+        if complete:
+            continue
+        slot = _pattern_hash(bits, row) >> shift
         while True:
             p = table[slot]
             if p < 0:
@@ -750,21 +785,22 @@ def group_rows(missing):
                 first[p] = row
                 n_patterns += 1
                 break
-            if _same_pattern(missing, first[p], row):
+            if _same_pattern(bits, first[p], row):
                 break
             slot = (slot + np.uint64(1)) & last_slot
         pattern[row] = p
         counts[p + 1] += 1
     starts = np.cumsum(counts[:n_patterns + 1])
     fill = starts[:n_patterns].copy()
-    order = np.empty(n_rows, dtype=np.int64)
+    order = np.empty(starts[n_patterns], dtype=np.int64)
     for row in range(n_rows):
-        order[fill[pattern[row]]] = row
-        fill[pattern[row]] += 1
+        if pattern[row] >= 0:
+            order[fill[pattern[row]]] = row
+            fill[pattern[row]] += 1
     observed = np.empty((n_patterns, n_features), dtype=np.bool_)
     for p in range(n_patterns):
         for d in range(n_features):
-            observed[p, d] = not missing[first[p], d]
+            observed[p, d] = (bits[first[p], d // 64] >> np.uint64(d % 64)) & np.uint64(1) == 0
     return order, observed, starts
 
 

@@ -102,18 +102,44 @@ def test_diag_log_prob_is_the_observed_marginal():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
 
 
+def _groups(x):
+    """`group_rows` of the rows ``x`` from their `missing_bits`."""
+    return _pattern_kernels.group_rows(_pattern_kernels.missing_bits(x)[0], x.shape[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [6, 64, 70, 130])
+def test_missing_bits_are_the_nan_entries(n_features, dtype):
+    """Bit d % 64 of word d // 64 is the entry's NaN test; infinity is flagged."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, n_features)).astype(dtype)
+    x[rng.random(x.shape) < 0.3] = np.nan
+    bits, infinite = _pattern_kernels.missing_bits(x)
+    assert bits.shape == (50, -(-n_features // 64)) and not infinite
+    for d in range(n_features):
+        np.testing.assert_array_equal((bits[:, d // 64] >> np.uint64(d % 64)) & np.uint64(1),
+                                      np.isnan(x[:, d]))
+    for value in (np.inf, -np.inf):
+        x[7, n_features - 1] = value
+        assert _pattern_kernels.missing_bits(x)[1]
+
+
 @pytest.mark.parametrize("n_features", [6, 70])
 def test_group_rows_partitions_the_rows_by_pattern(n_features):
-    """Every row once, the rows of a group share its pattern, no two groups the same
-    pattern; past 64 features the hash folds features onto the same bits."""
+    """Every row holding NaN once, the rows of a group share its pattern, no two
+    groups the same pattern; complete rows left out; past 64 features, patterns
+    that differ only in features d and d + 64 apart."""
     rng = np.random.default_rng(5)
     missing = rng.random((3000, n_features)) < 0.1
     missing[::7] = missing[0]  # a frequent pattern
+    missing[2::11] = False  # complete rows
     if n_features > 64:  # patterns that differ only in features d and d + 64
         missing[1::7] = missing[0]
         missing[1::7, [0, 64]] = ~missing[0, [0, 64]]
-    order, observed, starts = _pattern_kernels.group_rows(missing)
-    np.testing.assert_array_equal(np.sort(order), np.arange(len(missing)))
+    order, observed, starts = _groups(np.where(missing, np.nan, 1.0))
+    np.testing.assert_array_equal(np.sort(order), np.flatnonzero(missing.any(axis=1)))
+    missing = missing[missing.any(axis=1)]
+    order = np.searchsorted(np.sort(order), order)  # among the rows holding NaN
     assert starts[0] == 0 and starts[-1] == len(missing) and (np.diff(starts) > 0).all()
     for p in range(len(observed)):
         rows = order[starts[p]:starts[p + 1]]
@@ -204,7 +230,7 @@ def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared
     means = rng.normal(scale=2, size=(3, n_features))  # relative to the centre
     log_weights = np.log([0.2, 0.3, 0.5])
     sample_weight = rng.uniform(0.5, 2.0, size=n_rows)
-    order, observed, starts = _pattern_kernels.group_rows(np.isnan(x))
+    order, observed, starts = _groups(x)
     if n_features > 20:
         assert (3 * np.sum(~observed, axis=1) ** 2).sum() > _pattern_kernels.SLOT_CONDS
     else:  # patterns with tiles of their own (one over several) and sharing tiles
@@ -213,30 +239,36 @@ def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared
         assert (rows < _pattern_kernels.TILE_MIN_ROWS).sum() > 5
     got = _pattern_kernels.pattern_statistics(x, order, observed, starts, sample_weight, centre,
                                               means, prec_chols, log_weights, True)
-    want = _naive_pattern_statistics(x.astype(np.float64) - centre, sample_weight, means,
+    holds_nan = np.isnan(x).any(axis=1)  # the rows grouped; complete rows left out
+    want = _naive_pattern_statistics(x[holds_nan].astype(np.float64) - centre,
+                                     sample_weight[holds_nan], means,
                                      np.broadcast_to(covariances, (3,) + covariances.shape[1:]),
                                      log_weights)
     for value, expected in zip(got, want):
         np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-9)
     unweighted = _pattern_kernels.pattern_statistics(
         x, order, observed, starts, np.empty(0), centre, means, prec_chols, log_weights, False)
-    assert unweighted[4] == np.sum(~np.isnan(x).all(axis=1)) and unweighted[5] == 0.0
+    assert unweighted[4] == np.sum(holds_nan & ~np.isnan(x).all(axis=1))
+    assert unweighted[5] == 0.0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_pattern_log_prob_is_the_observed_marginal(dtype):
     """log w_k + log N(x_o; mu_o, Sigma_oo) by scipy on Sigma_oo itself, rows far
-    from the origin; a row with nothing observed gets log w_k."""
+    from the origin; a row with nothing observed gets log w_k; complete rows are
+    not grouped and get NaN."""
     rng = np.random.default_rng(9)
     x = _gapped_rows(900, 6, 0.35, seed=10).astype(dtype)
     covariances, prec_chols = _precision_factors(3, 6, rng)
     centre = np.full(6, OFFSET)
     means = rng.normal(scale=2, size=(3, 6))
     log_weights = np.log([0.2, 0.3, 0.5])
-    got = _pattern_kernels.pattern_log_prob(x, *_pattern_kernels.group_rows(np.isnan(x)),
+    got = _pattern_kernels.pattern_log_prob(x, *_groups(x),
                                             centre, means, prec_chols, log_weights)
     xc = x.astype(np.float64) - centre
-    for row, values in zip(got, xc):
+    holds_nan = np.isnan(xc).any(axis=1)
+    assert np.isnan(got[~holds_nan]).all() and holds_nan.mean() < 0.99
+    for row, values in zip(got[holds_nan], xc[holds_nan]):
         o = ~np.isnan(values)
         want = log_weights + np.array([multivariate_normal.logpdf(
             values[o], means[k, o], covariances[k][np.ix_(o, o)]) if o.any() else 0.0
@@ -320,8 +352,9 @@ def test_pattern_log_prob_at_an_ill_conditioned_covariance():
     x[rng.random(x.shape) < 0.35] = np.nan
     x[:, 0] = np.where(np.isnan(x).all(axis=1), mean[0], x[:, 0])  # every row holds data
     x[[1, 7], 2:4] = np.nan
+    x = x[np.isnan(x).any(axis=1)]  # the rows the kernel takes
     got = _pattern_kernels.pattern_log_prob(
-        x, *_pattern_kernels.group_rows(np.isnan(x)), np.zeros(n_features), mean[None],
+        x, *_groups(x), np.zeros(n_features), mean[None],
         np.ascontiguousarray(prec_chol[None]), np.zeros(1))[:, 0]
     exact = [_exact_marginal_log_density(prec_chol, mean, row) for row in x]
     np.testing.assert_allclose(got, exact, rtol=ILL_CONDITION_TOLERANCE,
