@@ -15,7 +15,7 @@ from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, norm
 
-from daskgmm import GaussianMixture, _pattern_kernels
+from daskgmm import GaussianMixture, _missing, _pattern_kernels
 
 OFFSET = 1e6  # data and means far from the origin, to which the kernels centre
 
@@ -250,6 +250,50 @@ def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared
         x, order, observed, starts, np.empty(0), centre, means, prec_chols, log_weights, False)
     assert unweighted[4] == np.sum(holds_nan & ~np.isnan(x).all(axis=1))
     assert unweighted[5] == 0.0
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_patterns_equal_the_naive_formula(covariance_type, dtype, monkeypatch):
+    """Patterns of at least LARGE_PATTERN_ROWS rows (through the complete rows'
+    kernel on their observed features), beside patterns through the pattern
+    kernels: `_missing._incomplete_stats` against the naive formula, rows far
+    from the origin, sample weights, the entropy (4)."""
+    monkeypatch.setattr(_missing, "LARGE_PATTERN_ROWS", 100)
+    large = []
+    monkeypatch.setattr(_missing, "_large_pattern_sums", lambda *args: large.append(
+        args[2]) or _LARGE_PATTERN_SUMS(*args))
+    rng = np.random.default_rng(13)
+    n_features = 6
+    x = _gapped_rows(800, n_features, 0.2, seed=14)
+    x[100:400, [0, 3]] = np.nan  # two missing features (plus any drawn: a few patterns)
+    x[400:600] = np.where(np.arange(n_features) == 5, np.nan, np.nan_to_num(x[400:600],
+                                                                            nan=OFFSET))
+    x = x.astype(dtype)
+    shared = covariance_type == "tied"
+    covariances, prec_chols = _precision_factors(1 if shared else 3, n_features, rng)
+    weights = np.array([0.2, 0.3, 0.5])
+    means = OFFSET + rng.normal(scale=2, size=(3, n_features))
+    log_weights = np.log(weights) + 0.1
+    sample_weight = rng.uniform(0.5, 2.0, size=len(x))
+    got = _missing._incomplete_stats(x, sample_weight, weights, means,
+                                     prec_chols[0] if shared else prec_chols, covariance_type,
+                                     log_weights, True)
+    assert len(large) >= 2  # the 200 rows missing feature 5, the largest of 100:400
+    centre = weights @ means / weights.sum()
+    means_c = _missing._kernels.reference_means(weights, means) - centre
+    holds_nan = np.isnan(x).any(axis=1)  # the rows taken; complete rows are left out
+    nk, first, m2, loglik, weight, entropy = _naive_pattern_statistics(
+        x[holds_nan].astype(np.float64) - centre, sample_weight[holds_nan], means_c,
+        np.broadcast_to(covariances, (3,) + covariances.shape[1:]), log_weights)
+    offset = first / nk[:, None]
+    m2 = m2 - nk[:, None, None] * offset[:, :, None] * offset[:, None, :]
+    for value, expected in zip(got, (nk, offset, m2.sum(axis=0) if shared else m2, loglik,
+                                     weight, entropy)):
+        np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-9)
+
+
+_LARGE_PATTERN_SUMS = _missing._large_pattern_sums
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
