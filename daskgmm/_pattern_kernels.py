@@ -73,17 +73,16 @@ LOG_RESP_FLOOR = -500.0
 # per row with NaN, against row by row): 1.2 against 2.3 us with two patterns
 # (blocks of columns), 1.6 against 3.0 us with 5 % missing at random.
 TILE_ROWS = 128
-# Patterns with at least this many rows take tiles of their own and, in a
-# statistics pass, are completed through Bt in loops over their rows
-# (`_fill_columns`); the rows of the others share tiles and are completed row
-# by row (`_fill`; bench_missing's blocks of columns, two patterns, took 1.6x
-# as long completed row by row). Measured before the row-by-row completion
-# (CPU time of `pattern_statistics`, full,
-# D 16, K 8, 125,000 rows, best of 9 on a loaded machine), against shared
-# tiles throughout and against row by row under 16 rows: two patterns
-# 32 / 42 / 31 ms, 20 % missing at random 254 / 280 / 267 ms, 5 % 56 / 71 /
-# 97 ms (16: 34 / 55 / 33, 305 / 257 / 318, 66 / 86 / 82; 128 was slower).
-TILE_MIN_ROWS = 48
+# Patterns with at least this many rows are completed, in a statistics pass,
+# through Bt in loops over their rows (`_fill_columns`); the rows of the others
+# are completed row by row (`_fill`; bench_missing's blocks of columns, two
+# patterns, took 1.6x as long completed row by row). Rows of any patterns fill
+# the tiles in turn. Measured (CPU time of `pattern_statistics`, full, D 16,
+# K 8, 125,000 rows, 20 % missing at random, best of 7 on a loaded machine):
+# 3.33x the complete rows' sweep of as many rows, against 3.54x with 48 rows
+# and tiles of their own for such patterns (5 % at random: 0.98x against
+# 1.06x).
+TILE_MIN_ROWS = 16
 # Room for the conditional covariances of a tile's patterns in
 # `_sweep`, in float64 (F |m|^2 per pattern; at least one
 # pattern's): a tile is full at `TILE_ROWS` rows or when the next pattern's
@@ -573,10 +572,11 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
     observed entry take no part), `_LOG_PROB` writes the log-densities of row
     ``r`` into ``out[r]`` (K,), `_IMPUTE` its missing entries into ``out[r]``.
 
-    A pattern with at least `TILE_MIN_ROWS` rows starts a tile (and, for
-    `_STATISTICS`, is completed by `_fill_columns`); the others' rows fill
-    tiles in turn (`_fill`). A tile is full at `TILE_ROWS` rows or when the
-    next pattern's conditional covariances would not fit in ``conds``.
+    The patterns' rows fill the tiles in turn; for `_STATISTICS`, those of a
+    pattern with at least `TILE_MIN_ROWS` rows are completed by
+    `_fill_columns`, the others by `_fill`. A tile is full at `TILE_ROWS`
+    rows or when the next pattern's conditional covariances would not fit in
+    ``conds``.
     """
     n_features = x.shape[1]
     n_factors = prec_chols.shape[0]
@@ -599,14 +599,12 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
         many = task == _STATISTICS and stop - row >= TILE_MIN_ROWS
         if many:
             _regression(precisions, obs, mis, factors)
-        own = many
         while row < stop:
-            if n_rows and (own or n_rows == TILE_ROWS or tile.cond_start[n_slots]
+            if n_rows and (n_rows == TILE_ROWS or tile.cond_start[n_slots]
                            + n_factors * mis.size**2 > tile.conds.size):
                 _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws,
                         sums, out, scratch)
                 n_rows, n_slots = 0, 0
-            own = False
             _add_slot(tile, n_slots, obs, mis, log_weights, factors, log_det_u)
             count = min(TILE_ROWS - n_rows, stop - row)
             if many:

@@ -213,7 +213,7 @@ def _precision_factors(n_factors, n_features, rng):
     (5, 0.3, False, np.float64), (5, 0.3, True, np.float64), (30, 0.5, False, np.float64),
     (5, 0.3, False, np.float32), (16, 0.2, False, np.float32)])
 def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared, dtype):
-    """Patterns with tiles of their own and patterns sharing tiles, rows with
+    """Patterns completed in columns (one over several tiles) and row by row, rows with
     nothing observed among them, sample weights, rows far from the origin
     (centred by the kernel, in float64 also for float32 rows); at D 30 with
     half the entries missing the patterns' conditional covariances fill a
@@ -233,7 +233,7 @@ def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared
     order, observed, starts = _groups(x)
     if n_features > 20:
         assert (3 * np.sum(~observed, axis=1) ** 2).sum() > _pattern_kernels.SLOT_CONDS
-    else:  # patterns with tiles of their own (one over several) and sharing tiles
+    else:  # patterns completed in columns (one over several tiles) and row by row
         rows = np.diff(starts)
         assert rows.max() > _pattern_kernels.TILE_ROWS
         assert (rows < _pattern_kernels.TILE_MIN_ROWS).sum() > 5
