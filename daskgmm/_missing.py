@@ -237,7 +237,7 @@ def _large_pattern_sums(x, rows, observed, sample_weight, centre, means, factors
     shared = covariance_type == "tied"
     prec_chol = np.ascontiguousarray(upper[0] if shared else upper)
     means_o = np.ascontiguousarray(means[:, obs])
-    x_o = np.ascontiguousarray(x[np.ix_(rows, obs)], dtype=np.float64)
+    x_o = _numba().observed_entries(x, rows, obs)
     nk, first_o, m2_o, totals = _kernels._sweep(
         x_o, sample_weight[rows] if sample_weight.size else None, None,
         np.ascontiguousarray(centre[obs]), means_o, covariance_type,
@@ -249,29 +249,24 @@ def _large_pattern_sums(x, rows, observed, sample_weight, centre, means, factors
     # (4): H = (|m| log(2 pi e) - log |Lambda_mm|) / 2
     entropies = 0.5 * mis.size * LOG_2PI_E - np.log(
         np.diagonal(chol_mm, axis1=1, axis2=2)).sum(axis=1)
-    if shared:
-        first[:, mis] = first_o @ regression[0].T
-        m2 = _completed_moments(m2_o, regression[0], conds[0], nk.sum(), obs, mis)
+    if shared:  # one regression for every component, moments pooled
+        m2_o, weights = m2_o[None], nk.sum()[None]
         entropy = totals[2] - nk.sum() * entropies[0]
     else:
-        first[:, mis] = np.einsum("kmo,ko->km", regression, first_o)
-        m2 = np.stack([_completed_moments(m2_o[k], regression[k], conds[k], nk[k], obs, mis)
-                       for k in range(n_components)])
+        weights = nk
         entropy = totals[2] - nk @ entropies
-    return nk, first, m2, totals[0], totals[1], entropy if with_entropy else 0.0
-
-
-def _completed_moments(m2_o, regression, cond, weight, obs, mis):
-    """A m2_o A^T + ``weight`` C in the features' order, A = [I; Bt^T] on (o, m),
-    ``regression`` Bt^T (|m|, |o|), ``cond`` C (|m|, |m|); exactly symmetric."""
-    m2 = np.zeros((obs.size + mis.size,) * 2)
+    first[:, mis] = np.einsum("kmo,ko->km", np.broadcast_to(
+        regression, (n_components,) + regression.shape[1:]), first_o)
+    # A m2_o A^T + w C, A = [I; Bt^T] on (o, m); the (m, m) block exactly symmetric
     cross = regression @ m2_o
-    missing = cross @ regression.T + weight * cond
-    m2[np.ix_(obs, obs)] = m2_o
-    m2[np.ix_(mis, obs)] = cross
-    m2[np.ix_(obs, mis)] = cross.T
-    m2[np.ix_(mis, mis)] = (missing + missing.T) / 2
-    return m2
+    missing = cross @ np.swapaxes(regression, 1, 2) + weights[:, None, None] * conds
+    m2 = np.zeros((m2_o.shape[0], n_features, n_features))
+    m2[:, obs[:, None], obs] = m2_o
+    m2[:, mis[:, None], obs] = cross
+    m2[:, obs[:, None], mis] = np.swapaxes(cross, 1, 2)
+    m2[:, mis[:, None], mis] = (missing + np.swapaxes(missing, 1, 2)) / 2
+    return (nk, first, m2[0] if shared else m2, totals[0], totals[1],
+            entropy if with_entropy else 0.0)
 
 
 def _checked(kernel, X, nan_policy, *args):

@@ -861,6 +861,18 @@ def group_rows(bits, n_features):
     return order, observed, starts
 
 
+@njit(cache=True, nogil=True)
+def observed_entries(x, rows, features):
+    """``x[rows][:, features]`` in float64, C-contiguous (len(rows), len(features)): in
+    one pass (NumPy's fancy indexing of both took 2.3 ms for 25,000 rows of 12 of 16
+    features, two takes 1.2 ms)."""
+    out = np.empty((rows.size, features.size))
+    for n in range(rows.size):
+        for i in range(features.size):
+            out[n, i] = x[rows[n], features[i]]
+    return out
+
+
 # ---------------------------------------------------------------- diag, spherical
 # Rows as columns in blocks of `_fused._block_rows` rows, as the complete
 # rows' sweep takes them; a missing entry is a NaN whose terms a select (not a
