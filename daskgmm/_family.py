@@ -123,11 +123,12 @@ class GaussianEStep:
     """The E-step of a Gaussian mixture with its family's per-component log
     constants (``log_weights``) and, ``with_entropy``, ``sum r log r``."""
 
-    def statistics(self, x, sample_weight, parameters):
-        """`_kernels.em_statistics` of the rows ``x`` under ``parameters``."""
+    def statistics(self, x, sample_weight, parameters, rows=None):
+        """`_kernels.em_statistics` of the rows ``x`` (of its rows ``rows``, read in
+        place, if given) under ``parameters``."""
         return _kernels.em_statistics(x, sample_weight, parameters.weights, parameters.means,
                                       parameters.prec_chol, parameters.covariance_type,
-                                      self.log_weights(parameters), self.with_entropy)
+                                      self.log_weights(parameters), self.with_entropy, rows)
 
     def weighted_log_prob(self, X, parameters):
         """`_kernels.estimate_weighted_log_prob` of the rows ``X``, (n, K)."""

@@ -4,9 +4,11 @@
 import), and holds everything around it: parameters in, ``Stats`` out. Each
 covariance type has two compiled functions here, in ``KERNELS``:
 
-``statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+``statistics(X, rows, sample_weight, resp, centre, means, params, const, with_entropy,
 nk, first, m2, between, totals)``
-    One sweep over the rows of ``X`` in blocks of ``block`` rows: each block
+    One sweep over the rows ``rows`` of ``X`` (all, in order, where ``rows`` is
+    empty; ``sample_weight`` and ``resp`` are those of the rows swept) in
+    blocks of ``block`` rows: each block
     is centred on ``centre`` (in float64, so float32 rows lose nothing), its
     log-densities, responsibilities and their statistics are computed while
     it is in cache, and added to the outputs ``nk`` (K,), ``first`` (K, D),
@@ -83,12 +85,20 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy",
 LOG_RESP_FLOOR = -500.0
 
 
+# The row index of a sweep over all the rows of X, in order.
+_ALL_ROWS = np.empty(0, dtype=np.intp)
+
+
 @numba.njit(**_JIT)
-def _centred_columns(X, start, n_rows, centre, out):
-    """out[i, n] = X[start + n, i] - centre[i] in float64: rows as columns, (D, block)."""
+def _centred_columns(X, rows, start, n_rows, centre, out):
+    """out[i, n] = X[r, i] - centre[i] in float64 for the swept rows r =
+    ``rows[start + n]`` (``start + n`` where ``rows`` is empty): rows as columns,
+    (D, block)."""
+    indexed = rows.size > 0
     for n in range(n_rows):
+        row = rows[start + n] if indexed else start + n
         for i in range(X.shape[1]):
-            out[i, n] = np.float64(X[start + n, i]) - centre[i]
+            out[i, n] = np.float64(X[row, i]) - centre[i]
 
 
 @numba.njit(**_JIT)
@@ -100,11 +110,13 @@ def _single_columns(xt, n_rows, out):
 
 
 @numba.njit(**_JIT)
-def _centred_rows(X, start, n_rows, centre, out):
-    """out[n, i] = X[start + n, i] - centre[i] in float64, (block, D)."""
+def _centred_rows(X, rows, start, n_rows, centre, out):
+    """out[n, i] = X[r, i] - centre[i] in float64 (rows as `_centred_columns`), (block, D)."""
+    indexed = rows.size > 0
     for n in range(n_rows):
+        row = rows[start + n] if indexed else start + n
         for i in range(X.shape[1]):
-            out[n, i] = np.float64(X[start + n, i]) - centre[i]
+            out[n, i] = np.float64(X[row, i]) - centre[i]
 
 
 # exp(s) for LOG_RESP_FLOOR <= s <= 0 in a loop that LLVM vectorises
@@ -378,7 +390,7 @@ def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev):
 
 
 @numba.njit(**_JIT)
-def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
     """``statistics`` of ``full`` (module docstring)."""
     (prec_chol,) = params
@@ -393,13 +405,14 @@ def _full_statistics(X, sample_weight, resp, centre, means, params, const, with_
     rt = np.empty((n_components, block + _PAD))
     dev_single = np.zeros((block, n_features), dtype=prec_chol.dtype)
     white = np.empty((block, n_features), dtype=prec_chol.dtype)
-    for start in range(0, X.shape[0], block):
-        n_rows = min(block, X.shape[0] - start)
-        _centred_columns(X, start, n_rows, centre, xt)
+    n_swept = rows.size if rows.size else X.shape[0]
+    for start in range(0, n_swept, block):
+        n_rows = min(block, n_swept - start)
+        _centred_columns(X, rows, start, n_rows, centre, xt)
         if resp.shape[0]:
             _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
         else:
-            _centred_rows(X, start, n_rows, centre, xc)
+            _centred_rows(X, rows, start, n_rows, centre, xc)
             _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev_single, white)
             _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
                                        totals, work, rt)
@@ -418,7 +431,7 @@ def _full_log_prob(X, centre, means, params, const, out):
     white = np.empty((block, n_features), dtype=prec_chol.dtype)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _centred_rows(X, start, n_rows, centre, xc)
+        _centred_rows(X, _ALL_ROWS, start, n_rows, centre, xc)
         _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev, white)
         _copy_out(lp, n_rows, start, out)
 
@@ -507,7 +520,7 @@ def _product_log_prob_block(X, start, n_rows, centre, params, const, terms, term
     """
     half_precisions, single_means, products, far = params
     n_features = X.shape[1]
-    _centred_columns(X, start, n_rows, centre, terms)
+    _centred_columns(X, _ALL_ROWS, start, n_rows, centre, terms)
     n_squares = terms.shape[0] - n_features - 1
     squares = terms[n_features:n_features + n_squares]
     for j in range(n_squares):
@@ -588,9 +601,12 @@ def _product_statistics(X, sample_weight, centre, means, params, const, with_ent
 
 
 @numba.njit(**_JIT)
-def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+def _diag_statistics(X, rows, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
-    """``statistics`` of ``diag`` and ``spherical`` (module docstring)."""
+    """``statistics`` of ``diag`` and ``spherical`` (module docstring); the rows
+    ``rows`` of X (if not empty) are taken out first."""
+    if rows.size:
+        X = X[rows]
     half_precisions, single_means, products, _ = params
     if products.shape[0] and not resp.shape[0]:
         _product_statistics(X, sample_weight, centre, means, params, const, with_entropy,
@@ -607,7 +623,7 @@ def _diag_statistics(X, sample_weight, resp, centre, means, params, const, with_
     rt = np.empty((n_components, block + _PAD))
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _centred_columns(X, start, n_rows, centre, xt)
+        _centred_columns(X, _ALL_ROWS, start, n_rows, centre, xt)
         if resp.shape[0]:
             _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
         else:
@@ -643,7 +659,7 @@ def _diag_log_prob(X, centre, means, params, const, out):
     everyone = np.arange(n_components)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _centred_columns(X, start, n_rows, centre, xe)
+        _centred_columns(X, _ALL_ROWS, start, n_rows, centre, xe)
         _diag_log_prob_block(xe, n_rows, single_means, half_precisions, const, lp, everyone)
         _copy_out(lp, n_rows, start, out)
 
@@ -719,7 +735,7 @@ def _tied_moments_block(xt, n_rows, means, rt, first, m2, between, yt, vt, ut, o
 
 
 @numba.njit(**_JIT)
-def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_entropy,
+def _tied_statistics(X, rows, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
     """``statistics`` of ``tied`` (module docstring)."""
     prec_chol, means_white = params
@@ -737,9 +753,10 @@ def _tied_statistics(X, sample_weight, resp, centre, means, params, const, with_
     rt = np.empty((n_components, block + _PAD))
     own = np.empty(block, dtype=np.intp)
     row_weight = np.empty(block)
-    for start in range(0, X.shape[0], block):
-        n_rows = min(block, X.shape[0] - start)
-        _centred_columns(X, start, n_rows, centre, xt)
+    n_swept = rows.size if rows.size else X.shape[0]
+    for start in range(0, n_swept, block):
+        n_rows = min(block, n_swept - start)
+        _centred_columns(X, rows, start, n_rows, centre, xt)
         if resp.shape[0]:
             _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
         else:
@@ -765,7 +782,7 @@ def _tied_log_prob(X, centre, means, params, const, out):
     lp = np.empty((n_components, block + _PAD), dtype=prec_chol.dtype)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
-        _centred_columns(X, start, n_rows, centre, xe)
+        _centred_columns(X, _ALL_ROWS, start, n_rows, centre, xe)
         _tied_log_prob_block(xe, n_rows, prec_chol, means_white, const, lp, ye)
         _copy_out(lp, n_rows, start, out)
 

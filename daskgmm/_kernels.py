@@ -78,12 +78,13 @@ def _constants(log_weights, prec_chol, covariance_type, n_features):
 
 
 def _sweep(X, sample_weight, resp, centre, means, covariance_type, parameters, constants,
-           with_entropy=False):
+           with_entropy=False, rows=None):
     """Run the type's compiled ``statistics`` over the rows: the sums about each mean.
 
     Returns the responsibility sums nk, sum_n r_nk (x_n - mu_k), the second
     moments about the means (``m2_shape``) and the totals (log-likelihood,
-    weight, ``sum r log r``).
+    weight, ``sum r log r``). ``rows``: the rows of X swept (default all), read
+    in place; ``sample_weight`` and ``resp`` are theirs.
     """
     n_components, n_features = means.shape
     nk = np.zeros(n_components)
@@ -94,7 +95,8 @@ def _sweep(X, sample_weight, resp, centre, means, covariance_type, parameters, c
     if resp is None:
         resp = np.empty((0, n_components))
     _compiled(covariance_type).statistics(
-        X, _row_weights(sample_weight), np.ascontiguousarray(resp, dtype=np.float64),
+        X, np.empty(0, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp),
+        _row_weights(sample_weight), np.ascontiguousarray(resp, dtype=np.float64),
         np.ascontiguousarray(centre, dtype=np.float64), np.ascontiguousarray(means),
         parameters, constants, with_entropy, nk, first, m2, between, totals)
     first, m2 = _compiled(covariance_type).finish(first, m2, between, means)
@@ -115,7 +117,7 @@ def _sums_to_stats(nk, first, m2, totals, covariance_type, means):
 
 
 def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
-                  log_weights=None, with_entropy=False):
+                  log_weights=None, with_entropy=False, rows=None):
     """E-step and partial statistics of a block of rows, in one go.
 
     Parameters
@@ -135,6 +137,9 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         ``weights`` then only centre the rows.
     with_entropy : bool, default=False
         Whether to sum the block's ``sum r log r`` too (else it is 0).
+    rows : ndarray of shape (n_swept,), default=None
+        The rows of ``X`` to take (read in place, not copied; ``sample_weight``
+        is then theirs); all when None.
 
     Returns
     -------
@@ -145,20 +150,23 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         ``sum_k r log r`` (both weighted by ``sample_weight``).
     """
     X = kernel_rows(X)
+    if rows is not None and not len(rows):  # none (the kernels' empty index means all)
+        X, rows = X[:0], None
     centre = _centre(weights, means)
     means_c = means - centre
     parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)
     constants = _constants(_log_weights(weights, log_weights), prec_chol, covariance_type,
                            means.shape[1])
     nk, first, m2, totals = _sweep(X, sample_weight, None, centre, means_c, covariance_type,
-                                   parameters, constants, with_entropy)
+                                   parameters, constants, with_entropy, rows)
     if not np.isfinite(totals[0]):
-        check_finite(X)
-    if X.dtype == np.float32 and X.shape[0] and not nk.all():
+        check_finite(X if rows is None else X[rows])
+    if X.dtype == np.float32 and (X.shape[0] if rows is None else len(rows)) and not nk.all():
         # float32's exp floor (exp(-87) of a row's weight, float64's exp(-500)) may have
         # emptied a component that float64 keeps: the rows again, in float64.
-        return em_statistics(X.astype(np.float64), sample_weight, weights, means, prec_chol,
-                             covariance_type, log_weights, with_entropy)
+        return em_statistics((X if rows is None else X[rows]).astype(np.float64),
+                             sample_weight, weights, means, prec_chol, covariance_type,
+                             log_weights, with_entropy)
     # Relative to centre + means_c: the means are their offsets.
     return _sums_to_stats(nk, first, m2, totals, covariance_type, np.zeros_like(means_c))
 

@@ -29,26 +29,24 @@ is sum r log r less sum r H_k, H_k = (|m| log(2 pi e) - log |Lambda_k,mm|) / 2
 the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
 
 Cost. `_factorise` does, once per pattern, a Cholesky factorisation of
-Lambda_mm and C from its inverse factor, O(|m|^3) per precision, the F
+Lambda_mm and C from its inverse factor, O(|m|^3) per precision, for
+`FACTOR_BATCH` patterns with as many missing features and their F
 precisions side by side (lanes). Each row is then completed, d_m =
 -C (Lambda_mo d_o), O(K (|o| |m| + |m|^2)), row by row with the components
 as lanes (`_fill`); a pattern of at least `TILE_MIN_ROWS` rows in a
 statistics pass instead forms Bt once, O(F |o| |m|^2), and completes its
-rows in loops over them (`_fill_columns`). Its log-densities and moments,
+rows in loops over them (`_fill_columns`). Their log-densities and moments,
 O(K D^2) per row as for a complete row, run in tiles of `TILE_ROWS` rows of
 any patterns, rows as columns, so that the loops over rows vectorise
 (`_sweep`). A block of n rows in P patterns costs O(P F |m|^3 +
 n K (|o| |m| + D^2)): the per-pattern term is small while rows miss few
 entries, whatever the number of patterns. Measured at D 16, K 8 (thread
-CPU time of bench_missing's rows with NaN in a block of 125,000 rows, best
-of 15, against the complete rows' sweep of the whole block, load average
-6-9): 20 % missing at random (121,000 rows, about 14,000 patterns)
-3.2-3.6x, of which per-pattern work (factorisations, slots) 0.7-0.9x,
-completions 1.1-1.5x, log-densities and moments 1.2-1.4x; 5 % (70,000
-rows) 0.9-1.0x; two patterns (50,000 rows) 0.5x. A factorisation takes
-about 1.3 us per pattern there (its loops run over F = 8 lanes, a count
-known only at run time). ``diag`` and ``spherical`` need no patterns
-(`diag_statistics`).
+CPU time of `pattern_statistics` on bench_missing's rows with NaN in a block
+of 125,000 rows, best of 7, against the complete rows' sweep of the whole
+block, load average 2.7-4.5): 20 % missing at random (121,000 rows, about
+14,000 patterns) 2.9x (3.5x with patterns factorised one by one and tiles
+of their own for patterns of 48 rows or more); 5 % (70,000 rows) 0.9x.
+``diag`` and ``spherical`` need no patterns (`diag_statistics`).
 """
 
 from typing import NamedTuple

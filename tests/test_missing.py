@@ -508,3 +508,33 @@ def test_marginalize_starts_from_the_complete_rows_when_they_suffice(data):
                  sparse)
     alone = _fit(GaussianMixture(3, random_state=0, max_iter=0), filled[holds_data])
     np.testing.assert_allclose(start.means_, alone.means_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_statistics_of_rows_read_in_place_equal_those_of_the_rows_taken(covariance_type,
+                                                                        dtype):
+    """`_kernels.em_statistics` of a row index (the complete rows of a block with
+    NaN, swept in place) equals that of the rows copied out, blocks of rows and
+    sample weights included, far from the origin."""
+    from daskgmm import _kernels
+    from daskgmm._mstep import Parameters
+
+    rng = np.random.default_rng(3)
+    X = (1e5 + rng.normal(size=(2500, 5))).astype(dtype)
+    X[rng.random(2500) < 0.3, 2] = np.nan
+    rows = np.flatnonzero(~np.isnan(X).any(axis=1))
+    sample_weight = rng.uniform(0.5, 2, size=len(rows))
+    model = GaussianMixture(3, covariance_type=covariance_type, random_state=0,
+                            max_iter=2).fit(X[rows].astype(np.float64))
+    parameters = Parameters(covariance_type, model.weights_, model.means_, None,
+                            model.precisions_cholesky_)
+    arguments = (parameters.weights, parameters.means, parameters.prec_chol, covariance_type,
+                 None, True)
+    in_place = _kernels.em_statistics(X, sample_weight, *arguments, rows=rows)
+    taken = _kernels.em_statistics(X[rows], sample_weight, *arguments)
+    for name in taken._fields:
+        np.testing.assert_allclose(getattr(in_place, name), getattr(taken, name), rtol=1e-13,
+                                   atol=0, err_msg=name)
+    no_rows = _kernels.em_statistics(X, np.empty(0), *arguments, rows=np.empty(0, dtype=int))
+    assert no_rows.weight == 0 and not no_rows.nk.any()
