@@ -336,9 +336,12 @@ def _add_tile(a, b, i, j, n_rows, out):
 def _full_deviations(xc, n_rows, mean, first, out):
     """out[n, i] = xc[n, first + i] - mean[first + i], rounded to out's type once (float32
     for float32 rows)."""
+    width = out.shape[1]
+    part = mean[first:first + width]
     for n in range(n_rows):
-        for i in range(out.shape[1]):
-            out[n, i] = xc[n, first + i] - mean[first + i]
+        row, out_row = xc[n, first:first + width], out[n]
+        for i in range(width):
+            out_row[i] = row[i] - part[i]
 
 
 @numba.njit(**_JIT)
