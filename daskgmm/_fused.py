@@ -820,12 +820,18 @@ _BLOCK_ROWS = (32, 1024)
 _SPLIT_MIN_FEATURES = 32
 
 
-# BLAS products replace the sweep of ``diag`` and ``spherical`` where the
-# products' K (D + S + 1) is at least this. Measured per 1-thread chunk (CPU
-# time, on a loaded machine): at K 64 D 64 they took 0.72-0.89x the sweep's
-# time, at K 256 D 128 0.45-0.63x; at K 16 D 64 (2064) 0.8-1.1x; at A's
-# K 8 D 16 and at spherical K 16 D 64 (1056) 1.0-1.15x.
-_PRODUCTS_MIN_SIZE = 2048
+# BLAS products replace the sweep of ``diag`` where the products' K (2 D + 1)
+# is at least this, of ``spherical`` (and ``diag`` of one feature) where K (D + 2)
+# is: the products take 4 K (D + S + 1) multiply-adds a row, the sweep about
+# 7 K D at a lower rate. Measured (products / sweep, 1-thread CPU time of 50 000
+# rows, float64 / float32, interleaved best of 11, load 1.3-2.1): ``diag`` 1.22 /
+# 1.09 at K 4 D 4 (36), 1.04 / 1.11 at K 8 D 8 (136), 1.02 / 1.03 at K 8 D 16
+# (264), 0.86 / 0.88 at K 16 D 16 (528), 0.77-0.90 / 0.70-1.05 at K 16 D 64
+# (2064); ``spherical`` 0.96 / 1.01 at K 4 D 4 (24), 0.81 / 0.80 at K 8 D 8 (80),
+# 0.68-0.75 / 0.75-0.81 at K 8 D 16 (144), 0.61-0.82 / 0.68-0.77 at K 16 D 64
+# (1056); earlier, float64 ``diag`` 0.72-0.89 at K 64 D 64, 0.45-0.63 at K 256 D 128.
+_PRODUCTS_MIN_SIZE = 512
+_SPHERICAL_PRODUCTS_MIN_SIZE = 64
 # ... for the components where eps |mu_k - c|_p^2, the relative error that
 # expanding the squares about the centre c adds to the log-densities and to the
 # moments (in the components' standard deviations), is at most this: 10 times
@@ -900,7 +906,9 @@ def _diag_parameters(means, prec_chol, dtype):
         far = distances > _SINGLE_PRODUCTS_MAX_DISTANCE * n_features
     else:
         far = np.finfo(np.float64).eps * distances > _PRODUCTS_MAX_ERROR
-    if (n_components * (n_features + precisions.shape[1] + 1) < _PRODUCTS_MIN_SIZE
+    min_size = (_PRODUCTS_MIN_SIZE if precisions.shape[1] > 1
+                else _SPHERICAL_PRODUCTS_MIN_SIZE)
+    if (n_components * (n_features + precisions.shape[1] + 1) < min_size
             or np.count_nonzero(far) > _PRODUCTS_MAX_FAR_SHARE * n_components):
         return *sweep, np.empty((0, 0), dtype=dtype), np.empty(0, dtype=np.intp)
     products = np.hstack([precisions * means, -0.5 * precisions, -0.5 * distances[:, None]])
