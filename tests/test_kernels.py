@@ -538,3 +538,15 @@ def test_full_split_whitening_far_apart_far_from_the_origin(dtype):
     _assert_stats(stats, reference[:5] + (None,), shift,
                   _kernels.reference_means(weights, start + shift),
                   rtol=1e-12 if dtype == np.float64 else SINGLE_RTOL)
+
+
+def test_padded_block_rows_avoid_aliased_strides():
+    """No shape gets blocks whose padded rows are a multiple of 1 KiB of float64, and
+    blocks stay within their bounds."""
+    from daskgmm import _fused
+
+    for n_components in range(1, 300):
+        for n_features in (1, 16, 64, 66, 136):
+            rows = _fused._block_rows(n_components, n_features)
+            assert _fused._BLOCK_ROWS[0] <= rows <= _fused._BLOCK_ROWS[1]
+            assert (rows + _fused._PAD) % 128
