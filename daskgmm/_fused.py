@@ -284,90 +284,123 @@ def _given_responsibilities(resp, n_rows, sample_weight, start, out, nk, totals)
 def _add_upper_products(a, b, n_rows, out):
     """out[i, j] += sum_n a[i, n] b[j, n] for i <= j; the strict lower triangle is untouched.
 
-    In tiles of 2 rows of a by 4 rows of b (2 x 2 at the end of a row): eight
-    sums over the rows from six rows, so that each value loaded serves
-    several multiply-adds (measured at D 16: 3.4x faster than a BLAS product
-    of the whole (D, D), which packs both operands on every call; 1.9x at
-    D 64, where half of that product is not needed; 2 x 4 tiles 1.05-1.08x
-    faster than 2 x 2 ones at D 16 to 64).
+    In tiles of 4 rows of a by 4 rows of b (`_add_tile`): sixteen sums over
+    the rows from eight rows, so that each value loaded serves four
+    multiply-adds; the last D % 4 columns one sum at a time. Measured (1
+    thread, CPU time, blocks of 256 and 512 rows): 1.06x faster than 2 x 4
+    tiles at D 16, 1.1-1.3x at D 32 and 64; a BLAS product of the whole
+    (D, D), which packs both operands on every call and computes both
+    triangles, 1.3-1.9x slower than 4 x 4 tiles at D 16 to 64. Inside ``full``'s
+    moments (B, D 64): 0.91-1.06x the 2 x 4 tiles' time, within that machine's noise.
     """
     n_features = a.shape[0]
-    even = n_features - n_features % 2
-    for i in range(0, even, 2):
-        a0, a1 = a[i], a[i + 1]
-        j = i
-        while j + 4 <= even:
-            b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
-            for n in range(n_rows):
-                x0, x1 = a0[n], a1[n]
-                s00 += x0 * b0[n]
-                s01 += x0 * b1[n]
-                s02 += x0 * b2[n]
-                s03 += x0 * b3[n]
-                s10 += x1 * b0[n]
-                s11 += x1 * b1[n]
-                s12 += x1 * b2[n]
-                s13 += x1 * b3[n]
-            _add_tile(out, i, j, s00, s01, s10, s11)
-            _add_tile(out, i, j + 2, s02, s03, s12, s13)
-            j += 4
-        if j < even:
-            b0, b1 = b[j], b[j + 1]
-            s00 = s01 = s10 = s11 = 0.0
-            for n in range(n_rows):
-                s00 += a0[n] * b0[n]
-                s01 += a0[n] * b1[n]
-                s10 += a1[n] * b0[n]
-                s11 += a1[n] * b1[n]
-            _add_tile(out, i, j, s00, s01, s10, s11)
-    if even < n_features:  # the last column of an odd D
-        last = b[even]
-        for i in range(n_features):
+    whole = n_features - n_features % 4
+    for i in range(0, whole, 4):
+        for j in range(i, whole, 4):
+            _add_tile(a, b, i, j, n_rows, out)
+    for j in range(whole, n_features):
+        last = b[j]
+        for i in range(j + 1):
             row = a[i]
             total = 0.0
             for n in range(n_rows):
                 total += row[n] * last[n]
-            out[i, even] += total
+            out[i, j] += total
 
 
 @numba.njit(**_JIT)
-def _add_tile(out, i, j, s00, s01, s10, s11):
-    """out[i:i + 2, j:j + 2] += [[s00, s01], [s10, s11]], but for (i + 1, i) (below the
-    diagonal)."""
-    out[i, j] += s00
-    out[i, j + 1] += s01
-    if j > i:
-        out[i + 1, j] += s10
-    out[i + 1, j + 1] += s11
+def _add_tile(a, b, i, j, n_rows, out):
+    """out[i:i + 4, j:j + 4] += a[i:i + 4, :n_rows] b[j:j + 4, :n_rows]^T, on and above
+    the diagonal of ``out``."""
+    a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+    b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
+    for n in range(n_rows):
+        x0, x1, x2, x3 = a0[n], a1[n], a2[n], a3[n]
+        y0, y1, y2, y3 = b0[n], b1[n], b2[n], b3[n]
+        s00 += x0 * y0
+        s01 += x0 * y1
+        s02 += x0 * y2
+        s03 += x0 * y3
+        s10 += x1 * y0
+        s11 += x1 * y1
+        s12 += x1 * y2
+        s13 += x1 * y3
+        s20 += x2 * y0
+        s21 += x2 * y1
+        s22 += x2 * y2
+        s23 += x2 * y3
+        s30 += x3 * y0
+        s31 += x3 * y1
+        s32 += x3 * y2
+        s33 += x3 * y3
+    sums = (s00, s01, s02, s03, s10, s11, s12, s13,
+            s20, s21, s22, s23, s30, s31, s32, s33)
+    for p in range(4):
+        for q in range(4):
+            if i + p <= j + q:
+                out[i + p, j + q] += sums[4 * p + q]
 
 
 # ---------------------------------------------------------------- full
 
 @numba.njit(**_JIT)
-def _full_deviations(xc, n_rows, mean, out):
-    """out[n] = xc[n] - mean, rounded to out's type once (float32 for float32 rows)."""
+def _full_deviations(xc, n_rows, mean, first, out):
+    """out[n, i] = xc[n, first + i] - mean[first + i], rounded to out's type once (float32
+    for float32 rows)."""
+    width = out.shape[1]
+    part = mean[first:first + width]
     for n in range(n_rows):
-        for i in range(xc.shape[1]):
-            out[n, i] = xc[n, i] - mean[i]
+        row, out_row = xc[n, first:first + width], out[n]
+        for i in range(width):
+            out_row[i] = row[i] - part[i]
 
 
 @numba.njit(**_JIT)
-def _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev, white):
+def _full_log_prob_block(xc, n_rows, means, params, const, lp, buffers):
     """lp[k, n] = const_k - |(x_n - mu_k) L_k|^2 / 2 (sklearn's _estimate_log_gaussian_prob).
 
-    The product with the upper-triangular L_k (``prec_chol[k]``) is one
-    BLAS product of the block's deviations, in the precision of ``dev``
-    (float32 for float32 rows); squares summed in float64, stored in lp's type.
+    The product with the upper-triangular L_k is BLAS products of the
+    block's deviations d, in the precision of the factors (float32 for
+    float32 rows; `_full_parameters`). Split at h features,
+    L_k = [[A_k, B_k], [0, C_k]] and d = [d_1, d_2], it is
+    [d_1 A_k, d_1 B_k + d_2 C_k]: three products that skip the zero block
+    (h = 0: d C_k, the whole). Squares summed in float64, stored in lp's type;
+    ``buffers`` from `_whitening_buffers`.
     """
+    leading, coupling, trailing = params
+    head, tail, white_head, white_tail, coupled = buffers
+    split = leading.shape[1]
     for k in range(means.shape[0]):
-        _full_deviations(xc, n_rows, means[k], dev)
-        np.dot(dev, prec_chol[k], white)
+        _full_deviations(xc, n_rows, means[k], 0, head)
+        _full_deviations(xc, n_rows, means[k], split, tail)
+        np.dot(tail, trailing[k], white_tail)
+        if split:
+            np.dot(head, leading[k], white_head)
+            np.dot(head, coupling[k], coupled)
+            for n in range(n_rows):
+                for i in range(white_tail.shape[1]):
+                    white_tail[n, i] += coupled[n, i]
         for n in range(n_rows):
             squares = 0.0
-            for i in range(white.shape[1]):
-                squares += np.float64(white[n, i]) * white[n, i]
+            for i in range(split):
+                squares += np.float64(white_head[n, i]) * white_head[n, i]
+            for i in range(white_tail.shape[1]):
+                squares += np.float64(white_tail[n, i]) * white_tail[n, i]
             lp[k, n] = const[k] - 0.5 * squares
+
+
+@numba.njit(**_JIT)
+def _whitening_buffers(block, params):
+    """The work arrays of `_full_log_prob_block` for ``block`` rows: deviations, their
+    products and the coupling product, split as the factors in ``params``."""
+    leading, _, trailing = params
+    split, rest = leading.shape[1], trailing.shape[1]
+    dtype = trailing.dtype
+    return (np.zeros((block, split), dtype=dtype), np.zeros((block, rest), dtype=dtype),
+            np.empty((block, split), dtype=dtype), np.empty((block, rest), dtype=dtype),
+            np.empty((block, rest if split else 0), dtype=dtype))
 
 
 @numba.njit(**_JIT)
@@ -393,18 +426,17 @@ def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev):
 def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
     """``statistics`` of ``full`` (module docstring)."""
-    (prec_chol,) = params
+    dtype = params[2].dtype
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
     xc = np.zeros((block, n_features))
     xt = np.empty((n_features, block + _PAD))
     dev = np.empty((n_features, block + _PAD))
     weighted_dev = np.empty((n_features, block + _PAD))
-    lp = np.empty((n_components, block + _PAD), dtype=prec_chol.dtype)
-    work = np.empty((3, block + _PAD), dtype=prec_chol.dtype)
+    lp = np.empty((n_components, block + _PAD), dtype=dtype)
+    work = np.empty((3, block + _PAD), dtype=dtype)
     rt = np.empty((n_components, block + _PAD))
-    dev_single = np.zeros((block, n_features), dtype=prec_chol.dtype)
-    white = np.empty((block, n_features), dtype=prec_chol.dtype)
+    buffers = _whitening_buffers(block, params)
     n_swept = rows.size if rows.size else X.shape[0]
     for start in range(0, n_swept, block):
         n_rows = min(block, n_swept - start)
@@ -413,7 +445,7 @@ def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const,
             _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
         else:
             _centred_rows(X, rows, start, n_rows, centre, xc)
-            _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev_single, white)
+            _full_log_prob_block(xc, n_rows, means, params, const, lp, buffers)
             _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
                                        totals, work, rt)
         _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev)
@@ -422,17 +454,15 @@ def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const,
 @numba.njit(**_JIT)
 def _full_log_prob(X, centre, means, params, const, out):
     """``log_prob`` of ``full`` (module docstring)."""
-    (prec_chol,) = params
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
     xc = np.zeros((block, n_features))
     lp = np.empty((n_components, block + _PAD))
-    dev = np.zeros((block, n_features), dtype=prec_chol.dtype)
-    white = np.empty((block, n_features), dtype=prec_chol.dtype)
+    buffers = _whitening_buffers(block, params)
     for start in range(0, X.shape[0], block):
         n_rows = min(block, X.shape[0] - start)
         _centred_rows(X, _ALL_ROWS, start, n_rows, centre, xc)
-        _full_log_prob_block(xc, n_rows, means, prec_chol, const, lp, dev, white)
+        _full_log_prob_block(xc, n_rows, means, params, const, lp, buffers)
         _copy_out(lp, n_rows, start, out)
 
 
@@ -561,7 +591,7 @@ def _product_statistics(X, sample_weight, centre, means, params, const, with_ent
     exact = np.zeros(n_components, dtype=np.bool_)
     exact[far] = True
     width = products.shape[1]
-    block = _block_rows(n_components, width)
+    block = _block_rows(n_components, n_features)  # `_BLOCK_ELEMENTS`
     terms = np.zeros((width, block + _PAD))
     terms_e = _in_products_precision(terms, products)
     lp = np.zeros((n_components, block + _PAD), dtype=products.dtype)
@@ -644,7 +674,7 @@ def _diag_log_prob(X, centre, means, params, const, out):
     half_precisions, single_means, products, _ = params
     n_components, n_features = means.shape
     if products.shape[0]:
-        block = _block_rows(n_components, products.shape[1])
+        block = _block_rows(n_components, n_features)  # `_BLOCK_ELEMENTS`
         terms = np.zeros((products.shape[1], block + _PAD))
         terms_e = _in_products_precision(terms, products)
         lp = np.empty((n_components, block + _PAD), dtype=products.dtype)
@@ -790,7 +820,10 @@ def _tied_log_prob(X, centre, means, params, const, out):
 # ---------------------------------------------------------------- shared
 
 # Rows per block: every buffer of a block holds at most this many float64
-# (max(K, D) x block), so that a block's buffers stay in a core's L2 cache.
+# (max(K, D) x block), so that a block's buffers stay in a core's L2 cache;
+# the products' terms (D + S + 1, block) up to about twice as many: sized by
+# their D + S + 1 instead, blocks of 127 rows took 1.04-1.12x the time of
+# blocks of 256 at K 16 and K 64, D 64 (1-thread CPU time, float64 / float32).
 _BLOCK_ELEMENTS = 2**14
 # Padding of the rows of (K or D, block) buffers, in float64: with a row
 # length of a multiple of 4 KiB (1024 rows), the elements of one column all
@@ -798,17 +831,33 @@ _BLOCK_ELEMENTS = 2**14
 # K 8: the transposing copy of a block and the responsibilities several times
 # slower).
 _PAD = 8
+# ... and no block makes padded rows of a multiple of this many float64 (1 KiB):
+# every fourth row then shares the sets (measured at ``spherical`` K 16 D 64:
+# blocks of 248 and 504 rows, padded to 2 and 4 KiB, took 1.8-2.1x the time of
+# blocks of 240 or 256).
+_ALIASED_ROW_ELEMENTS = 128
 # Fewest and most rows per block: short blocks make the per-block work
 # (and, for ``full``, BLAS calls) dominate, long ones gain nothing.
 _BLOCK_ROWS = (32, 1024)
 
 
-# BLAS products replace the sweep of ``diag`` and ``spherical`` where the
-# products' K (D + S + 1) is at least this. Measured per 1-thread chunk (CPU
-# time, on a loaded machine): at K 64 D 64 they took 0.72-0.89x the sweep's
-# time, at K 256 D 128 0.45-0.63x; at K 16 D 64 (2064) 0.8-1.1x; at A's
-# K 8 D 16 and at spherical K 16 D 64 (1056) 1.0-1.15x.
-_PRODUCTS_MIN_SIZE = 2048
+# ``full`` whitens in three products that skip the zero block of L_k
+# (`_full_log_prob_block`) from this many features; fewer: one product.
+_SPLIT_MIN_FEATURES = 32
+
+
+# BLAS products replace the sweep of ``diag`` where the products' K (2 D + 1)
+# is at least this, of ``spherical`` (and ``diag`` of one feature) where K (D + 2)
+# is: the products take 4 K (D + S + 1) multiply-adds a row, the sweep about
+# 7 K D at a lower rate. Measured (products / sweep, 1-thread CPU time of 50 000
+# rows, float64 / float32, interleaved best of 11, load 1.3-2.1): ``diag`` 1.22 /
+# 1.09 at K 4 D 4 (36), 1.04 / 1.11 at K 8 D 8 (136), 1.02 / 1.03 at K 8 D 16
+# (264), 0.86 / 0.88 at K 16 D 16 (528), 0.77-0.90 / 0.70-1.05 at K 16 D 64
+# (2064); ``spherical`` 0.96 / 1.01 at K 4 D 4 (24), 0.81 / 0.80 at K 8 D 8 (80),
+# 0.68-0.75 / 0.75-0.81 at K 8 D 16 (144), 0.61-0.82 / 0.68-0.77 at K 16 D 64
+# (1056); earlier, float64 ``diag`` 0.72-0.89 at K 64 D 64, 0.45-0.63 at K 256 D 128.
+_PRODUCTS_MIN_SIZE = 512
+_SPHERICAL_PRODUCTS_MIN_SIZE = 64
 # ... for the components where eps |mu_k - c|_p^2, the relative error that
 # expanding the squares about the centre c adds to the log-densities and to the
 # moments (in the components' standard deviations), is at most this: 10 times
@@ -833,7 +882,10 @@ _PRODUCTS_MAX_FAR_SHARE = 0.5
 @numba.njit(**_JIT)
 def _block_rows(n_components, n_features):
     rows = _BLOCK_ELEMENTS // max(n_components, n_features, 1)
-    return min(max(rows, _BLOCK_ROWS[0]), _BLOCK_ROWS[1])
+    rows = min(max(rows, _BLOCK_ROWS[0]), _BLOCK_ROWS[1])
+    if (rows + _PAD) % _ALIASED_ROW_ELEMENTS == 0:
+        rows -= _PAD
+    return rows
 
 
 @numba.njit(**_JIT)
@@ -844,8 +896,16 @@ def _copy_out(lp, n_rows, start, out):
 
 
 def _full_parameters(means, prec_chol, dtype):
-    """(L_k,): whitened in the rows' precision (float32 rows: float32 products)."""
-    return (np.ascontiguousarray(prec_chol, dtype=dtype),)
+    """(A_k, B_k, C_k), the blocks of L_k = [[A_k, B_k], [0, C_k]] split at h = D // 2
+    features (`_full_log_prob_block`), in the rows' precision (float32 rows: float32
+    products); h = 0, C_k = L_k below ``_SPLIT_MIN_FEATURES`` features. The factors
+    are upper-triangular, as scikit-learn's (`_covariance.log_det` takes their diagonals)."""
+    prec_chol = np.asarray(prec_chol, dtype=dtype)
+    n_features = prec_chol.shape[-1]
+    split = n_features // 2 if n_features >= _SPLIT_MIN_FEATURES else 0
+    return tuple(np.ascontiguousarray(part) for part in (
+        prec_chol[:, :split, :split], prec_chol[:, :split, split:],
+        prec_chol[:, split:, split:]))
 
 
 def _tied_parameters(means, prec_chol, dtype):
@@ -875,7 +935,9 @@ def _diag_parameters(means, prec_chol, dtype):
         far = distances > _SINGLE_PRODUCTS_MAX_DISTANCE * n_features
     else:
         far = np.finfo(np.float64).eps * distances > _PRODUCTS_MAX_ERROR
-    if (n_components * (n_features + precisions.shape[1] + 1) < _PRODUCTS_MIN_SIZE
+    min_size = (_PRODUCTS_MIN_SIZE if precisions.shape[1] > 1
+                else _SPHERICAL_PRODUCTS_MIN_SIZE)
+    if (n_components * (n_features + precisions.shape[1] + 1) < min_size
             or np.count_nonzero(far) > _PRODUCTS_MAX_FAR_SHARE * n_components):
         return *sweep, np.empty((0, 0), dtype=dtype), np.empty(0, dtype=np.intp)
     products = np.hstack([precisions * means, -0.5 * precisions, -0.5 * distances[:, None]])

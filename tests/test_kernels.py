@@ -479,3 +479,74 @@ def test_far_components_take_the_exact_sums_beside_the_products(dtype, shift):
     ours = _kernels.estimate_weighted_log_prob(rows, weights, means + shift, prec_chol, "diag")
     np.testing.assert_allclose(ours, _naive_log_prob(X, weights, means, prec_chol, "diag"),
                                rtol=rtol)
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 16, 19])
+def test_upper_products_equal_the_naive_sums(n_features):
+    """The tiled sums of a b^T: every entry on and above the diagonal equals the plain
+    sum over the first n_rows columns (rows far from the origin), the strict lower
+    triangle and the columns past n_rows untouched."""
+    from daskgmm import _fused
+
+    rng = np.random.default_rng(12)
+    n_rows = 37
+    a = rng.normal(size=(n_features, n_rows + 5)) + 1e6
+    b = rng.normal(size=(n_features, n_rows + 5)) - 1e6
+    out = rng.normal(size=(n_features, n_features))
+    expected = out.copy()
+    for i in range(n_features):
+        for j in range(i, n_features):
+            expected[i, j] += sum(a[i, n] * b[j, n] for n in range(n_rows))
+    _fused._add_upper_products(a, b, n_rows, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
+
+
+def test_full_split_whitening_equals_the_naive_formulas():
+    """``full`` at 33 features whitens in three products that skip the zero block of its
+    triangular factors: statistics at an offset of 1e6 to 1e-9, and log-densities of
+    float64 and float32 rows (offset 100) as scipy's."""
+    from daskgmm import _fused
+
+    rng = np.random.default_rng(13)
+    weights, means, prec_chol = _random_parameters(rng, 3, 33, "full")
+    leading, _, trailing = _fused.KERNELS["full"].parameters(means, prec_chol, np.float64)
+    assert leading.shape[1:] == (16, 16) and trailing.shape[1:] == (17, 17)
+    _check_em_statistics(rng, 700, True, weights, _on_grid(means), prec_chol, "full", 1e6,
+                         log_weight_step=0.3)
+    X = _sample(rng, 300, weights, means, prec_chol, "full")
+    for dtype, rtol in [(np.float64, 1e-9), (np.float32, SINGLE_RTOL)]:
+        rows = (X + 100).astype(dtype)
+        expected = _naive_log_prob(rows.astype(np.float64) - 100, weights, means, prec_chol,
+                                   "full")
+        ours = _kernels.estimate_weighted_log_prob(rows, weights, means + 100, prec_chol, "full")
+        np.testing.assert_allclose(ours, expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_full_split_whitening_far_apart_far_from_the_origin(dtype):
+    """Split whitening (36 features), components 1e3 spreads apart: float64 rows at an
+    offset of 1e6 hold the moments to 1e-12, float32 rows at 1e4 to float32's precision."""
+    rng = np.random.default_rng(14)
+    weights, means, prec_chol = _random_parameters(rng, 3, 36, "full", separation=1e3)
+    shift = 1e6 if dtype == np.float64 else 1e4
+    X = _sample(rng, 900, weights, means, prec_chol, "full")
+    start = _on_grid(means + rng.normal(scale=0.1, size=means.shape))
+    rows = (X + shift).astype(dtype)
+    X = rows.astype(np.float64) - shift  # exact: the rows as their type holds them
+    reference = _naive_em(X, None, weights, start, prec_chol, "full")
+    stats = _kernels.em_statistics(rows, None, weights, start + shift, prec_chol, "full")
+    _assert_stats(stats, reference[:5] + (None,), shift,
+                  _kernels.reference_means(weights, start + shift),
+                  rtol=1e-12 if dtype == np.float64 else SINGLE_RTOL)
+
+
+def test_padded_block_rows_avoid_aliased_strides():
+    """No shape gets blocks whose padded rows are a multiple of 1 KiB of float64, and
+    blocks stay within their bounds."""
+    from daskgmm import _fused
+
+    for n_components in range(1, 300):
+        for n_features in (1, 16, 64, 66, 136):
+            rows = _fused._block_rows(n_components, n_features)
+            assert _fused._BLOCK_ROWS[0] <= rows <= _fused._BLOCK_ROWS[1]
+            assert (rows + _fused._PAD) % 128
