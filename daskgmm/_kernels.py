@@ -116,6 +116,17 @@ def _sums_to_stats(nk, first, m2, totals, covariance_type, means):
                  np.float64(totals[0]), np.float64(totals[1]), np.float64(totals[2]))
 
 
+def sums_about_means(X, sample_weight, centre, means, prec_chol, covariance_type,
+                     log_weights, with_entropy=False, rows=None):
+    """The E-step and `_sweep`'s sums about each mean of the rows of ``X`` (its rows
+    ``rows``, read in place, if given), ``means`` relative to ``centre``, with the
+    log constants ``log_weights``: ``(nk, first, m2, totals)``."""
+    parameters = _compiled(covariance_type).parameters(means, prec_chol, X.dtype)
+    constants = _constants(log_weights, prec_chol, covariance_type, means.shape[1])
+    return _sweep(X, sample_weight, None, centre, means, covariance_type, parameters,
+                  constants, with_entropy, rows)
+
+
 def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
                   log_weights=None, with_entropy=False, rows=None):
     """E-step and partial statistics of a block of rows, in one go.
@@ -154,11 +165,9 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
         X, rows = X[:0], None
     centre = _centre(weights, means)
     means_c = means - centre
-    parameters = _compiled(covariance_type).parameters(means_c, prec_chol, X.dtype)
-    constants = _constants(_log_weights(weights, log_weights), prec_chol, covariance_type,
-                           means.shape[1])
-    nk, first, m2, totals = _sweep(X, sample_weight, None, centre, means_c, covariance_type,
-                                   parameters, constants, with_entropy, rows)
+    nk, first, m2, totals = sums_about_means(X, sample_weight, centre, means_c, prec_chol,
+                                             covariance_type, _log_weights(weights, log_weights),
+                                             with_entropy, rows)
     if not np.isfinite(totals[0]):
         check_finite(X if rows is None else X[rows])
     if X.dtype == np.float32 and (X.shape[0] if rows is None else len(rows)) and not nk.all():

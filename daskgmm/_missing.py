@@ -248,11 +248,10 @@ def _large_pattern_sums(x, rows, observed, sample_weight, centre, means, factors
     prec_chol = np.ascontiguousarray(upper[0] if shared else upper)
     means_o = np.ascontiguousarray(means[:, obs])
     x_o = _numba().observed_entries(x, rows, obs)
-    nk, first_o, m2_o, totals = _kernels._sweep(
-        x_o, sample_weight[rows] if sample_weight.size else None, None,
-        np.ascontiguousarray(centre[obs]), means_o, covariance_type,
-        _kernels._compiled(covariance_type).parameters(means_o, prec_chol, np.float64),
-        _kernels._constants(log_w, prec_chol, covariance_type, obs.size), with_entropy)
+    nk, first_o, m2_o, totals = _kernels.sums_about_means(
+        x_o, sample_weight[rows] if sample_weight.size else None,
+        np.ascontiguousarray(centre[obs]), means_o, prec_chol, covariance_type, log_w,
+        with_entropy)
     n_components, n_features = means.shape
     first = np.zeros((n_components, n_features))
     first[:, obs] = first_o
