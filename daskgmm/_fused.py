@@ -280,10 +280,23 @@ def _given_responsibilities(resp, n_rows, sample_weight, start, out, nk, totals)
             nk[k] += r
 
 
+def _zero_of(values):
+    """0 in the type of the array ``values``' elements."""
+
+
+@overload(_zero_of, jit_options=_JIT)
+def _zero_of_type(values):
+    if values.dtype == numba.types.float32:
+        return lambda values: np.float32(0.0)
+    return lambda values: 0.0
+
+
 @numba.njit(**_JIT)
 def _add_upper_products(a, b, n_rows, out):
     """out[i, j] += sum_n a[i, n] b[j, n] for i <= j; the strict lower triangle is untouched.
 
+    The sums over the rows run in the type of ``a`` and ``b`` (float32 ones: 16
+    values per AVX-512 instruction, not 8) and are added to ``out`` (float64).
     In tiles of 4 rows of a by 4 rows of b (`_add_tile`): sixteen sums over
     the rows from eight rows, so that each value loaded serves four
     multiply-adds; the last D % 4 columns one sum at a time. Measured (1
@@ -302,7 +315,7 @@ def _add_upper_products(a, b, n_rows, out):
         last = b[j]
         for i in range(j + 1):
             row = a[i]
-            total = 0.0
+            total = _zero_of(a)
             for n in range(n_rows):
                 total += row[n] * last[n]
             out[i, j] += total
@@ -314,8 +327,8 @@ def _add_tile(a, b, i, j, n_rows, out):
     the diagonal of ``out``."""
     a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
     b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _zero_of(a)
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = _zero_of(a)
     for n in range(n_rows):
         x0, x1, x2, x3 = a0[n], a1[n], a2[n], a3[n]
         y0, y1, y2, y3 = b0[n], b1[n], b2[n], b3[n]
@@ -346,13 +359,13 @@ def _add_tile(a, b, i, j, n_rows, out):
 # ---------------------------------------------------------------- full
 
 @numba.njit(**_JIT)
-def _full_deviations(xc, n_rows, mean, first, out):
-    """out[n, i] = xc[n, first + i] - mean[first + i], rounded to out's type once (float32
-    for float32 rows)."""
+def _full_deviations(xc, n_rows, mean, first_feature, out):
+    """out[n, i] = xc[n, first_feature + i] - mean[first_feature + i], rounded to out's
+    type once (float32 for float32 rows)."""
     width = out.shape[1]
-    part = mean[first:first + width]
+    part = mean[first_feature:first_feature + width]
     for n in range(n_rows):
-        row, out_row = xc[n, first:first + width], out[n]
+        row, out_row = xc[n, first_feature:first_feature + width], out[n]
         for i in range(width):
             out_row[i] = row[i] - part[i]
 
@@ -404,35 +417,92 @@ def _whitening_buffers(block, params):
 
 
 @numba.njit(**_JIT)
-def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev):
+def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev, block_m2, shift):
     """first_k += sum_n r_nk d_nk, upper(m2_k) += upper(sum_n r_nk d_nk d_nk^T),
-    d_nk = x_n - mu_k, from the rows as columns ``xt`` (D, block)."""
+    d_nk = x_n - mu_k, from the rows as columns ``xt`` (D, block).
+
+    Sums in float64, the products (`_add_upper_products`) in the type of
+    ``dev`` and ``weighted_dev``. float32 ones (float32 rows' E-step) take
+    the deviations e_n = x_n - x_t from the block's row t of largest r_nk,
+    rounded once, and, with s = x_t - mu_k, w = sum_n r_nk and
+    f = sum_n r_nk e_n in float64 (``shift`` (2, D) holds s and f),
+
+        sum_n r_nk d_nk d_nk^T = sum_n r_nk e_n e_n^T + s f^T + f s^T + w s s^T,
+
+    so that float32 carries only the spread of the block's rows about one of
+    them (a block of one row adds exactly w s s^T). Their responsibilities
+    are scaled by the power of two that brings the largest to [1/2, 1)
+    (undone exactly when the sums, made in ``block_m2`` (D, D), are added to
+    ``m2``), and those below ``_SINGLE_MOMENTS_FLOOR`` of it are left out of
+    the products.
+    """
     n_components, n_features = means.shape
+    single = dev.itemsize < 8
     for k in range(n_components):
         r = rt[k]
+        if not single:
+            for i in range(n_features):
+                mean = means[k, i]
+                x, d, rd = xt[i], dev[i], weighted_dev[i]
+                total = 0.0
+                for n in range(n_rows):
+                    d[n] = x[n] - mean
+                    rd[n] = r[n] * d[n]
+                    total += rd[n]
+                first[k, i] += total
+            _add_upper_products(weighted_dev, dev, n_rows, m2[k])
+            continue
+        weight = 0.0
+        largest = 0.0
+        for n in range(n_rows):
+            weight += r[n]
+            largest = max(largest, r[n])
+        if weight == 0.0:  # (NaN goes on, to reach the caller)
+            continue
+        top = 0
+        while top < n_rows - 1 and r[top] < largest:
+            top += 1
+        scale = math.ldexp(1.0, -math.frexp(largest)[1])
+        to_top, sums = shift[0], shift[1]
         for i in range(n_features):
-            mean = means[k, i]
             x, d, rd = xt[i], dev[i], weighted_dev[i]
+            point = x[top]
             total = 0.0
             for n in range(n_rows):
-                d[n] = x[n] - mean
-                rd[n] = r[n] * d[n]
-                total += rd[n]
-            first[k, i] += total
-        _add_upper_products(weighted_dev, dev, n_rows, m2[k])
+                deviation = x[n] - point
+                scaled = scale * r[n]
+                d[n] = deviation
+                rd[n] = scaled * deviation if scaled >= _SINGLE_MOMENTS_FLOOR else 0.0
+                total += r[n] * deviation
+            to_top[i] = point - means[k, i]
+            sums[i] = total
+            first[k, i] += total + weight * to_top[i]
+        block_m2[:, :] = 0.0
+        _add_upper_products(weighted_dev, dev, n_rows, block_m2)
+        unscale = 1.0 / scale
+        for i in range(n_features):
+            for j in range(i, n_features):
+                m2[k, i, j] += (block_m2[i, j] * unscale + to_top[i] * sums[j]
+                                + sums[i] * to_top[j] + weight * to_top[i] * to_top[j])
 
 
 @numba.njit(**_JIT)
 def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
-    """``statistics`` of ``full`` (module docstring)."""
+    """``statistics`` of ``full`` (module docstring); the moments' products in the
+    E-step's precision (`_full_moments_block`), in float64 for given ``resp``."""
     dtype = params[2].dtype
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
+    given = resp.shape[0] > 0
     xc = np.zeros((block, n_features))
     xt = np.empty((n_features, block + _PAD))
-    dev = np.empty((n_features, block + _PAD))
-    weighted_dev = np.empty((n_features, block + _PAD))
+    dev = np.empty((n_features, 0 if given else block + _PAD), dtype=dtype)
+    weighted_dev = np.empty((n_features, 0 if given else block + _PAD), dtype=dtype)
+    dev_given = np.empty((n_features, block + _PAD if given else 0))
+    weighted_dev_given = np.empty((n_features, block + _PAD if given else 0))
+    block_m2 = np.empty((n_features, n_features))
+    shift = np.empty((2, n_features))
     lp = np.empty((n_components, block + _PAD), dtype=dtype)
     work = np.empty((3, block + _PAD), dtype=dtype)
     rt = np.empty((n_components, block + _PAD))
@@ -441,14 +511,17 @@ def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const,
     for start in range(0, n_swept, block):
         n_rows = min(block, n_swept - start)
         _centred_columns(X, rows, start, n_rows, centre, xt)
-        if resp.shape[0]:
+        if given:
             _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
-        else:
-            _centred_rows(X, rows, start, n_rows, centre, xc)
-            _full_log_prob_block(xc, n_rows, means, params, const, lp, buffers)
-            _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
-                                       totals, work, rt)
-        _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev)
+            _full_moments_block(xt, n_rows, means, rt, first, m2, dev_given,
+                                weighted_dev_given, block_m2, shift)
+            continue
+        _centred_rows(X, rows, start, n_rows, centre, xc)
+        _full_log_prob_block(xc, n_rows, means, params, const, lp, buffers)
+        _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
+                                   totals, work, rt)
+        _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev, block_m2,
+                            shift)
 
 
 @numba.njit(**_JIT)
@@ -840,6 +913,16 @@ _ALIASED_ROW_ELEMENTS = 128
 # (and, for ``full``, BLAS calls) dominate, long ones gain nothing.
 _BLOCK_ROWS = (32, 1024)
 
+
+# float32 rows' moments sum their products in float32 (16 values per AVX-512
+# instruction: 1.6-2x the float64 sums' rate at D 16 and 64), their
+# responsibilities scaled so that the block's largest is in [1/2, 1); those
+# below this (relative to the largest) are dropped: with the float32 E-step's
+# responsibilities down to exp(-87), their products were subnormal numbers,
+# which made float32 ``full`` at A 1.2x slower than float64 moments. What is
+# dropped is below 2^-40 of the block's largest weight, 2^-16 of float32's
+# precision.
+_SINGLE_MOMENTS_FLOOR = 2.0**-40
 
 # ``full`` whitens in three products that skip the zero block of L_k
 # (`_full_log_prob_block`) from this many features; fewer: one product.
