@@ -45,7 +45,9 @@ Responsibilities whose log (relative to the row's largest) is at most
 subnormal numbers arise). Statistics are accumulated in float64.
 
 float32 rows are centred in float64 (exactly) for the moments, which run
-in float64 as for float64 rows; their E-step runs in float32, on twice as
+in float64 as for float64 rows, but for ``full``'s products (D^2 / 2 a row
+and component), summed in float32 over a block about one of its rows and
+merged in float64 (`_full_moments_block`); their E-step runs in float32, on twice as
 many values per instruction: the centred rows (or ``full``'s deviations
 from each mean) rounded once to float32, whitened and compared with the
 means in float32, and their responsibilities taken by a float32 exp (floor
@@ -914,14 +916,15 @@ _ALIASED_ROW_ELEMENTS = 128
 _BLOCK_ROWS = (32, 1024)
 
 
-# float32 rows' moments sum their products in float32 (16 values per AVX-512
-# instruction: 1.6-2x the float64 sums' rate at D 16 and 64), their
-# responsibilities scaled so that the block's largest is in [1/2, 1); those
-# below this (relative to the largest) are dropped: with the float32 E-step's
-# responsibilities down to exp(-87), their products were subnormal numbers,
-# which made float32 ``full`` at A 1.2x slower than float64 moments. What is
-# dropped is below 2^-40 of the block's largest weight, 2^-16 of float32's
-# precision.
+# float32 rows' ``full`` moments sum their products in float32 (16 values per
+# AVX-512 instruction: `_add_upper_products` ran 1.6-2x the float64 rate at D 16
+# and 64), the responsibilities scaled so that the block's largest is in
+# [1/2, 1); those below this (relative to the largest) are left out of the
+# products: with the float32 E-step's responsibilities down to exp(-87) their
+# products were subnormal numbers, which made float32 ``full`` at A 1.1-1.3x
+# slower than with float64 moments (1-thread CPU time of 50 000 rows). What is
+# left out is below 2^-40 of the block's largest weight, 2^-16 of float32's
+# precision (the sums in float64, ``first`` and the weights, keep it).
 _SINGLE_MOMENTS_FLOOR = 2.0**-40
 
 # ``full`` whitens in three products that skip the zero block of L_k

@@ -172,7 +172,8 @@ def test_clusters_far_apart_far_from_the_origin_are_exact(covariance_type):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_rows_equal_the_float64_rows(covariance_type):
     """float32 rows give the statistics of the same rows in float64, to float32's precision
-    (their E-step is float32, the centring and the moments float64)."""
+    (their E-step is float32, the centring and the moments float64 but for ``full``'s
+    products, float32 within a block)."""
     rng = np.random.default_rng(3)
     weights, means, prec_chol = _random_parameters(rng, 3, 6, covariance_type, spread=1e-2)
     X32 = (_sample(rng, 2000, weights, means, prec_chol, covariance_type) + 1e4).astype(
