@@ -45,9 +45,7 @@ Responsibilities whose log (relative to the row's largest) is at most
 subnormal numbers arise). Statistics are accumulated in float64.
 
 float32 rows are centred in float64 (exactly) for the moments, which run
-in float64 as for float64 rows, but for ``full``'s products (D^2 / 2 a row
-and component), summed in float32 over a block about one of its rows and
-merged in float64 (`_full_moments_block`); their E-step runs in float32, on twice as
+in float64 as for float64 rows; their E-step runs in float32, on twice as
 many values per instruction: the centred rows (or ``full``'s deviations
 from each mean) rounded once to float32, whitened and compared with the
 means in float32, and their responsibilities taken by a float32 exp (floor
@@ -282,23 +280,10 @@ def _given_responsibilities(resp, n_rows, sample_weight, start, out, nk, totals)
             nk[k] += r
 
 
-def _zero_of(values):
-    """0 in the type of the array ``values``' elements."""
-
-
-@overload(_zero_of, jit_options=_JIT)
-def _zero_of_type(values):
-    if values.dtype == numba.types.float32:
-        return lambda values: np.float32(0.0)
-    return lambda values: 0.0
-
-
 @numba.njit(**_JIT)
 def _add_upper_products(a, b, n_rows, out):
     """out[i, j] += sum_n a[i, n] b[j, n] for i <= j; the strict lower triangle is untouched.
 
-    The sums over the rows run in the type of ``a`` and ``b`` (float32 ones: 16
-    values per AVX-512 instruction, not 8) and are added to ``out`` (float64).
     In tiles of 4 rows of a by 4 rows of b (`_add_tile`): sixteen sums over
     the rows from eight rows, so that each value loaded serves four
     multiply-adds; the last D % 4 columns one sum at a time. Measured (1
@@ -317,7 +302,7 @@ def _add_upper_products(a, b, n_rows, out):
         last = b[j]
         for i in range(j + 1):
             row = a[i]
-            total = _zero_of(a)
+            total = 0.0
             for n in range(n_rows):
                 total += row[n] * last[n]
             out[i, j] += total
@@ -329,8 +314,8 @@ def _add_tile(a, b, i, j, n_rows, out):
     the diagonal of ``out``."""
     a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
     b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = _zero_of(a)
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = _zero_of(a)
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
     for n in range(n_rows):
         x0, x1, x2, x3 = a0[n], a1[n], a2[n], a3[n]
         y0, y1, y2, y3 = b0[n], b1[n], b2[n], b3[n]
@@ -419,92 +404,35 @@ def _whitening_buffers(block, params):
 
 
 @numba.njit(**_JIT)
-def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev, block_m2, shift):
+def _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev):
     """first_k += sum_n r_nk d_nk, upper(m2_k) += upper(sum_n r_nk d_nk d_nk^T),
-    d_nk = x_n - mu_k, from the rows as columns ``xt`` (D, block).
-
-    Sums in float64, the products (`_add_upper_products`) in the type of
-    ``dev`` and ``weighted_dev``. float32 ones (float32 rows' E-step) take
-    the deviations e_n = x_n - x_t from the block's row t of largest r_nk,
-    rounded once, and, with s = x_t - mu_k, w = sum_n r_nk and
-    f = sum_n r_nk e_n in float64 (``shift`` (2, D) holds s and f),
-
-        sum_n r_nk d_nk d_nk^T = sum_n r_nk e_n e_n^T + s f^T + f s^T + w s s^T,
-
-    so that float32 carries only the spread of the block's rows about one of
-    them (a block of one row adds exactly w s s^T). Their responsibilities
-    are scaled by the power of two that brings the largest to [1/2, 1)
-    (undone exactly when the sums, made in ``block_m2`` (D, D), are added to
-    ``m2``), and those below ``_SINGLE_MOMENTS_FLOOR`` of it are left out of
-    the products.
-    """
+    d_nk = x_n - mu_k, from the rows as columns ``xt`` (D, block)."""
     n_components, n_features = means.shape
-    single = dev.itemsize < 8
     for k in range(n_components):
         r = rt[k]
-        if not single:
-            for i in range(n_features):
-                mean = means[k, i]
-                x, d, rd = xt[i], dev[i], weighted_dev[i]
-                total = 0.0
-                for n in range(n_rows):
-                    d[n] = x[n] - mean
-                    rd[n] = r[n] * d[n]
-                    total += rd[n]
-                first[k, i] += total
-            _add_upper_products(weighted_dev, dev, n_rows, m2[k])
-            continue
-        weight = 0.0
-        largest = 0.0
-        for n in range(n_rows):
-            weight += r[n]
-            largest = max(largest, r[n])
-        if weight == 0.0:  # (NaN goes on, to reach the caller)
-            continue
-        top = 0
-        while top < n_rows - 1 and r[top] < largest:
-            top += 1
-        scale = math.ldexp(1.0, -math.frexp(largest)[1])
-        to_top, sums = shift[0], shift[1]
         for i in range(n_features):
+            mean = means[k, i]
             x, d, rd = xt[i], dev[i], weighted_dev[i]
-            point = x[top]
             total = 0.0
             for n in range(n_rows):
-                deviation = x[n] - point
-                scaled = scale * r[n]
-                d[n] = deviation
-                rd[n] = scaled * deviation if scaled >= _SINGLE_MOMENTS_FLOOR else 0.0
-                total += r[n] * deviation
-            to_top[i] = point - means[k, i]
-            sums[i] = total
-            first[k, i] += total + weight * to_top[i]
-        block_m2[:, :] = 0.0
-        _add_upper_products(weighted_dev, dev, n_rows, block_m2)
-        unscale = 1.0 / scale
-        for i in range(n_features):
-            for j in range(i, n_features):
-                m2[k, i, j] += (block_m2[i, j] * unscale + to_top[i] * sums[j]
-                                + sums[i] * to_top[j] + weight * to_top[i] * to_top[j])
+                d[n] = x[n] - mean
+                rd[n] = r[n] * d[n]
+                total += rd[n]
+            first[k, i] += total
+        _add_upper_products(weighted_dev, dev, n_rows, m2[k])
 
 
 @numba.njit(**_JIT)
 def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const, with_entropy,
                      nk, first, m2, between, totals):
-    """``statistics`` of ``full`` (module docstring); the moments' products in the
-    E-step's precision (`_full_moments_block`), in float64 for given ``resp``."""
+    """``statistics`` of ``full`` (module docstring)."""
     dtype = params[2].dtype
     n_components, n_features = means.shape
     block = _block_rows(n_components, n_features)
-    given = resp.shape[0] > 0
     xc = np.zeros((block, n_features))
     xt = np.empty((n_features, block + _PAD))
-    dev = np.empty((n_features, 0 if given else block + _PAD), dtype=dtype)
-    weighted_dev = np.empty((n_features, 0 if given else block + _PAD), dtype=dtype)
-    dev_given = np.empty((n_features, block + _PAD if given else 0))
-    weighted_dev_given = np.empty((n_features, block + _PAD if given else 0))
-    block_m2 = np.empty((n_features, n_features))
-    shift = np.empty((2, n_features))
+    dev = np.empty((n_features, block + _PAD))
+    weighted_dev = np.empty((n_features, block + _PAD))
     lp = np.empty((n_components, block + _PAD), dtype=dtype)
     work = np.empty((3, block + _PAD), dtype=dtype)
     rt = np.empty((n_components, block + _PAD))
@@ -513,17 +441,14 @@ def _full_statistics(X, rows, sample_weight, resp, centre, means, params, const,
     for start in range(0, n_swept, block):
         n_rows = min(block, n_swept - start)
         _centred_columns(X, rows, start, n_rows, centre, xt)
-        if given:
+        if resp.shape[0]:
             _given_responsibilities(resp, n_rows, sample_weight, start, rt, nk, totals)
-            _full_moments_block(xt, n_rows, means, rt, first, m2, dev_given,
-                                weighted_dev_given, block_m2, shift)
-            continue
-        _centred_rows(X, rows, start, n_rows, centre, xc)
-        _full_log_prob_block(xc, n_rows, means, params, const, lp, buffers)
-        _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
-                                   totals, work, rt)
-        _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev, block_m2,
-                            shift)
+        else:
+            _centred_rows(X, rows, start, n_rows, centre, xc)
+            _full_log_prob_block(xc, n_rows, means, params, const, lp, buffers)
+            _weighted_responsibilities(lp, n_rows, sample_weight, start, with_entropy, nk,
+                                       totals, work, rt)
+        _full_moments_block(xt, n_rows, means, rt, first, m2, dev, weighted_dev)
 
 
 @numba.njit(**_JIT)
@@ -915,17 +840,6 @@ _ALIASED_ROW_ELEMENTS = 128
 # (and, for ``full``, BLAS calls) dominate, long ones gain nothing.
 _BLOCK_ROWS = (32, 1024)
 
-
-# float32 rows' ``full`` moments sum their products in float32 (16 values per
-# AVX-512 instruction: `_add_upper_products` ran 1.6-2x the float64 rate at D 16
-# and 64), the responsibilities scaled so that the block's largest is in
-# [1/2, 1); those below this (relative to the largest) are left out of the
-# products: with the float32 E-step's responsibilities down to exp(-87) their
-# products were subnormal numbers, which made float32 ``full`` at A 1.1-1.3x
-# slower than with float64 moments (1-thread CPU time of 50 000 rows). What is
-# left out is below 2^-40 of the block's largest weight, 2^-16 of float32's
-# precision (the sums in float64, ``first`` and the weights, keep it).
-_SINGLE_MOMENTS_FLOOR = 2.0**-40
 
 # ``full`` whitens in three products that skip the zero block of L_k
 # (`_full_log_prob_block`) from this many features; fewer: one product.

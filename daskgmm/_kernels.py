@@ -136,8 +136,7 @@ def em_statistics(X, sample_weight, weights, means, prec_chol, covariance_type,
     X : ndarray of shape (n_rows, n_features)
         float32 rows get a float32 E-step (whitening, log-densities,
         responsibilities) from rows centred in float64, and float64
-        moments (``full``'s products summed in float32 within a block,
-        see `_fused`); where that leaves a component without
+        moments (see `_fused`); where that leaves a component without
         weight, the float64 E-step (whose exp floor is lower).
     sample_weight : ndarray of shape (n_rows,) or None
         Finite and non-negative (checked by the caller).

@@ -172,8 +172,7 @@ def test_clusters_far_apart_far_from_the_origin_are_exact(covariance_type):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_rows_equal_the_float64_rows(covariance_type):
     """float32 rows give the statistics of the same rows in float64, to float32's precision
-    (their E-step is float32, the centring and the moments float64 but for ``full``'s
-    products, float32 within a block)."""
+    (their E-step is float32, the centring and the moments float64)."""
     rng = np.random.default_rng(3)
     weights, means, prec_chol = _random_parameters(rng, 3, 6, covariance_type, spread=1e-2)
     X32 = (_sample(rng, 2000, weights, means, prec_chol, covariance_type) + 1e4).astype(
@@ -553,12 +552,10 @@ def test_padded_block_rows_avoid_aliased_strides():
             assert (rows + _fused._PAD) % 128
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_full_moments_of_a_block_equal_the_naive_sums(dtype):
+def test_full_moments_of_a_block_equal_the_naive_sums():
     """``full``'s moments of one block (rows far from the origin, centred in float64)
-    against explicit sums: float64 products to rounding; float32 ones (float32 rows) to
-    float32's precision, with responsibilities from 1 down to 1e-45 (subnormal in
-    float32), a component whose largest is 1e-30 and one with none."""
+    against explicit sums, to rounding, with responsibilities from 1 down to 1e-45, a
+    component whose largest is 1e-30 and one with none."""
     from daskgmm import _fused
 
     rng = np.random.default_rng(15)
@@ -576,17 +573,14 @@ def test_full_moments_of_a_block_equal_the_naive_sums(dtype):
     rt[:, :n_rows] = resp
     first = np.zeros((n_components, n_features))
     m2 = np.zeros((n_components, n_features, n_features))
-    buffers = [np.empty((n_features, n_rows + 9), dtype) for _ in range(2)]
-    _fused._full_moments_block(xt, n_rows, means, rt, first, m2, *buffers,
-                               np.empty((n_features, n_features)), np.empty((2, n_features)))
+    buffers = [np.empty((n_features, n_rows + 9)) for _ in range(2)]
+    _fused._full_moments_block(xt, n_rows, means, rt, first, m2, *buffers)
     for k in range(n_components):
         d = (rows - centre) - means[k]
-        expected_first = resp[k] @ d
-        expected = np.triu((resp[k, :, None] * d).T @ d)
-        np.testing.assert_allclose(first[k], expected_first, rtol=1e-12,
+        np.testing.assert_allclose(first[k], resp[k] @ d, rtol=1e-12,
                                    atol=1e-12 * np.abs(resp[k]).sum())
-        rtol = 1e-12 if dtype == np.float64 else 1e-6
-        np.testing.assert_allclose(m2[k], expected, rtol=rtol,
-                                   atol=rtol * np.abs(expected).max())
+        expected = np.triu((resp[k, :, None] * d).T @ d)
+        np.testing.assert_allclose(m2[k], expected, rtol=1e-12,
+                                   atol=1e-12 * np.abs(expected).max())
         assert (np.tril(m2[k], -1) == 0).all()
     assert (m2[2] == 0).all() and (first[2] == 0).all()
