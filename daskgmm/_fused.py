@@ -346,13 +346,13 @@ def _add_tile(a, b, i, j, n_rows, out):
 # ---------------------------------------------------------------- full
 
 @numba.njit(**_JIT)
-def _full_deviations(xc, n_rows, mean, first, out):
-    """out[n, i] = xc[n, first + i] - mean[first + i], rounded to out's type once (float32
-    for float32 rows)."""
+def _full_deviations(xc, n_rows, mean, first_feature, out):
+    """out[n, i] = xc[n, first_feature + i] - mean[first_feature + i], rounded to out's
+    type once (float32 for float32 rows)."""
     width = out.shape[1]
-    part = mean[first:first + width]
+    part = mean[first_feature:first_feature + width]
     for n in range(n_rows):
-        row, out_row = xc[n, first:first + width], out[n]
+        row, out_row = xc[n, first_feature:first_feature + width], out[n]
         for i in range(width):
             out_row[i] = row[i] - part[i]
 

@@ -550,3 +550,37 @@ def test_padded_block_rows_avoid_aliased_strides():
             rows = _fused._block_rows(n_components, n_features)
             assert _fused._BLOCK_ROWS[0] <= rows <= _fused._BLOCK_ROWS[1]
             assert (rows + _fused._PAD) % 128
+
+
+def test_full_moments_of_a_block_equal_the_naive_sums():
+    """``full``'s moments of one block (rows far from the origin, centred in float64)
+    against explicit sums, to rounding, with responsibilities from 1 down to 1e-45, a
+    component whose largest is 1e-30 and one with none."""
+    from daskgmm import _fused
+
+    rng = np.random.default_rng(15)
+    n_components, n_features, n_rows = 4, 7, 300
+    centre = 1e4 + rng.normal(size=n_features)
+    rows = 1e4 + rng.normal(size=(n_rows, n_features))
+    means = rng.normal(scale=0.5, size=(n_components, n_features))  # about the centre
+    resp = 10.0 ** rng.uniform(-45, 0, size=(n_components, n_rows))
+    resp[1] *= 1e-30
+    resp[2] = 0.0
+    resp[3, ::3] = 1.0
+    xt = np.zeros((n_features, n_rows + 9))
+    xt[:, :n_rows] = (rows - centre).T
+    rt = np.zeros((n_components, n_rows + 9))
+    rt[:, :n_rows] = resp
+    first = np.zeros((n_components, n_features))
+    m2 = np.zeros((n_components, n_features, n_features))
+    buffers = [np.empty((n_features, n_rows + 9)) for _ in range(2)]
+    _fused._full_moments_block(xt, n_rows, means, rt, first, m2, *buffers)
+    for k in range(n_components):
+        d = (rows - centre) - means[k]
+        np.testing.assert_allclose(first[k], resp[k] @ d, rtol=1e-12,
+                                   atol=1e-12 * np.abs(resp[k]).sum())
+        expected = np.triu((resp[k, :, None] * d).T @ d)
+        np.testing.assert_allclose(m2[k], expected, rtol=1e-12,
+                                   atol=1e-12 * np.abs(expected).max())
+        assert (np.tril(m2[k], -1) == 0).all()
+    assert (m2[2] == 0).all() and (first[2] == 0).all()
