@@ -25,7 +25,9 @@ initialisation and the final E-step drop out. Columns: seconds, speed-up
 against scikit-learn float64, the row's seconds / the textbook pass's,
 float32 / float64 seconds of the same system, Dask / NumPy seconds, and for
 float64 ``full`` the share of the machine's dgemm rate (``DGEMM_SIZE`` square,
-all threads) that 4 N K D^2 FLOPs per iteration make.
+all threads) that 4 N K D^2 FLOPs per iteration make. A fit that raises
+ValueError (an ill-defined covariance: scikit-learn's float32 B ``full`` on
+``--quick``'s 2,000 rows) shows "failed" and dashes for its ratios.
 """
 
 import argparse
@@ -124,7 +126,10 @@ def measure(config, covariance_type, args):
     iterations = max(args.iterations, 2)
     for _ in range(args.repeats):
         for system, (make_fit, data) in runs.items():
-            many, one = fit_seconds(make_fit, data, iterations)
+            try:
+                many, one = fit_seconds(make_fit, data, iterations)
+            except ValueError:  # an ill-defined covariance (scikit-learn's float32 B
+                continue  # `full` on the few rows of --quick): "failed" in the table
             best[system] = min(best[system], max(many - one, 0.0) / (iterations - 1))
         tic = time.perf_counter()
         textbook_pass(X, *start, covariance_type)
@@ -133,7 +138,9 @@ def measure(config, covariance_type, args):
 
 
 def ratio(numerator, denominator):
-    return f"{numerator / denominator:.2f}" if denominator > 0 and np.isfinite(numerator) else "—"
+    """numerator / denominator, or a dash where either failed (inf) or is 0."""
+    finite = np.isfinite(numerator) and np.isfinite(denominator)
+    return f"{numerator / denominator:.2f}" if finite and denominator > 0 else "—"
 
 
 def table(config, covariance_type, best, dgemm):
@@ -146,9 +153,11 @@ def table(config, covariance_type, best, dgemm):
         double = system.removesuffix(" float32")
         dask = system.replace("gmm dask", "gmm numpy") if "gmm dask" in system else None
         share = (f"{100 * flops / seconds / 1e9 / dgemm:.0f} %"
-                 if covariance_type == "full" and system == "daskgmm numpy" else "—")
+                 if covariance_type == "full" and system == "daskgmm numpy"
+                 and np.isfinite(seconds) else "—")
         lines.append(markdown_row([
-            config.name, covariance_type, system, f"{seconds:.4f}",
+            config.name, covariance_type, system,
+            f"{seconds:.4f}" if np.isfinite(seconds) else "failed",
             ratio(best["scikit-learn"], seconds), ratio(seconds, best["textbook"]),
             ratio(seconds, best[double]) if single else "—",
             ratio(seconds, best[dask]) if dask else "—", share]))
