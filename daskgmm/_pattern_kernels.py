@@ -138,16 +138,14 @@ def _cholesky_lanes(a, n, lanes, inverse_diagonal, half_log_det):
 
 
 class _Factors(NamedTuple):
-    """One pattern's factorisation for each of the F precisions, lanes (factors)
-    innermost: C (|m|, |m|, F) in ``conds``, log |Lambda_mm| / 2 (F,) in
-    ``half_log_dets`` and, for patterns of many rows (`_regression`), Bt (|o|,
-    |m|, F) in ``bts``; the rest is scratch."""
+    """Factorisations of patterns (`_factorise`) for each of the F precisions,
+    lanes (factors) innermost: C (|m|, |m|, lanes) in ``conds``, log
+    |Lambda_mm| / 2 (lanes,) in ``half_log_dets``; the rest is scratch."""
 
     chol: np.ndarray
     inverse_chol: np.ndarray
     inverse_diagonal: np.ndarray
     conds: np.ndarray
-    bts: np.ndarray
     half_log_dets: np.ndarray
 
 
@@ -156,7 +154,7 @@ def _factor_buffers(n_factors, n_features):
     lanes = n_factors
     square = (n_features, n_features, lanes)
     return _Factors(np.zeros(square), np.zeros(square), np.zeros((n_features, lanes)),
-                    np.zeros(square), np.zeros(square), np.zeros(lanes))
+                    np.zeros(square), np.zeros(lanes))
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -200,20 +198,6 @@ def _factorise(precisions, missing, n_patterns, n_mis, factors):
                 conds[b, a, f] = conds[a, b, f]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _pattern_factors(batch, j, n_mis, factors):
-    """Pattern j's C and log |Lambda_mm| / 2 of a factorised ``batch``
-    (`_factorise`) into ``factors`` (lanes: the F precisions)."""
-    n_factors = factors.half_log_dets.size
-    at = j * n_factors
-    for f in range(n_factors):
-        factors.half_log_dets[f] = batch.half_log_dets[at + f]
-    for a in range(n_mis):
-        for b in range(n_mis):
-            for f in range(n_factors):
-                factors.conds[a, b, f] = batch.conds[a, b, at + f]
-
-
 @njit(cache=True, nogil=True)
 def _by_missing_count(observed):
     """The patterns ordered by their number of missing features (stable, a
@@ -235,17 +219,18 @@ def _by_missing_count(observed):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _regression(precisions, obs, mis, factors):
-    """Bt = -Lambda_om C of a factorised pattern into ``factors.bts``, every
-    precision at once: |o| |m|^2 multiply-adds each."""
+def _regression(precisions, obs, mis, conds, at, bts):
+    """Bt = -Lambda_om C of a factorised pattern (C in ``conds[:, :, at:at + F]``,
+    `_factorise`) into ``bts`` (|o|, |m|, F), every precision at once: |o| |m|^2
+    multiply-adds each."""
     lanes = precisions.shape[2]
-    conds, bts = factors.conds, factors.bts
     for i in range(obs.size):
         for a in range(mis.size):
-            bts[i, a] = 0.0
+            for f in range(lanes):
+                bts[i, a, f] = 0.0
             for b in range(mis.size):
                 for f in range(lanes):
-                    bts[i, a, f] -= precisions[obs[i], mis[b], f] * conds[b, a, f]
+                    bts[i, a, f] -= precisions[obs[i], mis[b], f] * conds[b, a, at + f]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -321,35 +306,36 @@ def _tile_buffers(n_factors, n_components, n_features):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _add_slot(tile, s, obs, mis, log_weights, factors, log_det_u):
-    """The pattern (obs, mis), just factorised (``factors``), as slot ``s``."""
+def _add_slot(tile, s, obs, mis, log_weights, batch, at_batch, log_det_u):
+    """The pattern (obs, mis) as slot ``s``: its factorisation is the lanes
+    ``at_batch:at_batch + F`` of ``batch`` (`_factorise`)."""
     n_mis = mis.size
     lanes = log_det_u.size
     shared = lanes == 1
-    half_log_dets = factors.half_log_dets
+    half_log_dets = batch.half_log_dets
     for k in range(log_weights.size):
         f = 0 if shared else k
         # log |Sigma_oo| / 2 = log |Lambda_mm| / 2 - log |Lambda| / 2 (module docstring)
-        tile.constant[s, k] = (log_weights[k] - (half_log_dets[f] - log_det_u[f])
+        tile.constant[s, k] = (log_weights[k] - (half_log_dets[at_batch + f] - log_det_u[f])
                                - 0.5 * obs.size * LOG_2PI)
     for f in range(lanes):
-        tile.entropy[s, f] = 0.5 * n_mis * LOG_2PI_E - half_log_dets[f]
+        tile.entropy[s, f] = 0.5 * n_mis * LOG_2PI_E - half_log_dets[at_batch + f]
     tile.n_missing[s] = n_mis
     for a in range(n_mis):
         tile.missing[s, a] = mis[a]
     at = tile.cond_start[s]
-    conds = factors.conds
+    conds = batch.conds
     for a in range(n_mis):
         for b in range(n_mis):
             for f in range(lanes):
-                tile.conds[at + f] = conds[a, b, f]
+                tile.conds[at + f] = conds[a, b, at_batch + f]
             at += lanes
     tile.cond_start[s + 1] = at
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis,
-          mean_lanes, precisions, conds, tile):
+          mean_lanes, precisions, conds, at, tile):
     """The rows ``order[row:row + count]`` of ``x`` (one pattern), read from
     ``rows[read:read + count]`` (`_rows_in_order`), into the columns
     ``offset:offset + count`` of the tile: their weights (1 if ``sample_weight``
@@ -357,7 +343,8 @@ def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis
     conditional means, d (``devs[k]``): d_o = x_o - mu_o, centred in float64,
     and d_m = -C (Lambda_mo d_o). Row by row, the components as lanes
     (``mean_lanes`` (D, K) the means relative to ``centre``, ``precisions``
-    (D, D, F) and the pattern's ``conds`` (|m|, |m|, F) lanes innermost)."""
+    (D, D, F) and the pattern's C in ``conds[:, :, at:at + F]`` (`_factorise`),
+    lanes innermost)."""
     shared = tile.entropy.shape[1] == 1
     lanes = mean_lanes.shape[1]
     devs, dev_lanes, products = tile.devs, tile.lanes, tile.products
@@ -388,12 +375,12 @@ def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis
                 dev_lanes[missing, f] = 0.0
             for b in range(mis.size):
                 if shared:
-                    coef = conds[a, b, 0]
+                    coef = conds[a, b, at]
                     for f in range(lanes):
                         dev_lanes[missing, f] -= coef * products[b, f]
                 else:
                     for f in range(lanes):
-                        dev_lanes[missing, f] -= conds[a, b, f] * products[b, f]
+                        dev_lanes[missing, f] -= conds[a, b, at + f] * products[b, f]
         for d in range(dev_lanes.shape[0]):
             for k in range(devs.shape[0]):
                 devs[k, d, column] = dev_lanes[d, k]
@@ -650,12 +637,12 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
     precisions = _precision_lanes(prec_chols)
     mean_lanes = np.ascontiguousarray(means.T)
     log_det_u = _log_det_u(prec_chols)
-    factors = _factor_buffers(n_factors, n_features)
+    bts = np.empty((n_features, n_features, n_factors))  # Bt (`_regression`)
     batch = _factor_buffers(FACTOR_BATCH * n_factors, n_features)
-    batch_missing = np.empty((FACTOR_BATCH, n_features), dtype=np.int64)
+    # each pattern's observed features, then its missing ones (`_split_features`)
+    batch_features = np.empty((FACTOR_BATCH, n_features), dtype=np.int64)
     tile = _tile_buffers(n_factors, means.shape[0], n_features)
     scratch = _factor_buffers(n_factors, n_features)  # C's Cholesky factors (`_IMPUTE`)
-    features = np.empty(n_features, dtype=np.int64)  # a pattern's observed, then missing
     patterns, n_missing = _by_missing_count(observed)
     rows = _rows_in_order(x, order, patterns, starts)
     n_rows, n_slots = 0, 0
@@ -670,34 +657,35 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
                    and n_missing[patterns[batch_stop]] == n_mis):
                 batch_stop += 1
             for i in range(q, batch_stop):
-                batch_missing[i - q, :n_mis] = _split_features(observed[patterns[i]],
-                                                               features)[1]
-            _factorise(precisions, batch_missing, batch_stop - q, n_mis, batch)
-        obs, mis = _split_features(observed[p], features)
+                _split_features(observed[patterns[i]], batch_features[i - q])
+            _factorise(precisions, batch_features[:, n_features - n_mis:], batch_stop - q,
+                       n_mis, batch)
+        j = q - batch_start  # the pattern's place in ``batch``
+        n_obs = n_features - n_missing[p]
+        obs, mis = batch_features[j, :n_obs], batch_features[j, n_obs:]
         if obs.size == 0 and task == _STATISTICS:
             read += starts[p + 1] - starts[p]
             continue
-        _pattern_factors(batch, q - batch_start, mis.size, factors)
         row, stop = starts[p], starts[p + 1]
         # (`_LOG_PROB` and `_IMPUTE` fill row by row: a row's values do not depend
         # on how many rows share its pattern, so they are the same in every chunking)
         many = task == _STATISTICS and stop - row >= TILE_MIN_ROWS
         if many:
-            _regression(precisions, obs, mis, factors)
+            _regression(precisions, obs, mis, batch.conds, j * n_factors, bts)
         while row < stop:
             if n_rows and (n_rows == TILE_ROWS or tile.cond_start[n_slots]
                            + n_factors * mis.size**2 > tile.conds.size):
                 _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws,
                         sums, out, scratch)
                 n_rows, n_slots = 0, 0
-            _add_slot(tile, n_slots, obs, mis, log_weights, factors, log_det_u)
+            _add_slot(tile, n_slots, obs, mis, log_weights, batch, j * n_factors, log_det_u)
             count = min(TILE_ROWS - n_rows, stop - row)
             if many:
                 _fill_columns(rows, read, order, row, count, n_rows, sample_weight, centre, obs,
-                              mis, means, factors.bts, tile)
+                              mis, means, bts, tile)
             else:
                 _fill(rows, read, order, row, count, n_rows, sample_weight, centre, obs, mis,
-                      mean_lanes, precisions, factors.conds, tile)
+                      mean_lanes, precisions, batch.conds, j * n_factors, tile)
             n_slots += 1
             n_rows += count
             tile.slot_start[n_slots] = n_rows
