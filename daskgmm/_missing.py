@@ -413,10 +413,13 @@ class ObservedEntries(_SplitRows):
         a complete row costs about what it costs in the complete rows' sweep, less
         than splitting the block into complete and incomplete rows does (measured
         at D 16, K 8: a block with 40 % of its rows missing a block of columns 1.2x
-        the complete sweep whole, 1.7x split)."""
+        the complete sweep whole, 1.7x split). A block without NaN
+        (``_pattern_kernels.any_nan``, which stops at the first rows with one) goes
+        through ``base``'s E-step."""
         if not REGISTRY[parameters.covariance_type].separable:
             return super().statistics(X, sample_weight, parameters)
-        if not np.isnan(np.sum(X)):  # no NaN (the sum is NaN for both infinities too)
+        X = _kernels.kernel_rows(X)
+        if not _numba().any_nan(X):  # no NaN
             return _checked(self.base.statistics, X, self.nan_policy, X, sample_weight,
                             parameters)
         stats = self._observed_statistics(X, sample_weight, parameters)

@@ -124,6 +124,22 @@ def test_missing_bits_are_the_nan_entries(n_features, dtype):
         assert _pattern_kernels.missing_bits(x)[1]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_any_nan_is_a_nan_anywhere(dtype):
+    """Any single NaN (first row, last row, past the first blocks) is found; finite
+    rows and a single infinity are not NaN, both infinities in one block are."""
+    x = np.random.default_rng(7).normal(size=(1000, 5)).astype(dtype)
+    assert not _pattern_kernels.any_nan(x) and not _pattern_kernels.any_nan(x[:0])
+    for row, feature in [(0, 0), (999, 4), (517, 2)]:
+        gapped = x.copy()
+        gapped[row, feature] = np.nan
+        assert _pattern_kernels.any_nan(gapped)
+    x[300, 1] = np.inf
+    assert not _pattern_kernels.any_nan(x)
+    x[301, 3] = -np.inf
+    assert _pattern_kernels.any_nan(x)
+
+
 @pytest.mark.parametrize("n_features", [6, 70])
 def test_group_rows_partitions_the_rows_by_pattern(n_features):
     """Every row holding NaN once, the rows of a group share its pattern, no two
