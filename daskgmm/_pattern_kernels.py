@@ -30,28 +30,34 @@ the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
 
 Cost. `_factorise` does, once per pattern, a Cholesky factorisation of
 Lambda_mm and C from its inverse factor, O(|m|^3) per precision, for
-`FACTOR_BATCH` patterns with as many missing features and their F
-precisions side by side (lanes). Each row is then completed, d_m =
--C (Lambda_mo d_o), O(K (|o| |m| + |m|^2)), row by row with the components
-as lanes (`_fill`); a pattern of at least `TILE_MIN_ROWS` rows in a
-statistics pass instead forms Bt once, O(F |o| |m|^2), and completes its
-rows in loops over them (`_fill_columns`). Their log-densities and moments,
-O(K D^2) per row as for a complete row, run in tiles of `TILE_ROWS` rows of
-any patterns, rows as columns, so that the loops over rows vectorise
-(`_sweep`). The rows are first copied, in ``x``'s type, in the order the
-sweep takes them (`_rows_in_order`): read in place in pattern order, rows
-scattered over the block, each row's cache miss stalled its fill
+`FACTOR_BATCH` patterns with as many missing features and their F precisions
+side by side (lanes). Each row is then completed, d_m = -C (Lambda_mo d_o), O(K
+(D |m| + |m|^2)), row by row, Lambda_mo d_o as dot products of whole rows of
+Lambda with d_o and 0 at m (`_fill`); a pattern of at least `TILE_MIN_ROWS`
+rows in a statistics pass instead forms Bt once, O(F |o| |m|^2), and completes
+its rows in loops over them (`_fill_columns`). Their log-densities (a BLAS
+product U^T d) and moments, O(K D^2) per row as for a complete row, run in
+tiles of `TILE_ROWS` rows of any patterns, rows as columns, so that the loops
+over rows vectorise (`_sweep`). The rows are first copied, in ``x``'s type, in
+the order the sweep takes them (`_rows_in_order`): read in place in pattern
+order, rows scattered over the block, each row's cache miss stalled its fill
 (`pattern_statistics` on bench_missing's rows, D 16, K 8, thread CPU time, the
 two in one process interleaved, best of 11, load 1.0: with the copy 0.86-0.91x
-the time without it at 20 % missing at random, 0.96x at 5 % for ``full``;
-0.95x and 0.90x for ``tied``). A block of n rows in P patterns
-costs O(P F |m|^3 + n K (|o| |m| + D^2)): the per-pattern term is small while rows miss few
-entries, whatever the number of patterns. Measured at D 16, K 8 (thread
-CPU time of `pattern_statistics` on bench_missing's rows with NaN in a block
-of 125,000 rows, best of 7, against the complete rows' sweep of the whole
-block, load average 2.7-4.5): 20 % missing at random (121,000 rows, about
-14,000 patterns) 2.9x (3.5x with patterns factorised one by one and tiles
-of their own for patterns of 48 rows or more); 5 % (70,000 rows) 0.9x.
+the time without it at 20 % missing at random, 0.96x at 5 % for ``full``; 0.95x
+and 0.90x for ``tied``). A block of n rows in P patterns costs O(P F |m|^3 + n
+K (D |m| + D^2)): the per-pattern term is small while rows miss few entries,
+whatever the number of patterns. Measured at D 16, K 8 (thread CPU time of
+`pattern_statistics` on bench_missing's rows with NaN in a block of 125,000
+rows, after two EM iterations, against the complete rows' sweep of the whole
+block, one process pinned to a core, median of 21 interleaved runs, load
+average 0.8): 20 % missing at random (121,000 rows, about 14,000 patterns) 3.3x
+(3.6x with the row fills' loops over the observed features and the
+log-densities' over the triangle of U); 5 % (70,000 rows) 0.90x (1.0x). A block
+read for the first time costs more than one just read: sweeping eight blocks in
+turn, the statistics of a block with NaN took 1.10x their time on one block
+over and over (the complete rows' sweep: 1.0x), as these kernels read the
+block's rows three times (finding NaN, copying them, sweeping the copy) where
+the complete sweep reads them once.
 ``diag`` and ``spherical`` need no patterns (`diag_statistics`).
 """
 
