@@ -30,28 +30,34 @@ the entropy of x_m | x_o, k; the factorisation gives log |Lambda_mm|.
 
 Cost. `_factorise` does, once per pattern, a Cholesky factorisation of
 Lambda_mm and C from its inverse factor, O(|m|^3) per precision, for
-`FACTOR_BATCH` patterns with as many missing features and their F
-precisions side by side (lanes). Each row is then completed, d_m =
--C (Lambda_mo d_o), O(K (|o| |m| + |m|^2)), row by row with the components
-as lanes (`_fill`); a pattern of at least `TILE_MIN_ROWS` rows in a
-statistics pass instead forms Bt once, O(F |o| |m|^2), and completes its
-rows in loops over them (`_fill_columns`). Their log-densities and moments,
-O(K D^2) per row as for a complete row, run in tiles of `TILE_ROWS` rows of
-any patterns, rows as columns, so that the loops over rows vectorise
-(`_sweep`). The rows are first copied, in ``x``'s type, in the order the
-sweep takes them (`_rows_in_order`): read in place in pattern order, rows
-scattered over the block, each row's cache miss stalled its fill
+`FACTOR_BATCH` patterns with as many missing features and their F precisions
+side by side (lanes). Each row is then completed, d_m = -C (Lambda_mo d_o), O(K
+(D |m| + |m|^2)), row by row, Lambda_mo d_o as dot products of whole rows of
+Lambda with d_o and 0 at m (`_fill`); a pattern of at least `TILE_MIN_ROWS`
+rows in a statistics pass instead forms Bt once, O(F |o| |m|^2), and completes
+its rows in loops over them (`_fill_columns`). Their log-densities (a BLAS
+product U^T d) and moments, O(K D^2) per row as for a complete row, run in
+tiles of `TILE_ROWS` rows of any patterns, rows as columns, so that the loops
+over rows vectorise (`_sweep`). The rows are first copied, in ``x``'s type, in
+the order the sweep takes them (`_rows_in_order`): read in place in pattern
+order, rows scattered over the block, each row's cache miss stalled its fill
 (`pattern_statistics` on bench_missing's rows, D 16, K 8, thread CPU time, the
 two in one process interleaved, best of 11, load 1.0: with the copy 0.86-0.91x
-the time without it at 20 % missing at random, 0.96x at 5 % for ``full``;
-0.95x and 0.90x for ``tied``). A block of n rows in P patterns
-costs O(P F |m|^3 + n K (|o| |m| + D^2)): the per-pattern term is small while rows miss few
-entries, whatever the number of patterns. Measured at D 16, K 8 (thread
-CPU time of `pattern_statistics` on bench_missing's rows with NaN in a block
-of 125,000 rows, best of 7, against the complete rows' sweep of the whole
-block, load average 2.7-4.5): 20 % missing at random (121,000 rows, about
-14,000 patterns) 2.9x (3.5x with patterns factorised one by one and tiles
-of their own for patterns of 48 rows or more); 5 % (70,000 rows) 0.9x.
+the time without it at 20 % missing at random, 0.96x at 5 % for ``full``; 0.95x
+and 0.90x for ``tied``). A block of n rows in P patterns costs O(P F |m|^3 + n
+K (D |m| + D^2)): the per-pattern term is small while rows miss few entries,
+whatever the number of patterns. Measured at D 16, K 8 (thread CPU time of
+`pattern_statistics` on bench_missing's rows with NaN in a block of 125,000
+rows, after two EM iterations, against the complete rows' sweep of the whole
+block, one process pinned to a core, median of 21 interleaved runs, load
+average 0.8): 20 % missing at random (121,000 rows, about 14,000 patterns) 3.3x
+(3.6x with the row fills' loops over the observed features and the
+log-densities' over the triangle of U); 5 % (70,000 rows) 0.90x (1.0x). A block
+read for the first time costs more than one just read: sweeping eight blocks in
+turn, the statistics of a block with NaN took 1.10x their time on one block
+over and over (the complete rows' sweep: 1.0x), as these kernels read the
+block's rows three times (finding NaN, copying them, sweeping the copy) where
+the complete sweep reads them once.
 ``diag`` and ``spherical`` need no patterns (`diag_statistics`).
 """
 
@@ -100,11 +106,13 @@ FACTOR_BATCH = 32
 SLOT_CONDS = 2**14
 
 # LLVM may reorder sums and fuse multiply-adds (vectorised loops), but keeps
-# IEEE NaN and infinity semantics.
-_FASTMATH = {"reassoc", "contract", "arcp"}
+# IEEE NaN and infinity semantics; with NumPy's error model (as ``_fused``'s) a
+# division by zero gives them too, not an exception.
+_JIT = dict(cache=True, nogil=True, error_model="numpy",
+            fastmath={"reassoc", "contract", "arcp"})
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _cholesky_lanes(a, n, lanes, inverse_diagonal, half_log_det):
     """Lower Cholesky factors of ``a[:n, :n, f]`` for the lanes f < ``lanes``
     (lower triangles read), in place: ``a`` (D, D, L) with the factors
@@ -149,15 +157,15 @@ class _Factors(NamedTuple):
     half_log_dets: np.ndarray
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _factor_buffers(n_factors, n_features):
-    lanes = n_factors
+    lanes = n_factors + _fused._PAD  # no power-of-two stride between elements (cache sets)
     square = (n_features, n_features, lanes)
     return _Factors(np.zeros(square), np.zeros(square), np.zeros((n_features, lanes)),
                     np.zeros(square), np.zeros(lanes))
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _factorise(precisions, missing, n_patterns, n_mis, factors):
     """For ``n_patterns`` patterns of ``n_mis`` missing features each (the rows
     of ``missing``) and every precision (``precisions`` (D, D, F), lanes
@@ -218,7 +226,7 @@ def _by_missing_count(observed):
     return patterns, n_missing
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _regression(precisions, obs, mis, conds, at, bts):
     """Bt = -Lambda_om C of a factorised pattern (C in ``conds[:, :, at:at + F]``,
     `_factorise`) into ``bts`` (|o|, |m|, F), every precision at once: |o| |m|^2
@@ -233,7 +241,7 @@ def _regression(precisions, obs, mis, conds, at, bts):
                     bts[i, a, f] -= precisions[obs[i], mis[b], f] * conds[b, a, at + f]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _precision_lanes(prec_chols):
     """Lambda = U U^T of every factor U (F, D, D), as (D, D, F): lanes innermost."""
     n_factors, n_features = prec_chols.shape[0], prec_chols.shape[1]
@@ -248,7 +256,7 @@ def _precision_lanes(prec_chols):
     return out
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _log_det_u(prec_chols):
     """sum log diag(U) = log |Lambda| / 2 of every factor (F,)."""
     out = np.zeros(prec_chols.shape[0])
@@ -268,13 +276,14 @@ class _Tile(NamedTuple):
     ``slot_start[s]:slot_start[s + 1]``): its log constants (K,), entropies H
     (F,), missing features (their number, then the features) and conditional
     covariances C (F |m|^2, in ``conds`` from ``cond_start[s]``, lanes
-    innermost). ``work`` (3, tile), ``weighted`` (D, tile), ``lanes`` and
-    ``products`` (D, K) are scratch.
+    innermost). ``work`` (3, tile), ``weighted`` and ``white`` (D, tile),
+    ``values`` (D,), ``row_devs`` (K, D) and ``products`` (D, K) are scratch.
     """
 
     rows: np.ndarray
     weight: np.ndarray
-    lanes: np.ndarray
+    values: np.ndarray
+    row_devs: np.ndarray
     products: np.ndarray
     devs: np.ndarray
     lp: np.ndarray
@@ -287,13 +296,14 @@ class _Tile(NamedTuple):
     missing: np.ndarray
     cond_start: np.ndarray
     conds: np.ndarray
+    white: np.ndarray
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _tile_buffers(n_factors, n_components, n_features):
     columns = TILE_ROWS + _fused._PAD  # no power-of-two stride between rows (cache sets)
     return _Tile(np.zeros(TILE_ROWS, dtype=np.int64), np.zeros(TILE_ROWS),
-                 np.zeros((n_features, n_components)),
+                 np.zeros(n_features), np.zeros((n_components, n_features)),
                  np.zeros((n_features, n_components)),
                  np.zeros((n_components, n_features, columns)),
                  np.zeros((n_components, columns)), np.zeros((3, columns)),
@@ -302,10 +312,11 @@ def _tile_buffers(n_factors, n_components, n_features):
                  np.zeros(TILE_ROWS, dtype=np.int64),
                  np.zeros((TILE_ROWS, n_features), dtype=np.int64),
                  np.zeros(TILE_ROWS + 1, dtype=np.int64),
-                 np.zeros(max(SLOT_CONDS, n_factors * n_features * n_features)))
+                 np.zeros(max(SLOT_CONDS, n_factors * n_features * n_features)),
+                 np.zeros((n_features, columns)))
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _add_slot(tile, s, obs, mis, log_weights, batch, at_batch, log_det_u):
     """The pattern (obs, mis) as slot ``s``: its factorisation is the lanes
     ``at_batch:at_batch + F`` of ``batch`` (`_factorise`)."""
@@ -333,60 +344,58 @@ def _add_slot(tile, s, obs, mis, log_weights, batch, at_batch, log_det_u):
     tile.cond_start[s + 1] = at
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis,
-          mean_lanes, precisions, conds, at, tile):
+@njit(**_JIT)
+def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis, means,
+          precisions, conds, at, tile):
     """The rows ``order[row:row + count]`` of ``x`` (one pattern), read from
     ``rows[read:read + count]`` (`_rows_in_order`), into the columns
     ``offset:offset + count`` of the tile: their weights (1 if ``sample_weight``
     is empty) and, for each component k, their deviations completed by the
     conditional means, d (``devs[k]``): d_o = x_o - mu_o, centred in float64,
-    and d_m = -C (Lambda_mo d_o). Row by row, the components as lanes
-    (``mean_lanes`` (D, K) the means relative to ``centre``, ``precisions``
-    (D, D, F) and the pattern's C in ``conds[:, :, at:at + F]`` (`_factorise`),
-    lanes innermost)."""
-    shared = tile.entropy.shape[1] == 1
-    lanes = mean_lanes.shape[1]
-    devs, dev_lanes, products = tile.devs, tile.lanes, tile.products
+    and d_m = -C (Lambda_mo d_o). Row by row: Lambda_mo d_o as dot products of
+    whole rows of Lambda (``precisions`` (F, D, D)) with d_o and 0 at m, which
+    vectorise over the D features (loops over the observed features, or over
+    the K components as lanes, stayed scalar: 1.04x the time of
+    `pattern_statistics` at 20 % missing at random, bench_missing's rows, D 16,
+    K 8, median of 41 paired runs); C is the pattern's, ``conds[:, :, at:at + F]``
+    (`_factorise`, lanes innermost), ``means`` (K, D) relative to ``centre``."""
+    shared = precisions.shape[0] == 1
+    n_components, n_features = means.shape
+    devs, values, row_devs, products = tile.devs, tile.values, tile.row_devs, tile.products
     for n in range(count):
         source = order[row + n]
         column = offset + n
         tile.rows[column] = source
         tile.weight[column] = sample_weight[source] if sample_weight.size else 1.0
-        for i in obs:
-            value = np.float64(rows[read + n, i]) - centre[i]
-            for f in range(lanes):
-                dev_lanes[i, f] = value - mean_lanes[i, f]
+        for d in range(n_features):
+            values[d] = np.float64(rows[read + n, d]) - centre[d]
+        for k in range(n_components):
+            for d in range(n_features):
+                row_devs[k, d] = values[d] - means[k, d]
+            for a in range(mis.size):
+                row_devs[k, mis[a]] = 0.0
         for a in range(mis.size):  # Lambda_mo d_o
             missing = mis[a]
-            for f in range(lanes):
-                products[a, f] = 0.0
-            for i in obs:
-                if shared:
-                    coef = precisions[missing, i, 0]
-                    for f in range(lanes):
-                        products[a, f] += coef * dev_lanes[i, f]
-                else:
-                    for f in range(lanes):
-                        products[a, f] += precisions[missing, i, f] * dev_lanes[i, f]
+            for k in range(n_components):
+                f = 0 if shared else k
+                total = 0.0
+                for d in range(n_features):
+                    total += precisions[f, missing, d] * row_devs[k, d]
+                products[a, k] = total
         for a in range(mis.size):  # d_m = -C (Lambda_mo d_o)
             missing = mis[a]
-            for f in range(lanes):
-                dev_lanes[missing, f] = 0.0
-            for b in range(mis.size):
-                if shared:
-                    coef = conds[a, b, at]
-                    for f in range(lanes):
-                        dev_lanes[missing, f] -= coef * products[b, f]
-                else:
-                    for f in range(lanes):
-                        dev_lanes[missing, f] -= conds[a, b, at + f] * products[b, f]
-        for d in range(dev_lanes.shape[0]):
-            for k in range(devs.shape[0]):
-                devs[k, d, column] = dev_lanes[d, k]
+            for k in range(n_components):
+                f = 0 if shared else k
+                total = 0.0
+                for b in range(mis.size):
+                    total -= conds[a, b, at + f] * products[b, k]
+                row_devs[k, missing] = total
+        for k in range(n_components):
+            for d in range(n_features):
+                devs[k, d, column] = row_devs[k, d]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _fill_columns(rows, read, order, row, count, offset, sample_weight, centre, obs, mis,
                   means, bts, tile):
     """As `_fill`, for a pattern of many rows: d_m = Bt^T d_o (`_regression`) in
@@ -426,36 +435,33 @@ def _fill_columns(rows, read, order, row, count, offset, sample_weight, centre, 
                     completed[n] += coef * observed[n]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _log_densities(tile, n_rows, n_slots, prec_chols):
+@njit(**_JIT)
+def _log_densities(tile, n_rows, n_slots, factors_t):
     """lp[k, n] = log w_k + log N(x_o; mu_ko, Sigma_k,oo) of the tile's rows:
-    their slot's constant less |U_k^T d|^2 / 2 (U upper triangular)."""
-    devs, lp, work = tile.devs, tile.lp, tile.work[0]
+    their slot's constant less |U_k^T d|^2 / 2, U_k^T d a BLAS product of
+    ``factors_t`` (F, D, D), the transposed upper factors U^T, with the whole
+    tile (products of the triangle over the rows took 1.04x the time of
+    `pattern_statistics` at 20 % missing at random, bench_missing's rows,
+    D 16, K 8, median of 41 paired runs)."""
+    devs, lp, white = tile.devs, tile.lp, tile.white
     n_features = devs.shape[1]
-    shared = prec_chols.shape[0] == 1
+    shared = factors_t.shape[0] == 1
     for k in range(devs.shape[0]):
-        f = 0 if shared else k
-        dev = devs[k]
+        np.dot(factors_t[0 if shared else k], devs[k], white)
         log_prob = lp[k]
         for n in range(n_rows):
             log_prob[n] = 0.0
         for j in range(n_features):
+            row = white[j]
             for n in range(n_rows):
-                work[n] = 0.0
-            for i in range(j + 1):
-                coef = prec_chols[f, i, j]
-                row = dev[i]
-                for n in range(n_rows):
-                    work[n] += coef * row[n]
-            for n in range(n_rows):
-                log_prob[n] += work[n] * work[n]
+                log_prob[n] += row[n] * row[n]
         for s in range(n_slots):
             constant = tile.constant[s, k]
             for n in range(tile.slot_start[s], tile.slot_start[s + 1]):
                 log_prob[n] = constant - 0.5 * log_prob[n]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _tile_statistics(tile, n_rows, n_slots, n_factors, with_entropy, nk, first, m2, totals):
     """E-step and statistics of a tile whose log-densities are in ``lp``, added to
     ``nk``, ``first`` (sum r d), the upper triangle of ``m2`` (sum r d d^T) and
@@ -497,7 +503,7 @@ def _tile_statistics(tile, n_rows, n_slots, n_factors, with_entropy, nk, first, 
                                                                    * n_factors]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _impute_tile(tile, n_rows, n_slots, n_factors, means, draws, scratch, out):
     """The missing entries of a tile's rows (whose log-densities are in ``lp``)
     into ``out`` (relative to the centre), as `pattern_impute` says; ``scratch``
@@ -547,7 +553,7 @@ def _impute_tile(tile, n_rows, n_slots, n_factors, means, draws, scratch, out):
                 out[row, missing[a]] = total
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _responsibilities(log_prob, resp):
     """Normalised responsibilities of one row into ``resp``."""
     top = log_prob.max()
@@ -564,12 +570,13 @@ def _responsibilities(log_prob, resp):
 _STATISTICS, _LOG_PROB, _IMPUTE = 0, 1, 2
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws, sums, out,
+@njit(**_JIT)
+def _finish(task, tile, n_rows, n_slots, factors_t, means, with_entropy, draws, sums, out,
             scratch):
-    """A filled tile's log-densities, then ``task`` (`_sweep`)."""
-    _log_densities(tile, n_rows, n_slots, prec_chols)
-    n_factors = prec_chols.shape[0]
+    """A filled tile's log-densities (``factors_t`` the factors U^T), then ``task``
+    (`_sweep`)."""
+    _log_densities(tile, n_rows, n_slots, factors_t)
+    n_factors = factors_t.shape[0]
     if task == _STATISTICS:
         nk, first, m2, totals = sums
         _tile_statistics(tile, n_rows, n_slots, n_factors, with_entropy, nk, first, m2, totals)
@@ -581,7 +588,7 @@ def _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws,
         _impute_tile(tile, n_rows, n_slots, n_factors, means, draws, scratch, out)
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _rows_in_order(x, order, patterns, starts):
     """The rows of ``x`` that `_sweep` takes, in its order (the patterns
     ``patterns``, the rows ``order[starts[p]:starts[p + 1]]`` of each),
@@ -599,7 +606,7 @@ def _rows_in_order(x, order, patterns, starts):
     return out
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _split_features(observed, features):
     """(observed features, missing features) of a pattern, ascending: views of
     ``features``, which they fill (no allocation per pattern)."""
@@ -617,7 +624,7 @@ def _split_features(observed, features):
     return features[:n_obs], features[n_obs:]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_chols,
            log_weights, with_entropy, draws, sums, out):
     """The rows ``order`` of ``x`` (grouped by pattern: ``observed``, ``starts``)
@@ -635,7 +642,8 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
     n_features = x.shape[1]
     n_factors = prec_chols.shape[0]
     precisions = _precision_lanes(prec_chols)
-    mean_lanes = np.ascontiguousarray(means.T)
+    precision_rows = np.ascontiguousarray(precisions.transpose(2, 0, 1))  # (F, D, D)
+    factors_t = np.ascontiguousarray(prec_chols.transpose(0, 2, 1))
     log_det_u = _log_det_u(prec_chols)
     bts = np.empty((n_features, n_features, n_factors))  # Bt (`_regression`)
     batch = _factor_buffers(FACTOR_BATCH * n_factors, n_features)
@@ -675,7 +683,7 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
         while row < stop:
             if n_rows and (n_rows == TILE_ROWS or tile.cond_start[n_slots]
                            + n_factors * mis.size**2 > tile.conds.size):
-                _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws,
+                _finish(task, tile, n_rows, n_slots, factors_t, means, with_entropy, draws,
                         sums, out, scratch)
                 n_rows, n_slots = 0, 0
             _add_slot(tile, n_slots, obs, mis, log_weights, batch, j * n_factors, log_det_u)
@@ -685,30 +693,30 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
                               mis, means, bts, tile)
             else:
                 _fill(rows, read, order, row, count, n_rows, sample_weight, centre, obs, mis,
-                      mean_lanes, precisions, batch.conds, j * n_factors, tile)
+                      means, precision_rows, batch.conds, j * n_factors, tile)
             n_slots += 1
             n_rows += count
             tile.slot_start[n_slots] = n_rows
             row += count
             read += count
     if n_rows:
-        _finish(task, tile, n_rows, n_slots, prec_chols, means, with_entropy, draws, sums, out,
+        _finish(task, tile, n_rows, n_slots, factors_t, means, with_entropy, draws, sums, out,
                 scratch)
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _no_draws(n_features):
     return np.empty(0), np.empty((0, n_features))
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _sums(n_components, n_features):
     """Zeroed (nk (K,), first (K, D), m2 (K, D, D), totals (3,))."""
     return (np.zeros(n_components), np.zeros((n_components, n_features)),
             np.zeros((n_components, n_features, n_features)), np.zeros(3))
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def pattern_statistics(x, order, observed, starts, sample_weight, centre, means, prec_chols,
                        log_weights, with_entropy):
     """E-step and statistics of the rows ``order`` of ``x`` (module docstring).
@@ -736,7 +744,7 @@ def pattern_statistics(x, order, observed, starts, sample_weight, centre, means,
     return nk, first, m2, totals[0], totals[1], totals[2] if with_entropy else 0.0
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def pattern_log_prob(x, order, observed, starts, centre, means, prec_chols, log_weights):
     """log w_k + log N(x_o; mu_ko, Sigma_k,oo) of the rows ``order`` of ``x``, in
     the rows of the output (n, K) (arguments as `pattern_statistics`); a row
@@ -748,7 +756,7 @@ def pattern_log_prob(x, order, observed, starts, centre, means, prec_chols, log_
     return out
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def pattern_impute(x, order, observed, starts, centre, means, prec_chols, log_weights, uniforms,
                    normals):
     """The missing entries (relative to ``centre``) of the rows ``order`` of ``x``
@@ -900,7 +908,7 @@ def observed_entries(x, rows, features):
 # responsibilities are `_fused`'s.
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _gather_rows(x, sample_weight, start, n_rows, centre, out, weights, gaps):
     """out[d, n] = x[start + n, d] - centre[d] (NaN where missing): rows as columns
     (D, block); ``weights`` (block,) the rows' weights (1 if ``sample_weight`` is
@@ -923,7 +931,7 @@ def _gather_rows(x, sample_weight, start, n_rows, centre, out, weights, gaps):
         gaps[d] = count
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _masked_log_prob(xt, n_rows, gaps, means, half_log_2pi_var, precisions, log_weights, lp):
     """(1) for ``diag``: lp[k, n] = log w_k - 1/2 sum over observed d of
     log(2 pi sigma_kd^2) + (x_dn - mu_kd)^2 / sigma_kd^2; a NaN x_dn adds 0
@@ -953,7 +961,7 @@ def _masked_log_prob(xt, n_rows, gaps, means, half_log_2pi_var, precisions, log_
             row[n] = constant_k - row[n]
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _masked_moments(xt, n_rows, gaps, means, resp, first, m2, missed):
     """Over observed entries first_kd += sum_n r_nk (x_dn - mu_kd) and
     m2_kd += sum_n r_nk (x_dn - mu_kd)^2; over missing ones missed_kd += sum_n r_nk;
@@ -985,7 +993,7 @@ def _masked_moments(xt, n_rows, gaps, means, resp, first, m2, missed):
             missed[k, d] += missing
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def diag_statistics(x, sample_weight, centre, means, variances, log_weights, with_entropy):
     """`pattern_statistics` for ``diag`` and ``spherical`` variances (K, D).
 
@@ -1026,7 +1034,7 @@ def diag_statistics(x, sample_weight, centre, means, variances, log_weights, wit
     return nk, first, m2, totals[0], totals[1], entropy if with_entropy else 0.0
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def diag_log_prob(x, centre, means, variances, log_weights):
     """`pattern_log_prob` for ``diag`` and ``spherical`` variances (K, D), (n, K), rows
     uncentred and in their order."""
@@ -1055,7 +1063,7 @@ def diag_log_prob(x, centre, means, variances, log_weights):
 _NAN_SCAN_ROWS = 64
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def any_nan(x):
     """Whether the rows ``x`` (n, D) hold a NaN (or both infinities), from the sums of
     blocks of `_NAN_SCAN_ROWS` rows: the scan stops at the first block whose sum is
