@@ -33,20 +33,21 @@ Lambda_mm and C from its inverse factor, O(|m|^3) per precision, for
 `FACTOR_BATCH` patterns with as many missing features and their F precisions
 side by side (lanes). Each row is then completed, d_m = -C (Lambda_mo d_o), O(K
 (D |m| + |m|^2)), row by row, Lambda_mo d_o as dot products of whole rows of
-Lambda with d_o and 0 at m (`_fill`); a pattern of at least `TILE_MIN_ROWS`
-rows in a statistics pass instead forms Bt once, O(F |o| |m|^2), and completes
-its rows in loops over them (`_fill_columns`). Their log-densities (a BLAS
-product U^T d) and moments, O(K D^2) per row as for a complete row, run in
-tiles of `TILE_ROWS` rows of any patterns, rows as columns, so that the loops
-over rows vectorise (`_sweep`). The rows are first copied, in ``x``'s type, in
-the order the sweep takes them (`_rows_in_order`): read in place in pattern
-order, rows scattered over the block, each row's cache miss stalled its fill
-(`pattern_statistics` on bench_missing's rows, D 16, K 8, thread CPU time, the
-two in one process interleaved, best of 11, load 1.0: with the copy 0.86-0.91x
-the time without it at 20 % missing at random, 0.96x at 5 % for ``full``; 0.95x
-and 0.90x for ``tied``). A block of n rows in P patterns costs O(P F |m|^3 + n
-K (D |m| + D^2)): the per-pattern term is small while rows miss few entries,
-whatever the number of patterns. Measured at D 16, K 8 (thread CPU time of
+Lambda with d_o and 0 at m (`_fill`); those of a pattern of at least
+`TILE_MIN_ROWS` rows, in a statistics pass, in loops over the rows
+(`_fill_columns`; forming Bt once per pattern instead, O(F |o| |m|^2), took
+1.01x the time). Their log-densities (a BLAS product U^T d) and moments, O(K
+D^2) per row as for a complete row, run in tiles of `TILE_ROWS` rows of any
+patterns, rows as columns, so that the loops over rows vectorise (`_sweep`).
+The rows are first copied, in ``x``'s type, in the order the sweep takes them
+(`_rows_in_order`): read in place in pattern order, rows scattered over the
+block, each row's cache miss stalled its fill (`pattern_statistics` on
+bench_missing's rows, D 16, K 8, thread CPU time, the two in one process
+interleaved, best of 11, load 1.0: with the copy 0.86-0.91x the time without it
+at 20 % missing at random, 0.96x at 5 % for ``full``; 0.95x and 0.90x for
+``tied``). A block of n rows in P patterns costs O(P F |m|^3 + n K (D |m| +
+D^2)): the per-pattern term is small while rows miss few entries, whatever the
+number of patterns. Measured at D 16, K 8 (thread CPU time of
 `pattern_statistics` on bench_missing's rows with NaN in a block of 125,000
 rows, after two EM iterations, against the complete rows' sweep of the whole
 block, one process pinned to a core, median of 21 interleaved runs, load
@@ -83,15 +84,13 @@ LOG_RESP_FLOOR = -500.0
 # per row with NaN, against row by row): 1.2 against 2.3 us with two patterns
 # (blocks of columns), 1.6 against 3.0 us with 5 % missing at random.
 TILE_ROWS = 128
-# Patterns with at least this many rows are completed, in a statistics pass,
-# through Bt in loops over their rows (`_fill_columns`); the rows of the others
-# are completed row by row (`_fill`; bench_missing's blocks of columns, two
-# patterns, took 1.6x as long completed row by row). Rows of any patterns fill
-# the tiles in turn. Measured (CPU time of `pattern_statistics`, full, D 16,
-# K 8, 125,000 rows, 20 % missing at random, best of 7 on a loaded machine):
-# 3.33x the complete rows' sweep of as many rows, against 3.54x with 48 rows
-# and tiles of their own for such patterns (5 % at random: 0.98x against
-# 1.06x).
+# Patterns with at least this many rows are completed, in a statistics pass, in
+# loops over their rows (`_fill_columns`); the rows of the others row by row
+# (`_fill`; bench_missing's blocks of columns, two patterns, took 1.6x as long
+# completed row by row). Rows of any patterns fill the tiles in turn. Measured
+# (thread CPU time of `pattern_statistics`, full, D 16, K 8, 125,000 rows, 20 %
+# missing at random, pinned, median of 21 paired runs, load 1.0), against 16:
+# 8 within noise (0.99x), 4 1.04x, 2 1.13x, 1 1.34x.
 TILE_MIN_ROWS = 16
 # Patterns factorised together (`_factorise`), as many lanes per precision: loops
 # over F lanes alone (F = K 8 at bench_missing's D 16) are too short to
@@ -227,21 +226,6 @@ def _by_missing_count(observed):
 
 
 @njit(**_JIT)
-def _regression(precisions, obs, mis, conds, at, bts):
-    """Bt = -Lambda_om C of a factorised pattern (C in ``conds[:, :, at:at + F]``,
-    `_factorise`) into ``bts`` (|o|, |m|, F), every precision at once: |o| |m|^2
-    multiply-adds each."""
-    lanes = precisions.shape[2]
-    for i in range(obs.size):
-        for a in range(mis.size):
-            for f in range(lanes):
-                bts[i, a, f] = 0.0
-            for b in range(mis.size):
-                for f in range(lanes):
-                    bts[i, a, f] -= precisions[obs[i], mis[b], f] * conds[b, a, at + f]
-
-
-@njit(**_JIT)
 def _precision_lanes(prec_chols):
     """Lambda = U U^T of every factor U (F, D, D), as (D, D, F): lanes innermost."""
     n_factors, n_features = prec_chols.shape[0], prec_chols.shape[1]
@@ -277,7 +261,8 @@ class _Tile(NamedTuple):
     (F,), missing features (their number, then the features) and conditional
     covariances C (F |m|^2, in ``conds`` from ``cond_start[s]``, lanes
     innermost). ``work`` (3, tile), ``weighted`` and ``white`` (D, tile),
-    ``values`` (D,), ``row_devs`` (K, D) and ``products`` (D, K) are scratch.
+    ``values`` (D,), ``row_devs`` (K, D), ``products`` and ``completions`` (D, K)
+    are scratch.
     """
 
     rows: np.ndarray
@@ -285,6 +270,7 @@ class _Tile(NamedTuple):
     values: np.ndarray
     row_devs: np.ndarray
     products: np.ndarray
+    completions: np.ndarray
     devs: np.ndarray
     lp: np.ndarray
     work: np.ndarray
@@ -304,7 +290,7 @@ def _tile_buffers(n_factors, n_components, n_features):
     columns = TILE_ROWS + _fused._PAD  # no power-of-two stride between rows (cache sets)
     return _Tile(np.zeros(TILE_ROWS, dtype=np.int64), np.zeros(TILE_ROWS),
                  np.zeros(n_features), np.zeros((n_components, n_features)),
-                 np.zeros((n_features, n_components)),
+                 np.zeros((n_features, n_components)), np.zeros((n_features, n_components)),
                  np.zeros((n_components, n_features, columns)),
                  np.zeros((n_components, columns)), np.zeros((3, columns)),
                  np.zeros((n_features, columns)), np.zeros(TILE_ROWS + 1, dtype=np.int64),
@@ -354,14 +340,16 @@ def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis
     conditional means, d (``devs[k]``): d_o = x_o - mu_o, centred in float64,
     and d_m = -C (Lambda_mo d_o). Row by row: Lambda_mo d_o as dot products of
     whole rows of Lambda (``precisions`` (F, D, D)) with d_o and 0 at m, which
-    vectorise over the D features (loops over the observed features, or over
-    the K components as lanes, stayed scalar: 1.04x the time of
-    `pattern_statistics` at 20 % missing at random, bench_missing's rows, D 16,
-    K 8, median of 41 paired runs); C is the pattern's, ``conds[:, :, at:at + F]``
+    vectorise over the D features (loops over the observed features with the K
+    components as lanes took 1.04x the time of `pattern_statistics` at 20 %
+    missing at random, bench_missing's rows, D 16, K 8, median of 41 paired
+    runs); then C times them with the components as lanes (a dot product per
+    component: 1.03x). C is the pattern's, ``conds[:, :, at:at + F]``
     (`_factorise`, lanes innermost), ``means`` (K, D) relative to ``centre``."""
     shared = precisions.shape[0] == 1
     n_components, n_features = means.shape
-    devs, values, row_devs, products = tile.devs, tile.values, tile.row_devs, tile.products
+    devs, values, row_devs = tile.devs, tile.values, tile.row_devs
+    products, completions = tile.products, tile.completions
     for n in range(count):
         source = order[row + n]
         column = offset + n
@@ -382,14 +370,20 @@ def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis
                 for d in range(n_features):
                     total += precisions[f, missing, d] * row_devs[k, d]
                 products[a, k] = total
-        for a in range(mis.size):  # d_m = -C (Lambda_mo d_o)
-            missing = mis[a]
+        for a in range(mis.size):  # d_m = -C (Lambda_mo d_o), the components as lanes
+            completed = completions[a]
             for k in range(n_components):
-                f = 0 if shared else k
-                total = 0.0
-                for b in range(mis.size):
-                    total -= conds[a, b, at + f] * products[b, k]
-                row_devs[k, missing] = total
+                completed[k] = 0.0
+            for b in range(mis.size):
+                if shared:
+                    coef = conds[a, b, at]
+                    for k in range(n_components):
+                        completed[k] -= coef * products[b, k]
+                else:
+                    for k in range(n_components):
+                        completed[k] -= conds[a, b, at + k] * products[b, k]
+            for k in range(n_components):
+                row_devs[k, mis[a]] = completed[k]
         for k in range(n_components):
             for d in range(n_features):
                 devs[k, d, column] = row_devs[k, d]
@@ -397,17 +391,19 @@ def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis
 
 @njit(**_JIT)
 def _fill_columns(rows, read, order, row, count, offset, sample_weight, centre, obs, mis,
-                  means, bts, tile):
-    """As `_fill`, for a pattern of many rows: d_m = Bt^T d_o (`_regression`) in
-    loops over the rows (rows as columns, vectorised), each component in turn.
+                  means, precisions, conds, at, tile):
+    """As `_fill`, for a pattern of many rows: d_m = -C (Lambda_mo d_o) in loops
+    over the rows (rows as columns, vectorised), each component in turn
+    (arguments as `_fill`; Lambda_mo d_o in ``white``, free until
+    `_log_densities`).
 
     The loops run over views of the columns ``offset:offset + count`` from 0: an
     index that starts at a run-time offset may be negative for all LLVM knows,
     and numba's wraparound of negative indices then keeps the loops scalar
     (measured on bench_missing's block columns: 3-4x the time).
     """
-    shared = tile.entropy.shape[1] == 1
-    xt, devs = tile.weighted, tile.devs  # ``weighted`` is free until `_tile_statistics`
+    shared = precisions.shape[0] == 1
+    xt, devs, products = tile.weighted, tile.devs, tile.white  # ``weighted``: as ``white``
     stop = offset + count
     for n in range(count):
         source = order[row + n]
@@ -424,15 +420,24 @@ def _fill_columns(rows, read, order, row, count, offset, sample_weight, centre, 
             completed = dev[i, offset:stop]
             for n in range(count):
                 completed[n] = observed[n] - mean
-        for a in range(mis.size):
+        for a in range(mis.size):  # Lambda_mo d_o
+            product = products[a, offset:stop]
+            for n in range(count):
+                product[n] = 0.0
+            for i in obs:
+                coef = precisions[f, mis[a], i]
+                observed = dev[i, offset:stop]
+                for n in range(count):
+                    product[n] += coef * observed[n]
+        for a in range(mis.size):  # d_m = -C (Lambda_mo d_o)
             completed = dev[mis[a], offset:stop]
             for n in range(count):
                 completed[n] = 0.0
-            for i in range(obs.size):
-                coef = bts[i, a, f]
-                observed = dev[obs[i], offset:stop]
+            for b in range(mis.size):
+                coef = conds[a, b, at + f]
+                product = products[b, offset:stop]
                 for n in range(count):
-                    completed[n] += coef * observed[n]
+                    completed[n] -= coef * product[n]
 
 
 @njit(**_JIT)
@@ -645,7 +650,6 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
     precision_rows = np.ascontiguousarray(precisions.transpose(2, 0, 1))  # (F, D, D)
     factors_t = np.ascontiguousarray(prec_chols.transpose(0, 2, 1))
     log_det_u = _log_det_u(prec_chols)
-    bts = np.empty((n_features, n_features, n_factors))  # Bt (`_regression`)
     batch = _factor_buffers(FACTOR_BATCH * n_factors, n_features)
     # each pattern's observed features, then its missing ones (`_split_features`)
     batch_features = np.empty((FACTOR_BATCH, n_features), dtype=np.int64)
@@ -678,8 +682,6 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
         # (`_LOG_PROB` and `_IMPUTE` fill row by row: a row's values do not depend
         # on how many rows share its pattern, so they are the same in every chunking)
         many = task == _STATISTICS and stop - row >= TILE_MIN_ROWS
-        if many:
-            _regression(precisions, obs, mis, batch.conds, j * n_factors, bts)
         while row < stop:
             if n_rows and (n_rows == TILE_ROWS or tile.cond_start[n_slots]
                            + n_factors * mis.size**2 > tile.conds.size):
@@ -690,7 +692,7 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
             count = min(TILE_ROWS - n_rows, stop - row)
             if many:
                 _fill_columns(rows, read, order, row, count, n_rows, sample_weight, centre, obs,
-                              mis, means, bts, tile)
+                              mis, means, precision_rows, batch.conds, j * n_factors, tile)
             else:
                 _fill(rows, read, order, row, count, n_rows, sample_weight, centre, obs, mis,
                       means, precision_rows, batch.conds, j * n_factors, tile)
