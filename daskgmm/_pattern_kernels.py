@@ -82,8 +82,11 @@ LOG_RESP_FLOOR = -500.0
 # columns), which LLVM vectorises, and its completed deviations (K, D, tile)
 # stay in cache. Measured on bench_missing's rows (full, D 16, K 8; CPU time
 # per row with NaN, against row by row): 1.2 against 2.3 us with two patterns
-# (blocks of columns), 1.6 against 3.0 us with 5 % missing at random.
-TILE_ROWS = 128
+# (blocks of columns), 1.6 against 3.0 us with 5 % missing at random. With
+# `SLOT_CONDS` 2^16, 256 rows took 0.94x the time of 128 with 2^14 (CPU time of
+# `pattern_statistics` at 20 % missing at random, median of 21 paired runs,
+# load 1.3; 0.96x with two blocks at once on the two cores), 512 0.96-1.0x.
+TILE_ROWS = 256
 # Patterns with at least this many rows are completed, in a statistics pass, in
 # loops over their rows (`_fill_columns`); the rows of the others row by row
 # (`_fill`; bench_missing's blocks of columns, two patterns, took 1.6x as long
@@ -101,8 +104,10 @@ FACTOR_BATCH = 32
 # Room for the conditional covariances of a tile's patterns in
 # `_sweep`, in float64 (F |m|^2 per pattern; at least one
 # pattern's): a tile is full at `TILE_ROWS` rows or when the next pattern's
-# would not fit (at D 16, K 8, 20 % missing at random, |m| about 3: 72 each).
-SLOT_CONDS = 2**14
+# would not fit (at D 16, K 8, 20 % missing at random, |m| about 3: 72 each, but
+# a pattern of one row missing 6 features takes 288: 2^14 cut such tiles at 56
+# rows; 2^16 with 128 rows: 0.95-0.97x the time, measured as `TILE_ROWS`).
+SLOT_CONDS = 2**16
 
 # LLVM may reorder sums and fuse multiply-adds (vectorised loops), but keeps
 # IEEE NaN and infinity semantics; with NumPy's error model (as ``_fused``'s) a

@@ -236,7 +236,7 @@ def test_pattern_statistics_equal_the_naive_formula(n_features, fraction, shared
     tile's room (SLOT_CONDS) before its rows do. ``shared``: one precision
     (``tied``)."""
     rng = np.random.default_rng(7)
-    n_rows = 700 if n_features < 10 else 250
+    n_rows = 250 if n_features > 20 else 700
     x = _gapped_rows(n_rows, n_features, fraction, seed=8)
     x[100:400] = np.where(np.arange(n_features) % 3 == 0, np.nan,
                           np.nan_to_num(x[100:400], nan=OFFSET))  # one pattern, many rows
