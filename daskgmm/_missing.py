@@ -71,10 +71,12 @@ the complete rows' kernel on its observed features, O(K |o|^2) per row and
 O(K D^3) once (`_large_pattern_sums`). The number of patterns (up to
 min(n, 2^D) at random) matters only through the per-pattern term, small
 while rows miss few entries. Measured at D 16, K 8 on bench_missing's rows
-(CPU time of a block of 125,000 rows, best of 11, against the block without
-NaN, load average 1-2.5): 20 % missing at random (about 14,000 patterns)
-2.96x, 5 % 1.49x, blocks of columns (60 % of the rows complete, two
-patterns) 1.22x for ``full``; ``tied`` 4.2x, 2.0x, 1.3x.
+(CPU time of a block of 125,000 rows after two EM iterations, against the block
+without NaN, one process pinned to a core, median of 11 paired runs, load
+average 0.8): 20 % missing at random (about 14,000 patterns) 2.81x and 3.15x
+in two runs, 5 % 1.35x and 1.48x, blocks of columns (60 % of the rows
+complete, two patterns) 1.22x and 1.28x for ``full``; ``tied`` 4.1x, 2.0x,
+1.4x (one run).
 """
 
 import functools
