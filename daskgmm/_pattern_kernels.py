@@ -336,7 +336,7 @@ def _add_slot(tile, s, obs, mis, log_weights, batch, at_batch, log_det_u):
 
 
 @njit(**_JIT)
-def _fill(rows, read, order, row, count, offset, sample_weight, centre, obs, mis, means,
+def _fill(rows, read, order, row, count, offset, sample_weight, centre, mis, means,
           precisions, conds, at, tile):
     """The rows ``order[row:row + count]`` of ``x`` (one pattern), read from
     ``rows[read:read + count]`` (`_rows_in_order`), into the columns
@@ -699,8 +699,8 @@ def _sweep(task, x, order, sample_weight, observed, starts, centre, means, prec_
                 _fill_columns(rows, read, order, row, count, n_rows, sample_weight, centre, obs,
                               mis, means, precision_rows, batch.conds, j * n_factors, tile)
             else:
-                _fill(rows, read, order, row, count, n_rows, sample_weight, centre, obs, mis,
-                      means, precision_rows, batch.conds, j * n_factors, tile)
+                _fill(rows, read, order, row, count, n_rows, sample_weight, centre, mis, means,
+                      precision_rows, batch.conds, j * n_factors, tile)
             n_slots += 1
             n_rows += count
             tile.slot_start[n_slots] = n_rows
