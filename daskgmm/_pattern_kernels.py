@@ -50,15 +50,15 @@ D^2)): the per-pattern term is small while rows miss few entries, whatever the
 number of patterns. Measured at D 16, K 8 (thread CPU time of
 `pattern_statistics` on bench_missing's rows with NaN in a block of 125,000
 rows, after two EM iterations, against the complete rows' sweep of the whole
-block, one process pinned to a core, median of 21 interleaved runs, load
-average 0.8): 20 % missing at random (121,000 rows, about 14,000 patterns) 3.3x
-(3.6x with the row fills' loops over the observed features and the
-log-densities' over the triangle of U); 5 % (70,000 rows) 0.90x (1.0x). A block
-read for the first time costs more than one just read: sweeping eight blocks in
-turn, the statistics of a block with NaN took 1.10x their time on one block
-over and over (the complete rows' sweep: 1.0x), as these kernels read the
-block's rows three times (finding NaN, copying them, sweeping the copy) where
-the complete sweep reads them once.
+block, one process pinned to a core, median of 15-25 interleaved runs, load
+average 0.5-0.6): 20 % missing at random (121,000 rows, about 14,000 patterns)
+2.4x (2.8x with the row fills' loops over the observed features with the
+components as lanes, the log-densities' over the triangle of U, Bt and tiles of
+128 rows); 5 % (70,000 rows) 0.82x (0.89x). A block read for the first time
+costs more than one just read: sweeping eight blocks in turn, the statistics of
+a block with NaN took 1.10x their time on one block over and over (the complete
+rows' sweep: 1.0x), as these kernels read the block's rows three times (finding
+NaN, copying them, sweeping the copy) where the complete sweep reads them once.
 ``diag`` and ``spherical`` need no patterns (`diag_statistics`).
 """
 
